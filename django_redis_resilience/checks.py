@@ -1,0 +1,32 @@
+"""System checks with stable IDs; each mirrors a problem found by :mod:`conf`.
+
+IDs (``django_redis_resilience.``):
+E001 unknown key in ``REDIS_RESILIENCE`` (or not a dict) ·
+E002 bad value in ``REDIS_RESILIENCE`` ·
+E003 invalid ``LOCATION`` ·
+E004 bad or unknown cache ``OPTIONS`` value ·
+E005 a pool argument that would break the no-double-apply guarantee ·
+W001 a django-redis option that has no effect here ·
+W002 a socket timeout of ``None`` (waits forever).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.core import checks
+
+from django_redis_resilience.conf import conf
+
+
+@checks.register(checks.Tags.caches)
+def check_settings(
+    app_configs: Sequence[Any] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Report every configuration problem; nothing here touches the network."""
+    messages: list[checks.CheckMessage] = []
+    for problem in conf.problems():
+        cls = checks.Error if problem.level == "error" else checks.Warning
+        messages.append(cls(problem.text, hint=problem.hint, id=problem.id))
+    return messages

@@ -1,0 +1,73 @@
+"""The Django side of the connection layer: settings in, managers out, signals wired.
+
+This module reads settings and passes plain values to the framework-free
+:mod:`django_redis_resilience.connection`; nothing there imports Django settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django_redis_resilience import signals
+from django_redis_resilience.conf import conf
+from django_redis_resilience.connection import (
+    BreakerState,
+    CircuitBreaker,
+    ConnectionManager,
+    add_manager_hook,
+    get_registry,
+    reset_registry,
+)
+
+
+def get_manager(alias: str = "default") -> ConnectionManager:
+    """The process-wide connection manager of the cache ``alias``.
+
+    Cheap after the first call (one dict lookup); rebuilt when settings change.
+    """
+    registry = get_registry()
+    manager = registry.cached(alias)
+    if manager is not None:
+        return manager
+    return registry.manager(
+        alias, topology=conf.topology(alias), options=conf.connection_options(alias)
+    )
+
+
+def _wire_signals(manager: ConnectionManager) -> None:
+    for endpoint in manager.endpoints:
+
+        def listener(
+            breaker: CircuitBreaker,
+            old: BreakerState,
+            new: BreakerState,
+            error: BaseException | None,
+            *,
+            _display: str = endpoint.display,
+        ) -> None:
+            common: dict[str, Any] = {"alias": manager.alias, "endpoint": _display}
+            signals.breaker_state_changed.send(
+                sender=ConnectionManager, old=old.value, new=new.value, **common
+            )
+            if old is BreakerState.CLOSED and new is BreakerState.OPEN:
+                signals.redis_degraded.send(sender=ConnectionManager, error=error, **common)
+            elif new is BreakerState.CLOSED:
+                signals.redis_recovered.send(
+                    sender=ConnectionManager,
+                    outage_seconds=breaker.last_outage_seconds or 0.0,
+                    invalidated_keys=breaker.last_recovered_count,
+                    **common,
+                )
+
+        endpoint.breaker.add_listener(listener)
+
+
+def install() -> None:
+    """Connect the registry to Django signals; called once from ``AppConfig.ready``."""
+    add_manager_hook(_wire_signals)
+
+
+def on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    """Rebuild clients when ``CACHES`` or ``REDIS_RESILIENCE`` change (``override_settings``)."""
+    if setting in {"CACHES", "REDIS_RESILIENCE"}:
+        reset_registry()

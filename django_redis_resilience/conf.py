@@ -1,0 +1,412 @@
+"""One settings object over ``REDIS_RESILIENCE`` and each resilient cache's ``OPTIONS``.
+
+Values are read from Django settings on every access (so ``override_settings``
+works) and validated without any network I/O. Every problem names the setting
+and shows its value with secrets masked.
+
+Precedence for connection settings: the URL's query string, then the cache's
+``OPTIONS``, then ``REDIS_RESILIENCE``, then the built-in defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from django.conf import settings
+
+from django_redis_resilience.connection import (
+    BreakerConfig,
+    ConnectionOptions,
+    RetryPolicy,
+    Topology,
+    mask_url,
+    parse_location,
+)
+from django_redis_resilience.exceptions import InvalidLocation, InvalidOption
+
+BACKEND = "django_redis_resilience.cache.ResilientRedisCache"
+
+#: Settings allowed both in ``REDIS_RESILIENCE`` (defaults) and per cache ``OPTIONS``.
+CONNECTION_SETTINGS = (
+    "SOCKET_CONNECT_TIMEOUT",
+    "SOCKET_TIMEOUT",
+    "HEALTH_CHECK_INTERVAL",
+    "MAX_CONNECTIONS",
+    "PROBE_TIMEOUT",
+    "BREAKER",
+    "RETRY",
+)
+#: django-redis options read by the cache backend (validated where they are used).
+CACHE_OPTIONS = (
+    "SERIALIZER",
+    "COMPRESSOR",
+    "IGNORE_EXCEPTIONS",
+    "FALLBACK",
+    "STAMPEDE",
+    "DEGRADED_COUNTERS",
+    "RECOVERY",
+    "CLEAR_FLUSHES_DB",
+    "SENTINELS",
+    "SENTINEL_KWARGS",
+)
+OPTION_NAMES = (
+    *CONNECTION_SETTINGS,
+    "PASSWORD",
+    "USERNAME",
+    "CONNECTION_POOL_KWARGS",
+    "READ_FROM_REPLICAS",
+    *CACHE_OPTIONS,
+)
+#: django-redis options that this backend does not need; accepted with a warning.
+IGNORED_OPTIONS = (
+    "CLIENT_CLASS",
+    "CLIENT_KWARGS",
+    "PARSER_CLASS",
+    "CONNECTION_POOL_CLASS",
+    "CONNECTION_POOL_CLASS_KWARGS",
+    "REDIS_CLIENT_CLASS",
+    "REDIS_CLIENT_KWARGS",
+    "CLOSE_CONNECTION",
+    "LOG_IGNORED_EXCEPTIONS",
+    "pool_class",
+    "parser_class",
+)
+#: Pool arguments that would undo the guarantees of the connection layer.
+FORBIDDEN_POOL_KWARGS = ("retry", "retry_on_timeout", "retry_on_error", "connection_class")
+
+BREAKER_KEYS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
+    "FAILURE_THRESHOLD": ("failure_threshold", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "FAILURE_WINDOW": ("failure_window", lambda v: _is_num(v) and v > 0, "a number of seconds > 0"),
+    "RECOVERY_TIMEOUT": (
+        "recovery_timeout",
+        lambda v: _is_num(v) and v > 0,
+        "a number of seconds > 0",
+    ),
+    "MAX_RECOVERY_TIMEOUT": (
+        "max_recovery_timeout",
+        lambda v: _is_num(v) and v > 0,
+        "a number of seconds > 0",
+    ),
+    "JITTER": ("jitter", lambda v: _is_num(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+}
+RETRY_KEYS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
+    "ATTEMPTS": ("attempts", lambda v: _is_int(v) and 1 <= v <= 10, "an integer from 1 to 10"),
+    "BACKOFF_BASE": ("backoff_base", lambda v: _is_num(v) and v >= 0, "a number of seconds >= 0"),
+    "BACKOFF_CAP": ("backoff_cap", lambda v: _is_num(v) and v >= 0, "a number of seconds >= 0"),
+    "ON_TIMEOUT": ("retry_on_timeout", lambda v: isinstance(v, bool), "True or False"),
+}
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_num(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about the configuration, in the shape of a Django system check."""
+
+    id: str
+    level: Literal["error", "warning"]
+    setting: str
+    value: object
+    message: str
+    hint: str | None = None
+
+    @property
+    def text(self) -> str:
+        return f"{self.setting} = {_shown(self.value)}: {self.message}"
+
+    def error(self) -> InvalidOption | InvalidLocation:
+        cls = InvalidLocation if self.id.endswith("E003") else InvalidOption
+        hint = f" Hint: {self.hint}" if self.hint else ""
+        return cls(f"{self.id}: {self.text}.{hint}")
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, str):
+        return repr(mask_url(value))
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return repr(type(value)(mask_url(v) for v in value))
+    return repr(value)
+
+
+PREFIX = "django_redis_resilience."
+
+
+class Settings:
+    """Typed access to every setting of the app; each property reads settings afresh."""
+
+    # --- global -------------------------------------------------------------
+
+    @property
+    def user(self) -> Mapping[str, Any]:
+        value = getattr(settings, "REDIS_RESILIENCE", {})
+        return value if isinstance(value, Mapping) else {}
+
+    @property
+    def SOCKET_CONNECT_TIMEOUT(self) -> float | None:
+        return self._global("SOCKET_CONNECT_TIMEOUT", ConnectionOptions.socket_connect_timeout)  # type: ignore[no-any-return]
+
+    @property
+    def SOCKET_TIMEOUT(self) -> float | None:
+        return self._global("SOCKET_TIMEOUT", ConnectionOptions.socket_timeout)  # type: ignore[no-any-return]
+
+    @property
+    def HEALTH_CHECK_INTERVAL(self) -> float:
+        return self._global("HEALTH_CHECK_INTERVAL", ConnectionOptions.health_check_interval)  # type: ignore[no-any-return]
+
+    @property
+    def MAX_CONNECTIONS(self) -> int | None:
+        return self._global("MAX_CONNECTIONS", ConnectionOptions.max_connections)  # type: ignore[no-any-return]
+
+    @property
+    def PROBE_TIMEOUT(self) -> float:
+        return self._global("PROBE_TIMEOUT", ConnectionOptions.probe_timeout)  # type: ignore[no-any-return]
+
+    @property
+    def BREAKER(self) -> Mapping[str, Any]:
+        return self._global("BREAKER", {})  # type: ignore[no-any-return]
+
+    @property
+    def RETRY(self) -> Mapping[str, Any]:
+        return self._global("RETRY", {})  # type: ignore[no-any-return]
+
+    def _global(self, name: str, default: Any) -> Any:
+        return self.user.get(name, default)  # validated by problems() at startup
+
+    # --- caches -------------------------------------------------------------
+
+    def cache_settings(self, alias: str) -> Mapping[str, Any]:
+        caches: Mapping[str, Any] = getattr(settings, "CACHES", {})
+        return caches[alias]  # type: ignore[no-any-return]
+
+    def resilient_aliases(self) -> list[str]:
+        """Aliases in ``CACHES`` served by this app's backend."""
+        caches: Mapping[str, Any] = getattr(settings, "CACHES", {})
+        return [
+            alias
+            for alias, cfg in caches.items()
+            if isinstance(cfg, Mapping) and cfg.get("BACKEND") == BACKEND
+        ]
+
+    def options(self, alias: str) -> Mapping[str, Any]:
+        options = self.cache_settings(alias).get("OPTIONS") or {}
+        return options if isinstance(options, Mapping) else {}
+
+    def topology(self, alias: str) -> Topology:
+        location = self.cache_settings(alias).get("LOCATION", "")
+        return parse_location(location, setting=f"CACHES[{alias!r}]['LOCATION']")
+
+    def connection_options(self, alias: str) -> ConnectionOptions:
+        """The validated connection options of ``alias``; raises on a bad value."""
+        errors = [p for p in self._alias_problems(alias) if p.level == "error"]
+        if errors:
+            raise errors[0].error()
+        opts = self.options(alias)
+
+        def pick(name: str) -> Any:
+            return opts[name] if name in opts else self.user.get(name, _DEFAULTS[name])
+
+        breaker = {**self.BREAKER, **(opts.get("BREAKER") or {})}
+        retry = {**self.RETRY, **(opts.get("RETRY") or {})}
+        pool_kwargs = {k: v for k, v in opts.items() if k.islower() and k not in IGNORED_OPTIONS}
+        pool_kwargs.update(opts.get("CONNECTION_POOL_KWARGS") or {})
+        return ConnectionOptions(
+            socket_connect_timeout=pick("SOCKET_CONNECT_TIMEOUT"),
+            socket_timeout=pick("SOCKET_TIMEOUT"),
+            health_check_interval=pick("HEALTH_CHECK_INTERVAL"),
+            max_connections=pick("MAX_CONNECTIONS"),
+            probe_timeout=pick("PROBE_TIMEOUT"),
+            read_from_replicas=opts.get("READ_FROM_REPLICAS", True),
+            username=opts.get("USERNAME"),
+            password=opts.get("PASSWORD"),
+            pool_kwargs=tuple(sorted(pool_kwargs.items())),
+            breaker=BreakerConfig(**{BREAKER_KEYS[k][0]: v for k, v in breaker.items()}),
+            retry=RetryPolicy(**{RETRY_KEYS[k][0]: v for k, v in retry.items()}),
+        )
+
+    # --- validation ---------------------------------------------------------
+
+    def problems(self) -> list[Problem]:
+        """Every configuration problem, errors and warnings; no network I/O."""
+        raw = getattr(settings, "REDIS_RESILIENCE", {})
+        if not isinstance(raw, Mapping):
+            return [Problem(PREFIX + "E001", "error", "REDIS_RESILIENCE", raw, "must be a dict")]
+        found: list[Problem] = []
+        for key in raw:
+            if key not in CONNECTION_SETTINGS:
+                found.append(
+                    Problem(
+                        PREFIX + "E001",
+                        "error",
+                        f"REDIS_RESILIENCE[{key!r}]",
+                        raw[key],
+                        "is not a known setting",
+                        hint="known settings: " + ", ".join(CONNECTION_SETTINGS),
+                    )
+                )
+        found += _connection_problems(raw, "REDIS_RESILIENCE", E="E002")
+        for alias in self.resilient_aliases():
+            found += self._alias_problems(alias)
+        return found
+
+    def _alias_problems(self, alias: str) -> list[Problem]:
+        base = f"CACHES[{alias!r}]"
+        cfg = self.cache_settings(alias)
+        found: list[Problem] = []
+        try:
+            topology = self.topology(alias)
+        except InvalidLocation as exc:
+            found.append(
+                Problem(
+                    PREFIX + "E003",
+                    "error",
+                    f"{base}['LOCATION']",
+                    cfg.get("LOCATION", ""),
+                    str(exc).split(": ", 1)[-1].rstrip("."),
+                )
+            )
+        else:
+            if topology.kind.value != "standalone":
+                found.append(
+                    Problem(
+                        PREFIX + "E003",
+                        "error",
+                        f"{base}['LOCATION']",
+                        cfg.get("LOCATION", ""),
+                        f"{topology.kind.value} locations are not supported by this version",
+                    )
+                )
+        options = cfg.get("OPTIONS") or {}
+        if not isinstance(options, Mapping):
+            return [
+                *found,
+                Problem(PREFIX + "E004", "error", f"{base}['OPTIONS']", options, "must be a dict"),
+            ]
+        for key, value in options.items():
+            setting = f"{base}['OPTIONS'][{key!r}]"
+            if key in IGNORED_OPTIONS:
+                found.append(
+                    Problem(
+                        PREFIX + "W001",
+                        "warning",
+                        setting,
+                        value,
+                        "has no effect with django_redis_resilience's backend",
+                        hint="remove it; the backend manages its own clients and pools",
+                    )
+                )
+            elif key not in OPTION_NAMES and not key.islower():
+                found.append(
+                    Problem(
+                        PREFIX + "E004",
+                        "error",
+                        setting,
+                        value,
+                        "is not a known option",
+                        hint="known options: " + ", ".join(OPTION_NAMES),
+                    )
+                )
+        found += _connection_problems(options, f"{base}['OPTIONS']", E="E004")
+        for key, expected in (("PASSWORD", "a string"), ("USERNAME", "a string")):
+            if key in options and options[key] is not None and not isinstance(options[key], str):
+                found.append(
+                    Problem(PREFIX + "E004", "error", f"{base}['OPTIONS'][{key!r}]",
+                            "***" if key == "PASSWORD" else options[key], f"must be {expected}")
+                )  # fmt: skip
+        if "READ_FROM_REPLICAS" in options and not isinstance(options["READ_FROM_REPLICAS"], bool):
+            found.append(
+                Problem(PREFIX + "E004", "error", f"{base}['OPTIONS']['READ_FROM_REPLICAS']",
+                        options["READ_FROM_REPLICAS"], "must be True or False")
+            )  # fmt: skip
+        pool_kwargs = options.get("CONNECTION_POOL_KWARGS") or {}
+        if not isinstance(pool_kwargs, Mapping):
+            found.append(
+                Problem(PREFIX + "E004", "error", f"{base}['OPTIONS']['CONNECTION_POOL_KWARGS']",
+                        pool_kwargs, "must be a dict")
+            )  # fmt: skip
+        else:
+            for key in FORBIDDEN_POOL_KWARGS:
+                if key in pool_kwargs or key in options:
+                    found.append(
+                        Problem(
+                            PREFIX + "E005",
+                            "error",
+                            f"{base}['OPTIONS']['CONNECTION_POOL_KWARGS'][{key!r}]",
+                            pool_kwargs.get(key, options.get(key)),
+                            "cannot be set: the backend decides retries itself so that a "
+                            "command is never applied twice",
+                            hint="use OPTIONS['RETRY'] = {'ATTEMPTS': ..., 'ON_TIMEOUT': ...}",
+                        )
+                    )
+        return found
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigurationError` naming every invalid setting."""
+        errors = [p for p in self.problems() if p.level == "error"]
+        if len(errors) == 1:
+            raise errors[0].error()
+        if errors:
+            lines = "\n".join(f"  - {p.id}: {p.text}" for p in errors)
+            raise InvalidOption(
+                f"{len(errors)} invalid settings for django_redis_resilience:\n{lines}"
+            )
+
+
+_DEFAULTS: dict[str, Any] = {
+    "SOCKET_CONNECT_TIMEOUT": ConnectionOptions.socket_connect_timeout,
+    "SOCKET_TIMEOUT": ConnectionOptions.socket_timeout,
+    "HEALTH_CHECK_INTERVAL": ConnectionOptions.health_check_interval,
+    "MAX_CONNECTIONS": ConnectionOptions.max_connections,
+    "PROBE_TIMEOUT": ConnectionOptions.probe_timeout,
+}
+
+
+def _connection_problems(source: Mapping[str, Any], where: str, *, E: str) -> list[Problem]:
+    found: list[Problem] = []
+
+    def bad(key: str, value: object, message: str, hint: str | None = None) -> None:
+        found.append(Problem(PREFIX + E, "error", f"{where}{key}", value, message, hint))
+
+    for key in ("SOCKET_CONNECT_TIMEOUT", "SOCKET_TIMEOUT"):
+        if key not in source:
+            continue
+        value = source[key]
+        if value is None:
+            found.append(
+                Problem(PREFIX + "W002", "warning", f"{where}[{key!r}]", value,
+                        "waits forever on a hung server",
+                        hint="use a sub-second timeout; the breaker handles slow servers")
+            )  # fmt: skip
+        elif not _is_num(value) or not 0 < value <= 60:
+            bad(f"[{key!r}]", value, "must be a number of seconds > 0 and <= 60")
+    for key, minimum in (("HEALTH_CHECK_INTERVAL", 0.0), ("PROBE_TIMEOUT", 0.001)):
+        if key in source and (not _is_num(source[key]) or source[key] < minimum):
+            bad(f"[{key!r}]", source[key], f"must be a number of seconds >= {minimum:g}")
+    if "MAX_CONNECTIONS" in source:
+        value = source["MAX_CONNECTIONS"]
+        if value is not None and (not _is_int(value) or value < 1):
+            bad("['MAX_CONNECTIONS']", value, "must be None or an integer >= 1")
+    for key, spec in (("BREAKER", BREAKER_KEYS), ("RETRY", RETRY_KEYS)):
+        if key not in source:
+            continue
+        value = source[key]
+        if not isinstance(value, Mapping):
+            bad(f"[{key!r}]", value, "must be a dict", hint="keys: " + ", ".join(spec))
+            continue
+        for sub, sub_value in value.items():
+            if sub not in spec:
+                bad(f"[{key!r}][{sub!r}]", sub_value, "is not a known key",
+                    hint="keys: " + ", ".join(spec))  # fmt: skip
+            elif not spec[sub][1](sub_value):
+                bad(f"[{key!r}][{sub!r}]", sub_value, f"must be {spec[sub][2]}")
+    return found
+
+
+conf = Settings()

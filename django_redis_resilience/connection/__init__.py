@@ -1,0 +1,49 @@
+"""Framework-free connection layer: locations, clients, retries and breakers.
+
+Nothing here reads Django settings; :mod:`django_redis_resilience.clients`
+does that and passes plain values in.
+"""
+
+from django_redis_resilience.connection._background import Scheduler
+from django_redis_resilience.connection._breaker import BreakerConfig, BreakerState, CircuitBreaker
+from django_redis_resilience.connection._endpoint import Endpoint
+from django_redis_resilience.connection._errors import ErrorKind, classify
+from django_redis_resilience.connection._location import (
+    NodeAddress,
+    Topology,
+    TopologyKind,
+    mask_url,
+    parse_location,
+)
+from django_redis_resilience.connection._manager import ConnectionManager
+from django_redis_resilience.connection._options import ConnectionOptions
+from django_redis_resilience.connection._registry import (
+    Registry,
+    add_manager_hook,
+    get_registry,
+    reset_registry,
+)
+from django_redis_resilience.connection._retry import RetryPolicy, is_idempotent
+
+__all__ = [
+    "BreakerConfig",
+    "BreakerState",
+    "CircuitBreaker",
+    "ConnectionManager",
+    "ConnectionOptions",
+    "Endpoint",
+    "ErrorKind",
+    "NodeAddress",
+    "Registry",
+    "RetryPolicy",
+    "Scheduler",
+    "Topology",
+    "TopologyKind",
+    "add_manager_hook",
+    "classify",
+    "get_registry",
+    "is_idempotent",
+    "mask_url",
+    "parse_location",
+    "reset_registry",
+]

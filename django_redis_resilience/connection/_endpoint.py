@@ -1,0 +1,215 @@
+"""One logical endpoint: its breaker, its sync pool and its asyncio pools per loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import weakref
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from django_redis_resilience.connection._background import Scheduler
+from django_redis_resilience.connection._breaker import CircuitBreaker
+from django_redis_resilience.connection._connections import connection_class
+from django_redis_resilience.connection._location import NodeAddress
+from django_redis_resilience.connection._options import ConnectionOptions
+
+logger = logging.getLogger("django_redis_resilience")
+
+
+def pool_kwargs(
+    address: NodeAddress, options: ConnectionOptions, *, asyncio: bool
+) -> dict[str, Any]:
+    """Keyword arguments for a redis-py pool; precedence: URL > OPTIONS > defaults."""
+    kwargs: dict[str, Any] = {
+        "socket_connect_timeout": options.socket_connect_timeout,
+        "socket_timeout": options.socket_timeout,
+        "health_check_interval": options.health_check_interval,
+        "socket_keepalive": options.socket_keepalive,
+    }
+    if options.username is not None:
+        kwargs["username"] = options.username
+    if options.password is not None:
+        kwargs["password"] = options.password
+    kwargs.update(options.pool_kwargs)
+    kwargs.update(address.connection_kwargs())
+    # redis-py's own retry cannot tell a request that never left from one whose
+    # reply was lost; ours can (see _retry.py), so redis-py's is switched off.
+    kwargs["retry"] = Retry(NoBackoff(), 0)
+    kwargs["connection_class"] = connection_class(
+        tls=address.tls, unix=address.is_unix, asyncio=asyncio
+    )
+    if options.max_connections is not None:
+        kwargs["max_connections"] = options.max_connections
+    return kwargs
+
+
+async def _close_with_loop(pool: redis.asyncio.ConnectionPool) -> AsyncGenerator[None, None]:
+    """Disconnect ``pool`` when its event loop shuts down.
+
+    ``asyncio.run`` (and asgiref's ``async_to_sync``, which gives every async
+    view under WSGI its own loop) finalizes pending async generators before
+    closing the loop; this one's ``finally`` runs inside the loop, the only
+    place where asyncio sockets can still be closed cleanly.
+    """
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await pool.disconnect()
+
+
+@dataclass
+class _LoopEntry:
+    loop: weakref.ref[asyncio.AbstractEventLoop]
+    client: redis.asyncio.Redis
+    pool: redis.asyncio.ConnectionPool
+    finalizer: AsyncGenerator[None, None]
+
+
+class Endpoint:
+    """A server the app talks to, seen through one circuit breaker."""
+
+    def __init__(
+        self,
+        *,
+        alias: str,
+        role: str,
+        address: NodeAddress,
+        options: ConnectionOptions,
+        scheduler: Scheduler,
+    ) -> None:
+        self.alias = alias
+        self.role = role
+        self.address = address
+        self.options = options
+        #: Safe to show: the password is masked.
+        self.display = address.display
+        self.breaker = CircuitBreaker(
+            name=f"{alias}/{role} {self.display}",
+            config=options.breaker,
+            probe=self.probe,
+            scheduler=scheduler,
+        )
+        self.breaker.add_before_close(self._drop_idle_for_recovery)
+        self._sync_kwargs = pool_kwargs(address, options, asyncio=False)
+        self._async_kwargs = pool_kwargs(address, options, asyncio=True)
+        self.pool = redis.ConnectionPool(**self._sync_kwargs)
+        #: Building a client opens nothing; connections are made on first use.
+        self.client = redis.Redis(connection_pool=self.pool)
+        self._lock = threading.Lock()
+        self._loops: dict[int, _LoopEntry] = {}
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.alias}/{self.role} {self.display} {self.breaker.state.value}>"
+
+    # --- asyncio ------------------------------------------------------------
+
+    def async_client(self) -> redis.asyncio.Redis:
+        """The asyncio client of the running event loop (one pool per loop)."""
+        loop = asyncio.get_running_loop()
+        entry = self._loops.get(id(loop))
+        if entry is not None and entry.loop() is loop:
+            return entry.client
+        return self._new_loop_entry(loop)
+
+    def _new_loop_entry(self, loop: asyncio.AbstractEventLoop) -> redis.asyncio.Redis:
+        with self._lock:
+            for key, old in list(self._loops.items()):
+                old_loop = old.loop()
+                if old_loop is None or old_loop.is_closed() or old_loop is loop:
+                    del self._loops[key]
+            pool = redis.asyncio.ConnectionPool(**self._async_kwargs)
+            client = redis.asyncio.Redis(connection_pool=pool)
+            finalizer = _close_with_loop(pool)
+            # Start the generator up to its ``yield`` now, inside this loop, so
+            # the loop registers it for finalization at shutdown.
+            step = finalizer.__anext__()
+            with contextlib.suppress(StopIteration):
+                step.send(None)
+            self._loops[id(loop)] = _LoopEntry(weakref.ref(loop), client, pool, finalizer)
+            return client
+
+    def loop_count(self) -> int:
+        """How many event loops currently hold a pool (closed ones are pruned lazily)."""
+        return sum(
+            1 for e in self._loops.values() if (lp := e.loop()) is not None and not lp.is_closed()
+        )
+
+    # --- health -------------------------------------------------------------
+
+    def probe(self) -> None:
+        """PING on a fresh connection with the probe timeout; raises on failure.
+
+        A fresh connection, not a pooled one: the point is to learn whether a
+        new client could talk to the server now.
+        """
+        kwargs = dict(self._sync_kwargs)
+        cls = kwargs.pop("connection_class")
+        kwargs.pop("max_connections", None)
+        kwargs["socket_timeout"] = self.options.probe_timeout
+        kwargs["socket_connect_timeout"] = self.options.probe_timeout
+        kwargs["health_check_interval"] = 0
+        connection = cls(**kwargs)
+        try:
+            connection.send_command("PING")
+            if connection.read_response() not in (b"PONG", "PONG", True):
+                raise redis.ConnectionError("unexpected reply to PING")
+        finally:
+            connection.disconnect()
+
+    def drop_idle_connections(self) -> None:
+        """Close idle pooled sockets: after a reset they are most likely dead too."""
+        self.pool.disconnect(inuse_connections=False)
+
+    async def adrop_idle_connections(self) -> None:
+        loop = asyncio.get_running_loop()
+        entry = self._loops.get(id(loop))
+        if entry is not None and entry.loop() is loop:
+            await entry.pool.disconnect(inuse_connections=False)
+
+    def _drop_idle_for_recovery(self) -> int:
+        self.drop_idle_connections()
+        return 0
+
+    # --- lifecycle ----------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every pool this endpoint owns (settings changed, registry reset)."""
+        self.pool.disconnect()
+        with self._lock:
+            entries = list(self._loops.values())
+            self._loops.clear()
+        for entry in entries:
+            loop = entry.loop()
+            if loop is None or loop.is_closed():
+                continue
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            try:
+                if loop is running:
+                    loop.create_task(entry.pool.disconnect())
+                elif loop.is_running():
+                    asyncio.run_coroutine_threadsafe(entry.pool.disconnect(), loop)
+                else:
+                    loop.run_until_complete(entry.pool.disconnect())
+            except RuntimeError:
+                logger.debug("Could not close an asyncio pool of %s", self.display, exc_info=True)
+
+    def forget(self) -> None:
+        """Drop every reference without touching sockets (in a child after ``fork``).
+
+        Shutting a socket down in the child would shut it for the parent too.
+        """
+        with self._lock:
+            self._loops.clear()

@@ -1,0 +1,176 @@
+"""The one place that decides what a redis-py error means.
+
+Everything else asks :func:`classify` instead of catching exception types:
+a connection-class error degrades (and counts towards the circuit breaker),
+anything else is the caller's problem and is raised unchanged.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import ssl
+from typing import Final
+
+import redis.exceptions as rex
+from redis.sentinel import MasterNotFoundError
+
+from django_redis_resilience import exceptions as drr
+
+_UNSENT_ATTR: Final = "_drr_unsent"
+
+
+class ErrorKind(enum.Enum):
+    """Why a command could not be served, with what that implies for retries."""
+
+    #: ``(counts towards the breaker, may be retried, reply proves nothing ran)``
+    REFUSED = ("refused", True, True, True)
+    TIMEOUT = ("timeout", True, True, False)
+    RESET = ("reset", True, True, False)
+    LOADING = ("loading", True, True, True)
+    READONLY = ("readonly", True, True, True)
+    CLUSTER_DOWN = ("cluster_down", True, True, True)
+    TRY_AGAIN = ("try_again", False, True, True)
+    MASTER_DOWN = ("master_down", True, True, True)
+    MASTER_NOT_FOUND = ("master_not_found", True, True, True)
+    UNREACHABLE = ("unreachable", True, True, True)
+    AUTH = ("auth", True, False, True)
+    TLS = ("tls", True, False, True)
+    POOL_EXHAUSTED = ("pool_exhausted", False, False, True)
+    BREAKER_OPEN = ("breaker_open", False, False, True)
+
+    def __init__(self, label: str, counts: bool, retryable: bool, rejected: bool) -> None:
+        self.label = label
+        #: Whether the failure says something about the node (breaker food).
+        self.counts = counts
+        #: Whether trying again can help (auth and TLS failures are deterministic).
+        self.retryable = retryable
+        #: Whether the server certainly did not run the command.
+        self.rejected = rejected
+
+
+_REPLY_PREFIXES: Final = (
+    ("LOADING", ErrorKind.LOADING),
+    ("READONLY", ErrorKind.READONLY),
+    ("CLUSTERDOWN", ErrorKind.CLUSTER_DOWN),
+    ("TRYAGAIN", ErrorKind.TRY_AGAIN),
+    ("MASTERDOWN", ErrorKind.MASTER_DOWN),
+    ("NOAUTH", ErrorKind.AUTH),
+    ("WRONGPASS", ErrorKind.AUTH),
+)
+
+_REFUSED_ERRNOS: Final = frozenset(
+    {errno.ECONNREFUSED, errno.ENOENT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
+)
+
+
+def mark_unsent(exc: BaseException) -> None:
+    """Record that ``exc`` happened before the request reached a live server."""
+    setattr(exc, _UNSENT_ATTR, True)
+
+
+def was_unsent(exc: BaseException) -> bool:
+    """Whether the command certainly never reached the server."""
+    return bool(getattr(exc, _UNSENT_ATTR, False))
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 8:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _from_chain(exc: BaseException) -> ErrorKind | None:
+    for item in _chain(exc):
+        if isinstance(item, ssl.SSLError | ssl.CertificateError):
+            return ErrorKind.TLS
+    for item in _chain(exc):
+        if isinstance(item, TimeoutError | rex.TimeoutError):
+            return ErrorKind.TIMEOUT
+        if isinstance(item, OSError) and item.errno is not None:
+            if item.errno in _REFUSED_ERRNOS:
+                return ErrorKind.REFUSED
+            if item.errno == errno.ETIMEDOUT:
+                return ErrorKind.TIMEOUT
+            return ErrorKind.RESET
+    return None
+
+
+def _from_message(message: str) -> ErrorKind:
+    text = message.lower()
+    if "ssl" in text or "certificate" in text or "tls" in text:
+        return ErrorKind.TLS
+    if "timeout" in text or "timed out" in text:
+        return ErrorKind.TIMEOUT
+    if "refused" in text or "no such file" in text or "name or service" in text:
+        return ErrorKind.REFUSED
+    return ErrorKind.RESET
+
+
+def classify(exc: BaseException) -> ErrorKind | None:
+    """Return the kind of a connection-class error, or ``None`` for an error to raise.
+
+    ``None`` means the server answered and the answer is the caller's business:
+    ``WRONGTYPE``, syntax errors, script errors, ``NOPERM`` (an ACL that forbids
+    the command is a configuration error that degrading would hide forever).
+    """
+    if isinstance(exc, drr.RedisUnavailable):
+        return exc.kind or ErrorKind.UNREACHABLE
+    if isinstance(exc, rex.AuthenticationError | rex.AuthenticationWrongNumberOfArgsError):
+        return ErrorKind.AUTH
+    if isinstance(exc, rex.MaxConnectionsError if hasattr(rex, "MaxConnectionsError") else ()):
+        return ErrorKind.POOL_EXHAUSTED
+    if isinstance(exc, rex.BusyLoadingError):
+        return ErrorKind.LOADING
+    if isinstance(exc, rex.ReadOnlyError):
+        return ErrorKind.READONLY
+    if isinstance(exc, rex.ClusterDownError):
+        return ErrorKind.CLUSTER_DOWN
+    if isinstance(exc, rex.TryAgainError):
+        return ErrorKind.TRY_AGAIN
+    if isinstance(exc, MasterNotFoundError):
+        return ErrorKind.MASTER_NOT_FOUND
+    if isinstance(exc, rex.ResponseError):
+        message = str(exc)
+        for prefix, kind in _REPLY_PREFIXES:
+            if message.startswith(prefix):
+                return kind
+        return None
+    if isinstance(exc, rex.TimeoutError):
+        return ErrorKind.TIMEOUT
+    if isinstance(exc, rex.ConnectionError):
+        return _from_chain(exc) or _from_message(str(exc))
+    if isinstance(exc, rex.RedisClusterException):
+        text = str(exc).lower()
+        if "cannot be connected" in text or "no alive" in text or "connection" in text:
+            return ErrorKind.UNREACHABLE
+        return None
+    if isinstance(exc, ssl.SSLError):
+        return ErrorKind.TLS
+    if isinstance(exc, OSError):
+        return _from_chain(exc) or ErrorKind.RESET
+    return None
+
+
+def translate(
+    exc: BaseException, kind: ErrorKind, *, endpoint: str, alias: str
+) -> drr.RedisUnavailable:
+    """Build the project's exception for a connection-class ``exc``.
+
+    The message names the endpoint by its masked display form only: redis-py's
+    own message is kept as the ``__cause__`` and never formatted with secrets.
+    """
+    cls: type[drr.RedisUnavailable] = drr.RedisUnavailable
+    if kind is ErrorKind.AUTH:
+        cls = drr.RedisAuthenticationError
+    elif kind is ErrorKind.TLS:
+        cls = drr.RedisTLSError
+    elif kind is ErrorKind.BREAKER_OPEN:
+        cls = drr.BreakerOpen
+    where = f" ({alias})" if alias else ""
+    detail = str(exc)[:200] or type(exc).__name__
+    message = f"Redis at {endpoint}{where} is unavailable ({kind.label}): {detail}"
+    return cls(message, kind=kind, endpoint=endpoint, alias=alias)

@@ -1,0 +1,305 @@
+"""Parse a cache ``LOCATION`` into a :class:`Topology`, with secrets masked.
+
+The parsed topology is the single description that every client, probe and
+report is built from, so a URL is understood in exactly one place.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django_redis_resilience.exceptions import InvalidLocation
+
+MASK = "***"
+
+_DEFAULT_PORT = 6379
+_DEFAULT_SENTINEL_PORT = 26379
+
+
+def _to_bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected a boolean, got {value!r}")
+
+
+#: Query parameters accepted in a URL and how their text is converted.
+_QUERY_PARAMS: dict[str, Callable[[str], Any]] = {
+    "db": int,
+    "socket_timeout": float,
+    "socket_connect_timeout": float,
+    "health_check_interval": float,
+    "client_name": str,
+    "protocol": int,
+    "ssl_cert_reqs": str,
+    "ssl_ca_certs": str,
+    "ssl_ca_path": str,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+    "ssl_check_hostname": _to_bool,
+    "ssl_min_version": str,
+}
+
+
+class TopologyKind(enum.Enum):
+    """How the nodes of a location relate to each other."""
+
+    STANDALONE = "standalone"  # one primary, optional read replicas
+    SENTINEL = "sentinel"
+    CLUSTER = "cluster"
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    """One server address; its password never appears in ``repr`` or ``display``."""
+
+    host: str = ""
+    port: int = _DEFAULT_PORT
+    path: str = ""
+    tls: bool = False
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def is_unix(self) -> bool:
+        return bool(self.path)
+
+    @property
+    def display(self) -> str:
+        """The address as a URL that is safe to log: the password is masked."""
+        scheme = "unix" if self.is_unix else ("rediss" if self.tls else "redis")
+        auth = ""
+        if self.username or self.password:
+            auth = (self.username or "") + (f":{MASK}" if self.password else "") + "@"
+        if self.is_unix:
+            return f"unix://{auth}{self.path}?db={self.db}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{auth}{host}:{self.port}/{self.db}"
+
+    def __str__(self) -> str:
+        return self.display
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for a redis-py connection to this node."""
+        kwargs: dict[str, Any] = {"db": self.db}
+        if self.is_unix:
+            kwargs["path"] = self.path
+        else:
+            kwargs["host"] = self.host
+            kwargs["port"] = self.port
+        if self.username is not None:
+            kwargs["username"] = self.username
+        if self.password is not None:
+            kwargs["password"] = self.password
+        kwargs.update(self.params)
+        return kwargs
+
+
+@dataclass(frozen=True)
+class Topology:
+    """What a ``LOCATION`` describes: the kind of deployment and its nodes."""
+
+    kind: TopologyKind
+    #: standalone: primary first, then read replicas; sentinel: the sentinels;
+    #: cluster: the seed nodes.
+    nodes: tuple[NodeAddress, ...]
+    service_name: str | None = None
+    db: int = 0
+
+    @property
+    def primary(self) -> NodeAddress:
+        return self.nodes[0]
+
+    @property
+    def replicas(self) -> tuple[NodeAddress, ...]:
+        return self.nodes[1:] if self.kind is TopologyKind.STANDALONE else ()
+
+    @property
+    def display(self) -> str:
+        return ", ".join(node.display for node in self.nodes)
+
+
+def mask_url(url: str) -> str:
+    """Mask the password of any Redis URL, even one that does not parse."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    masked = f"{user}:{MASK}" if colon else user
+    return f"{scheme}://{masked}@{hosts}{slash}{tail}"
+
+
+def _fail(setting: str, location: object, reason: str) -> InvalidLocation:
+    shown = mask_url(location) if isinstance(location, str) else repr(location)
+    return InvalidLocation(f"{setting} = {shown!r} is not a valid Redis location: {reason}.")
+
+
+def _split_auth(userinfo: str) -> tuple[str | None, str | None]:
+    if not userinfo:
+        return None, None
+    user, colon, password = userinfo.partition(":")
+    if not colon:
+        return unquote(user) or None, None  # as redis-py: ``user@host`` names a user
+    return (unquote(user) or None), (unquote(password) or None)
+
+
+def _parse_hostport(item: str, default_port: int) -> tuple[str, int]:
+    if item.startswith("["):
+        host, _, rest = item[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = item.rpartition(":") if ":" in item else (item, "", "")
+    if not host:
+        raise ValueError("a host is missing")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"port {port_text!r} is not a number between 1 and 65535")
+    return host, int(port_text)
+
+
+def _parse_params(query: str) -> tuple[int | None, tuple[tuple[str, Any], ...]]:
+    db: int | None = None
+    params: list[tuple[str, Any]] = []
+    for name, raw in parse_qsl(query, keep_blank_values=True):
+        convert = _QUERY_PARAMS.get(name)
+        if convert is None:
+            known = ", ".join(sorted(_QUERY_PARAMS))
+            raise ValueError(f"unknown query parameter {name!r} (known: {known})")
+        try:
+            value = convert(raw)
+        except ValueError:
+            raise ValueError(f"query parameter {name}={raw!r} has the wrong type") from None
+        if name == "db":
+            db = value
+        else:
+            params.append((name, value))
+    return db, tuple(params)
+
+
+def _parse_db(path: str) -> int | None:
+    text = path.strip("/")
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ValueError(f"database {text!r} is not a number")
+    return int(text)
+
+
+def _parse_single(url: str) -> NodeAddress:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    netloc = parts.netloc
+    userinfo, _, hostport = netloc.rpartition("@")
+    username, password = _split_auth(userinfo)
+    query_db, params = _parse_params(parts.query)
+    if scheme == "unix":
+        if not parts.path:
+            raise ValueError("a unix:// URL needs a socket path")
+        db = query_db if query_db is not None else 0
+        return NodeAddress(
+            path=unquote(parts.path), db=db, username=username, password=password, params=params
+        )
+    if scheme not in {"redis", "rediss"}:
+        raise ValueError(
+            f"scheme {scheme or '(none)'!r} is not one of redis://, rediss://, unix://, "
+            "redis+sentinel://, redis+cluster://"
+        )
+    host, port = _parse_hostport(hostport, _DEFAULT_PORT)
+    path_db = _parse_db(parts.path)
+    db = path_db if path_db is not None else (query_db if query_db is not None else 0)
+    return NodeAddress(
+        host=unquote(host),
+        port=port,
+        tls=scheme == "rediss",
+        db=db,
+        username=username,
+        password=password,
+        params=params,
+    )
+
+
+def _parse_multi(url: str, kind: TopologyKind) -> Topology:
+    scheme, _, rest = url.partition("://")
+    tls = scheme.lower().startswith("rediss")
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    username, password = _split_auth(userinfo)
+    query_db, params = _parse_params(query)
+    default_port = _DEFAULT_SENTINEL_PORT if kind is TopologyKind.SENTINEL else _DEFAULT_PORT
+    if not hosts:
+        raise ValueError("at least one host:port is needed")
+    addresses = [_parse_hostport(item.strip(), default_port) for item in hosts.split(",")]
+    segments = [s for s in path.split("/") if s]
+    service: str | None = None
+    db_text: str | None = None
+    if kind is TopologyKind.SENTINEL:
+        if not segments:
+            raise ValueError("the Sentinel service name is missing (…/<service_name>[/db])")
+        service, db_text = unquote(segments[0]), (segments[1] if len(segments) > 1 else None)
+        if len(segments) > 2:
+            raise ValueError("expected …/<service_name>[/db]")
+    elif segments:
+        raise ValueError("a cluster URL has no database path (Redis Cluster only has db 0)")
+    db = _parse_db(db_text or "")
+    if db is None:
+        db = query_db if query_db is not None else 0
+    nodes = tuple(
+        NodeAddress(
+            host=host,
+            port=port,
+            tls=tls,
+            db=db,
+            username=username,
+            password=password,
+            params=params,
+        )
+        for host, port in addresses
+    )
+    return Topology(kind=kind, nodes=nodes, service_name=service, db=db)
+
+
+def parse_location(location: str | Sequence[str], *, setting: str = "LOCATION") -> Topology:
+    """Parse ``location`` (one URL, a list of URLs, or a comma-separated string).
+
+    Errors name ``setting`` and show the value with its password masked.
+    """
+    if isinstance(location, str):
+        text = location.strip()
+        lowered = text.lower()
+        try:
+            if lowered.startswith(("redis+sentinel://", "rediss+sentinel://")):
+                return _parse_multi(text, TopologyKind.SENTINEL)
+            if lowered.startswith(("redis+cluster://", "rediss+cluster://")):
+                return _parse_multi(text, TopologyKind.CLUSTER)
+        except ValueError as exc:
+            raise _fail(setting, location, str(exc)) from None
+        urls = [part.strip() for part in text.split(",") if part.strip()]
+    elif isinstance(location, Sequence) and all(isinstance(u, str) for u in location):
+        urls = [u.strip() for u in location]
+    else:
+        raise _fail(setting, location, "expected a URL string or a list of URL strings")
+    if not urls:
+        raise _fail(setting, location, "it is empty")
+    nodes: list[NodeAddress] = []
+    for url in urls:
+        try:
+            if "+sentinel://" in url.lower() or "+cluster://" in url.lower():
+                raise ValueError("Sentinel and cluster URLs cannot be mixed into a list")
+            nodes.append(_parse_single(url))
+        except ValueError as exc:
+            raise _fail(setting, url, str(exc)) from None
+    return Topology(kind=TopologyKind.STANDALONE, nodes=tuple(nodes), db=nodes[0].db)

@@ -1,0 +1,97 @@
+"""Every error this app raises, under one root.
+
+``RedisUnavailable`` also subclasses redis-py's ``ConnectionError`` so that code
+written against django-redis, which catches redis-py's errors, keeps working.
+Errors that the user must see (``WRONGTYPE``, bad arguments, script errors) are
+not wrapped: they are raised as redis-py raised them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import redis.exceptions
+from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from django_redis_resilience.connection._errors import ErrorKind
+
+__all__ = [
+    "BreakerOpen",
+    "ConfigurationError",
+    "InvalidLocation",
+    "InvalidOption",
+    "LockError",
+    "LockLost",
+    "LockNotAcquired",
+    "RedisAuthenticationError",
+    "RedisResilienceError",
+    "RedisTLSError",
+    "RedisUnavailable",
+]
+
+
+class RedisResilienceError(Exception):
+    """Root of every error raised by django-redis-resilience."""
+
+
+# --- configuration ---------------------------------------------------------
+
+
+class ConfigurationError(RedisResilienceError, ImproperlyConfigured):
+    """A setting or argument is invalid; raised at startup, before any network I/O."""
+
+
+class InvalidLocation(ConfigurationError):
+    """A cache ``LOCATION`` cannot be understood."""
+
+
+class InvalidOption(ConfigurationError):
+    """A setting in ``REDIS_RESILIENCE`` or a cache's ``OPTIONS`` has a bad value."""
+
+
+# --- availability ----------------------------------------------------------
+
+
+class RedisUnavailable(RedisResilienceError, redis.exceptions.ConnectionError):
+    """Redis could not serve the command; the caller may degrade."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ErrorKind | None = None,
+        endpoint: str = "",
+        alias: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.endpoint = endpoint
+        self.alias = alias
+
+
+class BreakerOpen(RedisUnavailable):
+    """The endpoint's circuit breaker is open, so nothing was sent."""
+
+
+class RedisAuthenticationError(RedisUnavailable):
+    """The server refused the credentials (wrong password or user)."""
+
+
+class RedisTLSError(RedisUnavailable):
+    """The TLS handshake failed (certificate, hostname or protocol)."""
+
+
+# --- locks -----------------------------------------------------------------
+
+
+class LockError(RedisResilienceError):
+    """Base class for lock errors."""
+
+
+class LockNotAcquired(LockError):
+    """The lock was busy for longer than the caller agreed to wait."""
+
+
+class LockLost(LockError):
+    """The lease expired or could not be renewed while the lock was held."""
