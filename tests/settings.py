@@ -4,7 +4,7 @@ Tests that need Redis start their own servers through the harness and use
 ``override_settings``; nothing ever touches port 6379.
 """
 
-SECRET_KEY = "tests-only-not-secret"  # noqa: S105
+SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True
 INSTALLED_APPS = [

@@ -8,6 +8,7 @@ off and the exception is marked here instead.
 
 from __future__ import annotations
 
+import select
 from typing import Any
 
 import redis.asyncio.connection as aconn
@@ -32,7 +33,32 @@ class _SyncMixin:
             raise
 
 
+def _readable_now(connection: object) -> bool:
+    """Whether an idle asyncio connection's socket already has data or EOF waiting.
+
+    asyncio only notices a server-side close when the loop next polls the
+    socket, which may be after the pool hands the connection out again; a
+    zero-timeout ``select`` sees it at once. On an idle connection anything
+    readable (EOF, a TLS alert, stray bytes) means it is not fit for a command.
+    """
+    writer = getattr(connection, "_writer", None)
+    transport = getattr(writer, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 class _AsyncMixin:
+    async def can_read(self, *args: Any, **kwargs: Any) -> bool:
+        if _readable_now(self):
+            return True  # the pool then reconnects before sending anything
+        return await super().can_read(*args, **kwargs)  # type: ignore[misc, no-any-return]
+
     async def connect(self, *args: Any, **kwargs: Any) -> None:
         try:
             await super().connect(*args, **kwargs)  # type: ignore[misc]

@@ -34,6 +34,10 @@ def pool_kwargs(
         "socket_timeout": options.socket_timeout,
         "health_check_interval": options.health_check_interval,
         "socket_keepalive": options.socket_keepalive,
+        # RESP2, as django-redis speaks: redis-py 8 defaults to RESP3, which turns
+        # on maintenance notifications and with them switches off the pool's
+        # check for dead pooled connections (the mass-disconnect incident).
+        "protocol": 2,
     }
     if options.username is not None:
         kwargs["username"] = options.username

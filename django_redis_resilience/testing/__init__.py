@@ -1,0 +1,57 @@
+"""Real Redis servers for tests, and the opt-in pytest plugin that provides them.
+
+Importable without Django (and without pytest: the fixtures are only defined
+when pytest is installed). Enable the fixtures in a test suite with::
+
+    pytest_plugins = ["django_redis_resilience.testing"]
+
+Fixtures, all prefixed ``drr_``: ``drr_redis_server`` and ``drr_replica_group``
+(shared for the session, do not break them) and ``drr_redis_factory`` and
+``drr_replica_group_factory`` (fresh servers per test, for chaos tests).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from django_redis_resilience.testing._binary import find_redis_server, redis_version, supports_tls
+from django_redis_resilience.testing._errors import HarnessError
+from django_redis_resilience.testing._ports import free_port
+from django_redis_resilience.testing._servers import (
+    RedisServer,
+    RedisServerFactory,
+    ReplicaGroup,
+    ReplicaGroupFactory,
+    stop_all,
+)
+
+__all__ = [
+    "HarnessError",
+    "RedisServer",
+    "RedisServerFactory",
+    "ReplicaGroup",
+    "ReplicaGroupFactory",
+    "find_redis_server",
+    "free_port",
+    "redis_version",
+    "stop_all",
+    "supports_tls",
+]
+
+# pytest finds plugin fixtures and hooks among this module's attributes.
+if importlib.util.find_spec("pytest") is not None:
+    from django_redis_resilience.testing._plugin import (
+        drr_redis_factory as drr_redis_factory,
+    )
+    from django_redis_resilience.testing._plugin import (
+        drr_redis_server as drr_redis_server,
+    )
+    from django_redis_resilience.testing._plugin import (
+        drr_replica_group as drr_replica_group,
+    )
+    from django_redis_resilience.testing._plugin import (
+        drr_replica_group_factory as drr_replica_group_factory,
+    )
+    from django_redis_resilience.testing._plugin import (
+        pytest_sessionfinish as pytest_sessionfinish,
+    )

@@ -1,0 +1,666 @@
+"""Real ``redis-server`` processes for tests, and the controls that break them.
+
+Resilience code is only as good as the failures it was tested against, and a
+mock cannot reproduce a half-open socket, a server frozen mid-reply or a
+restart on the same port. So every server here is a real process on
+127.0.0.1, in its own temporary directory, that the test owns and may kill.
+
+POSIX only: the chaos controls are signals (``SIGKILL``, ``SIGSTOP``, ``SIGCONT``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from django_redis_resilience.testing._binary import find_redis_server
+from django_redis_resilience.testing._errors import HarnessError
+from django_redis_resilience.testing._ports import free_port
+
+__all__ = [
+    "HOST",
+    "RedisServer",
+    "RedisServerFactory",
+    "ReplicaGroup",
+    "ReplicaGroupFactory",
+    "stop_all",
+]
+
+HOST = "127.0.0.1"
+_POLL_INTERVAL = 0.02
+_PROBE_TIMEOUT = 0.2
+_CLIENT_TIMEOUT = 1.0
+_ADMIN_TIMEOUT = 5.0
+_STOP_GRACE = 3.0
+_PORT_ATTEMPTS = 5
+_LOG_TAIL_LINES = 20
+_ADDRESS_IN_USE = "Address already in use"
+_DATA_FILES = ("dump.rdb",)
+_PR_SET_PDEATHSIG = 1
+
+
+# --- process safety ---------------------------------------------------------------
+
+_registry_lock = threading.Lock()
+_registry: dict[int, RedisServer] = {}
+
+
+def _register(server: RedisServer) -> None:
+    with _registry_lock:
+        _registry[id(server)] = server
+
+
+def _unregister(server: RedisServer) -> None:
+    with _registry_lock:
+        _registry.pop(id(server), None)
+
+
+def _claimed_ports(*, besides: RedisServer) -> set[int]:
+    """Ports owned by other live harness servers, even while they are killed."""
+    with _registry_lock:
+        return {s._port for s in _registry.values() if s is not besides and s._port is not None}
+
+
+def stop_all() -> None:
+    """Stop every server the harness started and has not stopped yet.
+
+    Runs at interpreter exit and at the end of a pytest session, so a failing
+    test, or one that forgot ``stop()``, never leaves a server behind.
+    """
+    with _registry_lock:
+        servers = list(_registry.values())
+    failures: list[BaseException] = []
+    for server in servers:
+        try:
+            server.stop()
+        except Exception as exc:  # keep going: the others must still be stopped
+            failures.append(exc)
+    if failures:
+        raise HarnessError(f"could not stop {len(failures)} server(s): {failures!r}")
+
+
+atexit.register(stop_all)
+
+
+@functools.lru_cache(maxsize=1)
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, resolved once in the parent so the forked child only calls it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    func: Callable[..., int] = prctl
+    return func
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the server get SIGKILL when the test process dies.
+
+    ``atexit`` does not run when the test process is itself SIGKILLed (CI
+    timeouts, OOM), so the kernel is asked to clean up instead. Caveat:
+    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits,
+    not the process. The harness forks from the caller's thread, which in
+    tests is the main thread; starting servers from a short-lived worker
+    thread would kill them as soon as that thread ends.
+    """
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+    sigkill = int(signal.SIGKILL)
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _no_retry() -> Retry:
+    return Retry(NoBackoff(), 0)
+
+
+def _process_state(pid: int) -> str | None:
+    """The one-letter state from ``/proc/<pid>/stat`` (``T`` = stopped), if readable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[0]
+
+
+def _wait_for_state(pid: int, *, stopped: bool, timeout: float = 2.0) -> None:
+    """Signals are asynchronous; wait until the kernel has applied SIGSTOP/SIGCONT."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = _process_state(pid)
+        if state is None or (state == "T") == stopped:
+            return
+        time.sleep(0.005)
+    raise HarnessError(f"process {pid} did not become {'stopped' if stopped else 'running'}")
+
+
+# --- one server ----------------------------------------------------------------------
+
+
+class RedisServer:
+    """One real ``redis-server`` on 127.0.0.1, owned by the test that started it.
+
+    ``extra_args`` are appended after the harness's own options, so they win
+    when they set the same directive. Pass the password as ``password=`` rather
+    than ``--requirepass`` so that :meth:`client` and the chaos controls can log in.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        password: str | None = None,
+        extra_args: Sequence[str] = (),
+        binary: str | None = None,
+        start_timeout: float = 10.0,
+        unix_socket: bool = False,
+    ) -> None:
+        if isinstance(extra_args, str):
+            raise TypeError("extra_args must be a sequence of arguments, not one string")
+        self._fixed_port = port is not None
+        self._port = port
+        self._password = password
+        self._extra_args = tuple(extra_args)
+        self._binary = binary
+        self._start_timeout = start_timeout
+        self._want_unix_socket = unix_socket
+        self._dir: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._hung = False
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running() else "stopped"
+        return f"<RedisServer {HOST}:{self._port} {state}>"
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- addresses -----------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise HarnessError("the server has no port until start() is called")
+        return self._port
+
+    @property
+    def password(self) -> str | None:
+        return self._password
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while the process exists (also while hung), else ``None``."""
+        return self._process.pid if self.is_running() and self._process else None
+
+    @property
+    def url(self) -> str:
+        auth = f":{quote(self._password, safe='')}@" if self._password else ""
+        return f"redis://{auth}{HOST}:{self.port}/0"
+
+    @property
+    def unix_socket(self) -> str | None:
+        if not self._want_unix_socket or self._dir is None:
+            return None
+        return str(self._dir / "redis.sock")
+
+    @property
+    def directory(self) -> Path:
+        if self._dir is None:
+            raise HarnessError("the server has no directory until start() is called")
+        return self._dir
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "redis.log"
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    # --- clients -------------------------------------------------------------------
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        """A client for test assertions; the caller closes it (``with server.client() as c``).
+
+        Retries are off and timeouts short: an assertion client must show the
+        server's state as it is, not paper over it.
+        """
+        options: dict[str, Any] = {
+            "host": HOST,
+            "port": self.port,
+            "password": self._password,
+            "socket_timeout": _CLIENT_TIMEOUT,
+            "socket_connect_timeout": _CLIENT_TIMEOUT,
+            "retry": _no_retry(),
+            "decode_responses": False,
+        }
+        options.update(kwargs)
+        return redis.Redis(**options)
+
+    def _admin_client(self) -> redis.Redis:
+        """A fresh connection for the harness itself, never one a test may have broken."""
+        return self.client(socket_timeout=_ADMIN_TIMEOUT, socket_connect_timeout=_ADMIN_TIMEOUT)
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> RedisServer:
+        """Start the process and return once it answers; a no-op if it is running."""
+        if self.is_running():
+            return self
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="drr-redis-"))
+        if self._binary is None:
+            self._binary = find_redis_server()
+        _register(self)
+        try:
+            self._launch(same_port=False)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Shut the server down for good (SIGTERM, then SIGKILL) and delete its directory."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            if self._hung:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGCONT)
+            process.terminate()
+            try:
+                process.wait(timeout=_STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._hung = False
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+        if not self._fixed_port:
+            self._port = None
+        _unregister(self)
+
+    # --- chaos ---------------------------------------------------------------------
+
+    def kill(self) -> None:
+        """Simulates a crash or OOM kill: sockets reset, the port refuses connections."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        self._hung = False
+
+    def hang(self) -> None:
+        """Simulates a frozen server: TCP connects complete from the backlog, no reply comes."""
+        process = self._require_running()
+        os.kill(process.pid, signal.SIGSTOP)
+        self._hung = True
+        _wait_for_state(process.pid, stopped=True)
+
+    def resume(self) -> None:
+        """Ends :meth:`hang`; commands queued meanwhile are then executed and answered."""
+        process = self._require_running()
+        os.kill(process.pid, signal.SIGCONT)
+        self._hung = False
+        _wait_for_state(process.pid, stopped=False)
+
+    def restart(self, *, keep_data: bool = False) -> None:
+        """Simulates a crash-and-restart on the same address: clients must reconnect.
+
+        With ``keep_data`` a responsive server first ``SAVE``s, so the new
+        process loads the same keys; otherwise the new process starts empty.
+        """
+        if self._dir is None:
+            raise HarnessError("restart() needs a started server; call start() first")
+        if self._hung:
+            self.resume()
+        if keep_data and self.is_running():
+            with contextlib.suppress(redis.RedisError), self._admin_client() as admin:
+                admin.save()
+        self.kill()
+        if not keep_data:
+            for name in _DATA_FILES:
+                (self._dir / name).unlink(missing_ok=True)
+        self._launch(same_port=True)
+
+    def kill_clients(self, *, skip_self: bool = True) -> int:
+        """Simulates a server-side disconnect (idle timeout, proxy reset, operator's CLIENT KILL).
+
+        Closes every normal and pub/sub connection; replication links survive.
+        ``skip_self`` spares the harness's own admin connection. Returns how many
+        connections were closed.
+        """
+        self._require_running()
+        with self._admin_client() as admin:
+            killed = admin.client_kill_filter(_type="pubsub", skipme=skip_self)
+            killed += admin.client_kill_filter(_type="normal", skipme=skip_self)
+        return int(killed)
+
+    # --- internals -----------------------------------------------------------------
+
+    def _require_running(self) -> subprocess.Popen[bytes]:
+        process = self._process
+        if process is None or process.poll() is not None:
+            raise HarnessError(f"{self!r} is not running")
+        return process
+
+    def _launch(self, *, same_port: bool) -> None:
+        """Spawn the process and wait for it, retrying when the port was taken meanwhile.
+
+        A port picked by the harness may be grabbed by another process before
+        Redis binds it; then a new port is picked. On restart the port must not
+        change, so the same port is retried until the start timeout passes.
+        """
+        deadline = time.monotonic() + self._start_timeout
+        attempts = 0
+        while True:
+            attempts += 1
+            if self._port is None:
+                self._port = free_port(avoid=_claimed_ports(besides=self))
+            log_offsets = self._log_offsets()
+            process = self._spawn()
+            if self._wait_until_ready(process, deadline=deadline):
+                return
+            log = self._log_since(log_offsets)
+            if _ADDRESS_IN_USE in log:
+                if same_port and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                if not same_port and not self._fixed_port and attempts < _PORT_ATTEMPTS:
+                    self._port = None
+                    continue
+            raise HarnessError(
+                f"redis-server on port {self._port} exited with status {process.returncode} "
+                f"during startup; log tail:\n{self._log_tail(log)}"
+            )
+
+    def _command(self) -> list[str]:
+        assert self._binary is not None
+        assert self._dir is not None
+        args = [
+            self._binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            HOST,
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self._dir),
+            "--logfile",
+            str(self._dir / "redis.log"),
+        ]
+        if self._want_unix_socket:
+            args += ["--unixsocket", str(self._dir / "redis.sock"), "--unixsocketperm", "700"]
+        if self._password:
+            args += ["--requirepass", self._password]
+        return [*args, *self._extra_args]
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        assert self._dir is not None
+        # Config errors are printed to stderr before the log file is opened.
+        with open(self._dir / "stdio.log", "ab") as stdio:
+            self._process = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.DEVNULL,
+                stdout=stdio,
+                stderr=subprocess.STDOUT,
+                cwd=self._dir,
+                preexec_fn=_die_with_parent(),  # not setsid: stay in our process group
+            )
+        self._hung = False
+        return self._process
+
+    def _wait_until_ready(self, process: subprocess.Popen[bytes], *, deadline: float) -> bool:
+        """True once *this* process answers; False if it exited (e.g. port in use)."""
+        while True:
+            if process.poll() is not None:
+                return False
+            if self._answers(process.pid):
+                return True
+            if time.monotonic() >= deadline:
+                process.kill()
+                process.wait()
+                raise HarnessError(
+                    f"redis-server on port {self._port} did not answer PING within "
+                    f"{self._start_timeout}s; log tail:\n{self._log_tail(self._log_since())}"
+                )
+            time.sleep(_POLL_INTERVAL)
+
+    def _answers(self, pid: int) -> bool:
+        """Whether our process answers on the port (checking its pid, not just any Redis)."""
+        client = self.client(socket_timeout=_PROBE_TIMEOUT, socket_connect_timeout=_PROBE_TIMEOUT)
+        try:
+            with client:
+                info = client.info("server")
+        except redis.AuthenticationError:
+            return True  # a Redis that checks passwords is up; it was started with other auth
+        except (redis.ConnectionError, redis.TimeoutError):
+            return False  # not listening yet, or still loading the dataset
+        return int(info.get("process_id", -1)) == pid
+
+    def _log_files(self) -> list[Path]:
+        assert self._dir is not None
+        return [self._dir / "stdio.log", self._dir / "redis.log"]
+
+    def _log_offsets(self) -> dict[Path, int]:
+        return {path: path.stat().st_size if path.exists() else 0 for path in self._log_files()}
+
+    def _log_since(self, offsets: dict[Path, int] | None = None) -> str:
+        """What the logs gained since ``offsets`` (the whole logs without it)."""
+        chunks = []
+        for path in self._log_files():
+            if path.exists():
+                data = path.read_bytes()[(offsets or {}).get(path, 0) :]
+                chunks.append(data.decode(errors="replace"))
+        return "".join(chunks)
+
+    def _log_tail(self, text: str) -> str:
+        lines = [line for line in text.splitlines() if line.strip()]
+        return "\n".join(lines[-_LOG_TAIL_LINES:]) or "(empty log)"
+
+
+# --- replication ------------------------------------------------------------------------
+
+
+class ReplicaGroup:
+    """A primary and ``replicas`` replicas, for testing read routing and failover.
+
+    ``extra_args`` apply to every member. The primary syncs replicas through a
+    disk snapshot: Redis 7's default diskless sync waits five seconds for more
+    replicas, then holds back the command stream until the replica's first
+    once-a-second ACK, which would make every group's first ``WAIT`` stall.
+    """
+
+    def __init__(
+        self,
+        *,
+        replicas: int = 1,
+        password: str | None = None,
+        extra_args: Sequence[str] = (),
+        binary: str | None = None,
+        start_timeout: float = 10.0,
+        unix_socket: bool = False,
+    ) -> None:
+        if replicas < 1:
+            raise ValueError("a ReplicaGroup needs at least one replica")
+        if isinstance(extra_args, str):
+            raise TypeError("extra_args must be a sequence of arguments, not one string")
+        self._replica_count = replicas
+        self._password = password
+        self._extra_args = tuple(extra_args)
+        self._binary = binary
+        self._start_timeout = start_timeout
+        self._unix_socket = unix_socket
+        self._primary: RedisServer | None = None
+        self._replicas: list[RedisServer] = []
+
+    def __repr__(self) -> str:
+        ports = [s._port for s in self._members()]
+        return f"<ReplicaGroup ports={ports}>"
+
+    def __enter__(self) -> ReplicaGroup:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def primary(self) -> RedisServer:
+        if self._primary is None:
+            raise HarnessError("the group has no primary until start() is called")
+        return self._primary
+
+    @property
+    def replicas(self) -> list[RedisServer]:
+        return list(self._replicas)
+
+    @property
+    def location(self) -> list[str]:
+        return [server.url for server in self._members()]
+
+    def start(self) -> ReplicaGroup:
+        """Start every member and return once each replica has finished its first sync."""
+        if self._primary is not None:
+            return self
+        binary = self._binary or find_redis_server()
+        common: dict[str, Any] = {
+            "password": self._password,
+            "binary": binary,
+            "start_timeout": self._start_timeout,
+            "unix_socket": self._unix_socket,
+        }
+        try:
+            self._primary = RedisServer(
+                extra_args=["--repl-diskless-sync", "no", *self._extra_args], **common
+            ).start()
+            follow = ["--replicaof", HOST, str(self._primary.port)]
+            if self._password:
+                follow += ["--masterauth", self._password]
+            for _ in range(self._replica_count):
+                replica = RedisServer(extra_args=[*self._extra_args, *follow], **common)
+                self._replicas.append(replica)
+                replica.start()
+            self._wait_for_links()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for server in reversed(self._members()):
+            server.stop()
+        self._primary = None
+        self._replicas = []
+
+    def wait_for_replicas(self, *, timeout: float = 5.0) -> None:
+        """Block until every replica has acknowledged all writes made so far (``WAIT``)."""
+        with self.primary._admin_client() as admin:
+            acked = admin.wait(len(self._replicas), int(timeout * 1000))
+        if acked < len(self._replicas):
+            raise HarnessError(
+                f"only {acked}/{len(self._replicas)} replicas caught up in {timeout}s"
+            )
+
+    def _members(self) -> list[RedisServer]:
+        return ([self._primary] if self._primary else []) + self._replicas
+
+    def _wait_for_links(self) -> None:
+        """Wait until both ends agree the first sync is over, so writes flow at once."""
+        deadline = time.monotonic() + self._start_timeout
+        while True:
+            pending = [replica for replica in self._replicas if not _link_is_up(replica)]
+            if not pending and _all_online(self.primary, self._replicas):
+                return
+            if time.monotonic() >= deadline:
+                first = (pending or self._replicas)[0]
+                raise HarnessError(
+                    f"replicas {[r.port for r in pending or self._replicas]} did not finish "
+                    f"their first sync (master_link_status:up, state=online) within "
+                    f"{self._start_timeout}s; log tail of port {first.port}:\n"
+                    f"{first._log_tail(first._log_since())}"
+                )
+            time.sleep(_POLL_INTERVAL)
+
+
+def _link_is_up(replica: RedisServer) -> bool:
+    try:
+        with replica._admin_client() as admin:
+            info = admin.info("replication")
+    except redis.RedisError:
+        return False
+    return bool(info.get("master_link_status") == "up")
+
+
+def _all_online(primary: RedisServer, replicas: Sequence[RedisServer]) -> bool:
+    try:
+        with primary._admin_client() as admin:
+            info = admin.info("replication")
+    except redis.RedisError:
+        return False
+    online = {
+        int(entry["port"])
+        for name, entry in info.items()
+        if name.startswith("slave") and isinstance(entry, dict) and entry.get("state") == "online"
+    }
+    return all(replica.port in online for replica in replicas)
+
+
+RedisServerFactory = Callable[..., RedisServer]
+"""What the ``drr_redis_factory`` fixture yields: takes :class:`RedisServer`'s keyword arguments."""
+
+ReplicaGroupFactory = Callable[..., ReplicaGroup]
+"""What ``drr_replica_group_factory`` yields: takes :class:`ReplicaGroup`'s keyword arguments."""

@@ -1,0 +1,91 @@
+"""The one error classifier: degrade on connection-class errors, raise the rest."""
+
+from __future__ import annotations
+
+import errno
+import ssl
+
+import pytest
+import redis.exceptions as rex
+from redis.sentinel import MasterNotFoundError
+
+from django_redis_resilience.connection import ErrorKind, classify
+from django_redis_resilience.connection._errors import translate
+from django_redis_resilience.exceptions import (
+    BreakerOpen,
+    RedisAuthenticationError,
+    RedisTLSError,
+    RedisUnavailable,
+)
+
+
+def _with_cause(exc: BaseException, cause: BaseException) -> BaseException:
+    exc.__cause__ = cause
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (_with_cause(rex.ConnectionError("x"), ConnectionRefusedError(errno.ECONNREFUSED, "r")),
+         ErrorKind.REFUSED),
+        (rex.ConnectionError("Error 111 connecting to h:1. Connection refused."),
+         ErrorKind.REFUSED),
+        (rex.ConnectionError("Connection closed by server."), ErrorKind.RESET),
+        (_with_cause(rex.ConnectionError("x"), BrokenPipeError(errno.EPIPE, "p")), ErrorKind.RESET),
+        (rex.TimeoutError("Timeout reading from socket"), ErrorKind.TIMEOUT),
+        (rex.BusyLoadingError("LOADING Redis is loading"), ErrorKind.LOADING),
+        (rex.ReadOnlyError("READONLY You can't write against a read only replica."),
+         ErrorKind.READONLY),
+        (rex.ClusterDownError("CLUSTERDOWN The cluster is down"), ErrorKind.CLUSTER_DOWN),
+        (rex.ResponseError("CLUSTERDOWN Hash slot not served"), ErrorKind.CLUSTER_DOWN),
+        (rex.TryAgainError("TRYAGAIN"), ErrorKind.TRY_AGAIN),
+        (rex.ResponseError("MASTERDOWN Link with MASTER is down"), ErrorKind.MASTER_DOWN),
+        (MasterNotFoundError("No master found for 'x'"), ErrorKind.MASTER_NOT_FOUND),
+        (rex.AuthenticationError("invalid username-password pair"), ErrorKind.AUTH),
+        (rex.ResponseError("WRONGPASS invalid username-password pair"), ErrorKind.AUTH),
+        (rex.ResponseError("NOAUTH Authentication required."), ErrorKind.AUTH),
+        (_with_cause(rex.ConnectionError("x"), ssl.SSLCertVerificationError("bad cert")),
+         ErrorKind.TLS),
+        (rex.RedisClusterException("Redis Cluster cannot be connected."), ErrorKind.UNREACHABLE),
+    ],
+)  # fmt: skip
+def test_connection_class_errors(exc: BaseException, kind: ErrorKind) -> None:
+    assert classify(exc) is kind
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        rex.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        rex.ResponseError("ERR wrong number of arguments for 'get' command"),
+        rex.ResponseError("ERR value is not an integer or out of range"),
+        rex.NoScriptError("NOSCRIPT No matching script."),
+        rex.ResponseError("ERR Error running script (call to f_x): @user_script:1: boom"),
+        rex.NoPermissionError("NOPERM this user has no permissions to run the 'flushall' command"),
+        rex.DataError("Invalid input of type: 'dict'."),
+        ValueError("not a redis error"),
+    ],
+)
+def test_errors_the_caller_must_see(exc: BaseException) -> None:
+    assert classify(exc) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls"),
+    [
+        (ErrorKind.AUTH, RedisAuthenticationError),
+        (ErrorKind.TLS, RedisTLSError),
+        (ErrorKind.BREAKER_OPEN, BreakerOpen),
+        (ErrorKind.TIMEOUT, RedisUnavailable),
+    ],
+)
+def test_translate_builds_the_project_exception(kind: ErrorKind, cls: type) -> None:
+    error = translate(rex.ConnectionError("boom"), kind, endpoint="redis://h:1/0", alias="a")
+    assert type(error) is cls
+    assert isinstance(error, rex.ConnectionError)  # django-redis style handlers keep working
+    assert error.kind is kind
+    assert error.endpoint == "redis://h:1/0"
+    assert error.alias == "a"
+    assert "redis://h:1/0" in str(error)
+    assert kind.label in str(error)
