@@ -47,6 +47,9 @@ def pool_kwargs(
     kwargs.update(address.connection_kwargs())
     # redis-py's own retry cannot tell a request that never left from one whose
     # reply was lost; ours can (see _retry.py), so redis-py's is switched off.
+    if address.is_unix:
+        for tcp_only in ("socket_keepalive", "socket_keepalive_options", "socket_connect_timeout"):
+            kwargs.pop(tcp_only, None)
     kwargs["retry"] = Retry(NoBackoff(), 0)
     kwargs["connection_class"] = connection_class(
         tls=address.tls, unix=address.is_unix, asyncio=asyncio

@@ -289,10 +289,10 @@ class RedisServer:
         """Start the process and return once it answers; a no-op if it is running."""
         if self.is_running():
             return self
-        if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="drr-redis-"))
         if self._binary is None:
             self._binary = find_redis_server()
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="drr-redis-"))
         _register(self)
         try:
             self._launch(same_port=False)
@@ -305,9 +305,8 @@ class RedisServer:
         """Shut the server down for good (SIGTERM, then SIGKILL) and delete its directory."""
         process = self._process
         if process is not None and process.poll() is None:
-            if self._hung:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGCONT)  # a stopped process ignores SIGTERM
             process.terminate()
             try:
                 process.wait(timeout=_STOP_GRACE)

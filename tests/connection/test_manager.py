@@ -327,3 +327,31 @@ def test_wrong_password_is_an_auth_error_logged_at_error_and_masked(
     assert "wrong-secret" not in shown
     assert "***" in repr(manager.primary)
     assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+
+# --- unix sockets ----------------------------------------------------------------------
+
+
+def test_unix_socket_sync_and_async(drr_redis_factory, make_manager: MakeManager) -> None:
+    server = drr_redis_factory(unix_socket=True)
+    manager = make_manager(f"unix://{server.unix_socket}?db=2")
+    assert manager.execute(lambda c: c.set("unix:k", "v")) is True
+    with server.client() as client:
+        assert client.execute_command("SELECT", 2) in (b"OK", "OK", True)
+        assert client.get("unix:k") == b"v"
+
+    async def read() -> object:
+        return await manager.aexecute(lambda c: c.get("unix:k"))
+
+    assert asyncio.run(read()) == b"v"
+
+
+@pytest.mark.chaos
+def test_unix_socket_restart_never_fails_the_next_command(
+    drr_redis_factory, make_manager: MakeManager
+) -> None:
+    server = drr_redis_factory(unix_socket=True)
+    manager = make_manager(f"unix://{server.unix_socket}")
+    _fill_pool(manager.primary.client, 5)
+    server.restart()
+    assert manager.execute(lambda c: c.incr("u"), idempotent=False) == 1

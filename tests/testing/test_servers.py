@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -356,7 +357,7 @@ _CHILD = textwrap.dedent(
     import os, signal, sys
     from django_redis_resilience.testing import RedisServer
     server = RedisServer().start()
-    print(server.pid, flush=True)
+    print(server.pid, server.directory, flush=True)
     if sys.argv[1] == "sigkill":
         os.kill(os.getpid(), signal.SIGKILL)
     """
@@ -375,5 +376,12 @@ def test_servers_do_not_outlive_the_process_that_started_them(ending: str) -> No
         timeout=30,
         check=False,
     )
-    pid = int(child.stdout.split()[0])
-    assert _wait_gone(pid), f"redis-server {pid} survived; stderr: {child.stderr}"
+    pid_text, directory = child.stdout.split()
+    pid = int(pid_text)
+    try:
+        assert _wait_gone(pid), f"redis-server {pid} survived; stderr: {child.stderr}"
+        if ending == "exit":
+            assert not Path(directory).exists()
+    finally:
+        # A SIGKILLed test process cannot delete its servers' directories.
+        shutil.rmtree(directory, ignore_errors=True)
