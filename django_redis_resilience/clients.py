@@ -62,9 +62,15 @@ def _wire_signals(manager: ConnectionManager) -> None:
         endpoint.breaker.add_listener(listener)
 
 
+_installed = False
+
+
 def install() -> None:
-    """Connect the registry to Django signals; called once from ``AppConfig.ready``."""
-    add_manager_hook(_wire_signals)
+    """Connect the registry to Django signals (``AppConfig.ready``; idempotent)."""
+    global _installed
+    if not _installed:
+        _installed = True
+        add_manager_hook(_wire_signals)
 
 
 def on_setting_changed(*, setting: str, **kwargs: Any) -> None:

@@ -129,11 +129,8 @@ class Problem:
 
 
 def _shown(value: object) -> str:
-    if isinstance(value, str):
-        return repr(mask_url(value))
-    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-        return repr(type(value)(mask_url(v) for v in value))
-    return repr(value)
+    # Any URL inside the value's repr is masked too (a list holding a non-string, bytes).
+    return repr(mask_url(value)) if isinstance(value, str) else mask_url(repr(value))
 
 
 PREFIX = "django_redis_resilience."
@@ -205,7 +202,8 @@ class Settings:
 
     def connection_options(self, alias: str) -> ConnectionOptions:
         """The validated connection options of ``alias``; raises on a bad value."""
-        errors = [p for p in self._alias_problems(alias) if p.level == "error"]
+        found = self._global_problems() + self._alias_problems(alias)
+        errors = [p for p in found if p.level == "error"]
         if errors:
             raise errors[0].error()
         opts = self.options(alias)
@@ -217,6 +215,10 @@ class Settings:
         retry = {**self.RETRY, **(opts.get("RETRY") or {})}
         pool_kwargs = {k: v for k, v in opts.items() if k.islower() and k not in IGNORED_OPTIONS}
         pool_kwargs.update(opts.get("CONNECTION_POOL_KWARGS") or {})
+        # Credentials given as pool arguments win over USERNAME/PASSWORD (they are
+        # applied later), and live in the fields that repr() never shows.
+        username = pool_kwargs.pop("username", opts.get("USERNAME"))
+        password = pool_kwargs.pop("password", opts.get("PASSWORD"))
         return ConnectionOptions(
             socket_connect_timeout=pick("SOCKET_CONNECT_TIMEOUT"),
             socket_timeout=pick("SOCKET_TIMEOUT"),
@@ -224,8 +226,8 @@ class Settings:
             max_connections=pick("MAX_CONNECTIONS"),
             probe_timeout=pick("PROBE_TIMEOUT"),
             read_from_replicas=opts.get("READ_FROM_REPLICAS", True),
-            username=opts.get("USERNAME"),
-            password=opts.get("PASSWORD"),
+            username=username,
+            password=password,
             pool_kwargs=tuple(sorted(pool_kwargs.items())),
             breaker=BreakerConfig(**{BREAKER_KEYS[k][0]: v for k, v in breaker.items()}),
             retry=RetryPolicy(**{RETRY_KEYS[k][0]: v for k, v in retry.items()}),
@@ -235,6 +237,12 @@ class Settings:
 
     def problems(self) -> list[Problem]:
         """Every configuration problem, errors and warnings; no network I/O."""
+        found = self._global_problems()
+        for alias in self.resilient_aliases():
+            found += self._alias_problems(alias)
+        return found
+
+    def _global_problems(self) -> list[Problem]:
         raw = getattr(settings, "REDIS_RESILIENCE", {})
         if not isinstance(raw, Mapping):
             return [Problem(PREFIX + "E001", "error", "REDIS_RESILIENCE", raw, "must be a dict")]
@@ -252,8 +260,6 @@ class Settings:
                     )
                 )
         found += _connection_problems(raw, "REDIS_RESILIENCE", E="E002")
-        for alias in self.resilient_aliases():
-            found += self._alias_problems(alias)
         return found
 
     def _alias_problems(self, alias: str) -> list[Problem]:
@@ -269,7 +275,7 @@ class Settings:
                     "error",
                     f"{base}['LOCATION']",
                     cfg.get("LOCATION", ""),
-                    str(exc).split(": ", 1)[-1].rstrip("."),
+                    str(exc).rpartition(" is not a valid Redis location: ")[2].rstrip("."),
                 )
             )
         else:
@@ -331,15 +337,19 @@ class Settings:
                 Problem(PREFIX + "E004", "error", f"{base}['OPTIONS']['CONNECTION_POOL_KWARGS']",
                         pool_kwargs, "must be a dict")
             )  # fmt: skip
-        else:
-            for key in FORBIDDEN_POOL_KWARGS:
-                if key in pool_kwargs or key in options:
+            pool_kwargs = {}
+        for key in FORBIDDEN_POOL_KWARGS:
+            for where, source in (
+                (f"{base}['OPTIONS'][{key!r}]", options),
+                (f"{base}['OPTIONS']['CONNECTION_POOL_KWARGS'][{key!r}]", pool_kwargs),
+            ):
+                if key in source:
                     found.append(
                         Problem(
                             PREFIX + "E005",
                             "error",
-                            f"{base}['OPTIONS']['CONNECTION_POOL_KWARGS'][{key!r}]",
-                            pool_kwargs.get(key, options.get(key)),
+                            where,
+                            source[key],
                             "cannot be set: the backend decides retries itself so that a "
                             "command is never applied twice",
                             hint="use OPTIONS['RETRY'] = {'ATTEMPTS': ..., 'ON_TIMEOUT': ...}",

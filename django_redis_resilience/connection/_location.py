@@ -7,6 +7,7 @@ report is built from, so a URL is understood in exactly one place.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,23 +128,56 @@ class Topology:
         return ", ".join(node.display for node in self.nodes)
 
 
+#: Where a URL starts inside a text (a comma-separated LOCATION holds several).
+_URL_START = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://")
+_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&]*")
+_NEEDS_ENCODING = (
+    "the user name or password holds a '/', '?', '#' or '@' that is not percent-encoded; "
+    "percent-encode it, e.g. with urllib.parse.quote(password, safe='')"
+)
+
+
 def mask_url(url: str) -> str:
-    """Mask the password of any Redis URL, even one that does not parse."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
+    """Mask the password of every Redis URL in ``url``, even one that does not parse.
+
+    A comma-separated list of URLs has each of its passwords masked, and so has a
+    ``password=`` query parameter. The password is taken to end at the last ``@``,
+    so one holding an unescaped ``/``, ``?`` or ``#`` is masked whole too.
+    """
+    starts = [match.start() for match in _URL_START.finditer(url)]
+    if not starts:
         return url
-    netloc, slash, tail = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = userinfo.partition(":")
-    masked = f"{user}:{MASK}" if colon else user
-    return f"{scheme}://{masked}@{hosts}{slash}{tail}"
+    pieces = (url[a:b] for a, b in zip(starts, [*starts[1:], len(url)], strict=True))
+    return url[: starts[0]] + "".join(_mask_one(piece) for piece in pieces)
+
+
+def _mask_one(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    userinfo, at, after = rest.rpartition("@")
+    if at:
+        user, colon, _password = userinfo.partition(":")
+        rest = (f"{user}:{MASK}" if colon else user) + "@" + after
+    return f"{scheme}://" + _QUERY_PASSWORD.sub(r"\g<1>" + MASK, rest)
 
 
 def _fail(setting: str, location: object, reason: str) -> InvalidLocation:
-    shown = mask_url(location) if isinstance(location, str) else repr(location)
-    return InvalidLocation(f"{setting} = {shown!r} is not a valid Redis location: {reason}.")
+    shown = repr(mask_url(location)) if isinstance(location, str) else mask_url(repr(location))
+    return InvalidLocation(f"{setting} = {shown} is not a valid Redis location: {reason}.")
+
+
+def _reason(url: str, exc: ValueError) -> str:
+    """Why ``url`` failed, without echoing a piece of a badly escaped password.
+
+    An ``@`` after the host part of an invalid URL means the parser cut the user
+    info short (an unescaped ``/``, ``?`` or ``#``), so parts of the password
+    ended up in the port, path or query that the plain reason would quote.
+    """
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() != "unix":
+        end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+        if "@" in rest[end:]:
+            return _NEEDS_ENCODING
+    return str(exc)
 
 
 def _split_auth(userinfo: str) -> tuple[str | None, str | None]:
@@ -199,6 +233,7 @@ def _parse_db(path: str) -> int | None:
 
 
 def _parse_single(url: str) -> NodeAddress:
+    _reject_fragment(url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     netloc = parts.netloc
@@ -219,6 +254,8 @@ def _parse_single(url: str) -> NodeAddress:
         )
     host, port = _parse_hostport(hostport, _DEFAULT_PORT)
     path_db = _parse_db(parts.path)
+    if path_db is not None and query_db is not None and path_db != query_db:
+        raise ValueError(f"the database is given twice (/{path_db} and ?db={query_db})")
     db = path_db if path_db is not None else (query_db if query_db is not None else 0)
     return NodeAddress(
         host=unquote(host),
@@ -231,7 +268,16 @@ def _parse_single(url: str) -> NodeAddress:
     )
 
 
+def _reject_fragment(url: str) -> None:
+    if "#" in url:
+        raise ValueError(
+            "it contains '#', which ends a URL; percent-encode it in a user name or "
+            "password (urllib.parse.quote(password, safe=''))"
+        )
+
+
 def _parse_multi(url: str, kind: TopologyKind) -> Topology:
+    _reject_fragment(url)
     scheme, _, rest = url.partition("://")
     tls = scheme.lower().startswith("rediss")
     rest, _, query = rest.partition("?")
@@ -286,7 +332,7 @@ def parse_location(location: str | Sequence[str], *, setting: str = "LOCATION") 
             if lowered.startswith(("redis+cluster://", "rediss+cluster://")):
                 return _parse_multi(text, TopologyKind.CLUSTER)
         except ValueError as exc:
-            raise _fail(setting, location, str(exc)) from None
+            raise _fail(setting, location, _reason(text, exc)) from None
         urls = [part.strip() for part in text.split(",") if part.strip()]
     elif isinstance(location, Sequence) and all(isinstance(u, str) for u in location):
         urls = [u.strip() for u in location]
@@ -301,5 +347,5 @@ def parse_location(location: str | Sequence[str], *, setting: str = "LOCATION") 
                 raise ValueError("Sentinel and cluster URLs cannot be mixed into a list")
             nodes.append(_parse_single(url))
         except ValueError as exc:
-            raise _fail(setting, url, str(exc)) from None
+            raise _fail(setting, url, _reason(url, exc)) from None
     return Topology(kind=TopologyKind.STANDALONE, nodes=tuple(nodes), db=nodes[0].db)

@@ -1,0 +1,195 @@
+"""System checks: stable IDs, the right level, and a message that names the setting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core import checks as django_checks
+from django.core.checks.registry import registry
+from django.test import override_settings
+
+from django_redis_resilience import checks
+
+BACKEND = "django_redis_resilience.cache.ResilientRedisCache"
+LOCATION = "redis://127.0.0.1:1/0"
+OPTS = "CACHES['default']['OPTIONS']"
+
+
+def caches(options: dict[str, Any] | None = None, location: Any = LOCATION) -> dict[str, Any]:
+    return {"default": {"BACKEND": BACKEND, "LOCATION": location, "OPTIONS": options or {}}}
+
+
+def only(messages: list[django_checks.CheckMessage]) -> django_checks.CheckMessage:
+    assert len(messages) == 1, messages
+    return messages[0]
+
+
+def test_check_is_registered_with_the_caches_tag() -> None:
+    assert checks.check_settings in registry.get_checks()
+    assert django_checks.Tags.caches in checks.check_settings.tags  # type: ignore[attr-defined]
+
+
+def test_clean_configuration_has_no_messages() -> None:
+    options = {
+        "SOCKET_TIMEOUT": 0.5,
+        "BREAKER": {"FAILURE_THRESHOLD": 5},
+        "RETRY": {"ATTEMPTS": 2},
+        "PASSWORD": "pw",
+        "CONNECTION_POOL_KWARGS": {"client_name": "web"},
+    }
+    with override_settings(
+        CACHES=caches(options, location=[LOCATION, "redis://127.0.0.1:2/0"]),
+        REDIS_RESILIENCE={"SOCKET_CONNECT_TIMEOUT": 0.1},
+    ):
+        assert checks.check_settings() == []
+
+
+def test_default_test_settings_have_no_messages() -> None:
+    assert checks.check_settings() == []
+
+
+@pytest.mark.parametrize("option", ["CLIENT_CLASS", "PARSER_CLASS", "CONNECTION_POOL_CLASS"])
+def test_w001_django_redis_option_without_effect(option: str) -> None:
+    with override_settings(CACHES=caches({option: "django_redis.something"})):
+        message = only(checks.check_settings())
+    assert isinstance(message, django_checks.Warning)
+    assert message.id == "django_redis_resilience.W001"
+    assert message.level == django_checks.WARNING
+    assert f"{OPTS}[{option!r}]" in message.msg
+    assert message.hint
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting"),
+    [
+        ({"CACHES": caches({"SOCKET_TIMEOUT": None})}, f"{OPTS}['SOCKET_TIMEOUT']"),
+        ({"CACHES": caches({"SOCKET_CONNECT_TIMEOUT": None})}, f"{OPTS}['SOCKET_CONNECT_TIMEOUT']"),
+        ({"REDIS_RESILIENCE": {"SOCKET_TIMEOUT": None}}, "REDIS_RESILIENCE['SOCKET_TIMEOUT']"),
+    ],
+)
+def test_w002_socket_timeout_none(overrides: dict[str, Any], setting: str) -> None:
+    with override_settings(**overrides):
+        message = only(checks.check_settings())
+    assert isinstance(message, django_checks.Warning)
+    assert message.id == "django_redis_resilience.W002"
+    assert message.level == django_checks.WARNING
+    assert f"{setting} = None" in message.msg
+
+
+@pytest.mark.parametrize(
+    ("resilience", "check_id", "setting"),
+    [
+        ("fast", "E001", "REDIS_RESILIENCE"),
+        ({"SOCKET_TIMEOT": 1}, "E001", "REDIS_RESILIENCE['SOCKET_TIMEOT']"),
+        ({"SOCKET_TIMEOUT": 0}, "E002", "REDIS_RESILIENCE['SOCKET_TIMEOUT']"),
+        ({"RETRY": {"ATTEMPTS": 11}}, "E002", "REDIS_RESILIENCE['RETRY']['ATTEMPTS']"),
+    ],
+)
+def test_e001_e002_global_settings(resilience: Any, check_id: str, setting: str) -> None:
+    with override_settings(REDIS_RESILIENCE=resilience):
+        message = only(checks.check_settings())
+    assert isinstance(message, django_checks.Error)
+    assert message.id == f"django_redis_resilience.{check_id}"
+    assert message.level == django_checks.ERROR
+    assert message.msg.startswith(f"{setting} = ")
+
+
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        ("redis://127.0.0.1:port/0", "'redis://127.0.0.1:port/0'"),
+        ("redis://:hunter2@127.0.0.1:port/0", "'redis://:***@127.0.0.1:port/0'"),
+        ("redis+cluster://127.0.0.1:1", "'redis+cluster://127.0.0.1:1'"),
+        (42, "42"),
+    ],
+)
+def test_e003_invalid_location(location: Any, shown: str) -> None:
+    with override_settings(CACHES=caches(location=location)):
+        message = only(checks.check_settings())
+    assert isinstance(message, django_checks.Error)
+    assert message.id == "django_redis_resilience.E003"
+    assert message.level == django_checks.ERROR
+    assert message.msg.startswith(f"CACHES['default']['LOCATION'] = {shown}: ")
+    assert "hunter2" not in message.msg
+
+
+@pytest.mark.parametrize(
+    ("options", "setting"),
+    [
+        ({"SOCKET_TIMEOUT": -1}, f"{OPTS}['SOCKET_TIMEOUT'] = -1"),
+        ({"SOCKET_TIMEOT": 1}, f"{OPTS}['SOCKET_TIMEOT'] = 1"),
+        ({"BREAKER": {"JITTER": 1.0}}, f"{OPTS}['BREAKER']['JITTER'] = 1.0"),
+        ({"READ_FROM_REPLICAS": "yes"}, f"{OPTS}['READ_FROM_REPLICAS'] = 'yes'"),
+        ({"PASSWORD": 123456}, f"{OPTS}['PASSWORD'] = '***'"),
+    ],
+)
+def test_e004_bad_option(options: dict[str, Any], setting: str) -> None:
+    with override_settings(CACHES=caches(options)):
+        message = only(checks.check_settings())
+    assert isinstance(message, django_checks.Error)
+    assert message.id == "django_redis_resilience.E004"
+    assert message.level == django_checks.ERROR
+    assert message.msg.startswith(f"{setting}: ")
+    assert "123456" not in message.msg
+
+
+def test_e004_options_not_a_dict() -> None:
+    with override_settings(
+        CACHES={"default": {"BACKEND": BACKEND, "LOCATION": LOCATION, "OPTIONS": "fast"}}
+    ):
+        message = only(checks.check_settings())
+    assert message.id == "django_redis_resilience.E004"
+    assert message.msg.startswith(f"{OPTS} = 'fast': must be a dict")
+
+
+@pytest.mark.parametrize(
+    ("options", "setting"),
+    [
+        ({"CONNECTION_POOL_KWARGS": {"retry": None}}, f"{OPTS}['CONNECTION_POOL_KWARGS']['retry']"),
+        (
+            {"CONNECTION_POOL_KWARGS": {"connection_class": "x.Y"}},
+            f"{OPTS}['CONNECTION_POOL_KWARGS']['connection_class']",
+        ),
+        ({"retry_on_error": []}, f"{OPTS}['retry_on_error']"),
+    ],
+)
+def test_e005_pool_argument_that_allows_double_application(
+    options: dict[str, Any], setting: str
+) -> None:
+    with override_settings(CACHES=caches(options)):
+        message = only(checks.check_settings())
+    assert isinstance(message, django_checks.Error)
+    assert message.id == "django_redis_resilience.E005"
+    assert message.level == django_checks.ERROR
+    assert message.msg.startswith(f"{setting} = ")
+    assert "RETRY" in (message.hint or "")
+
+
+def test_every_problem_is_reported() -> None:
+    options = {"CLIENT_CLASS": "x", "SOCKET_TIMEOUT": None, "MAX_CONNECTIONS": 0}
+    with override_settings(
+        CACHES=caches(options, location="redis://127.0.0.1:x"),
+        REDIS_RESILIENCE={"SOCKET_TIMEOT": 1},
+    ):
+        ids = sorted(m.id for m in checks.check_settings())
+    assert ids == [
+        "django_redis_resilience.E001",
+        "django_redis_resilience.E003",
+        "django_redis_resilience.E004",
+        "django_redis_resilience.W001",
+        "django_redis_resilience.W002",
+    ]
+
+
+def test_other_backends_are_not_checked() -> None:
+    with override_settings(
+        CACHES={
+            "default": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": "redis://127.0.0.1:x",
+                "OPTIONS": {"CLIENT_CLASS": "x", "SOCKET_TIMEOUT": None},
+            }
+        }
+    ):
+        assert checks.check_settings() == []
