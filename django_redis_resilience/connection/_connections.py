@@ -59,6 +59,12 @@ class _AsyncMixin:
             return True  # the pool then reconnects before sending anything
         return await super().can_read(*args, **kwargs)  # type: ignore[misc, no-any-return]
 
+    async def can_read_destructive(self, *args: Any, **kwargs: Any) -> bool:
+        # redis-py 5 checks pooled connections with this one instead of can_read.
+        if _readable_now(self):
+            return True
+        return await super().can_read_destructive(*args, **kwargs)  # type: ignore[misc, no-any-return]
+
     async def connect(self, *args: Any, **kwargs: Any) -> None:
         try:
             await super().connect(*args, **kwargs)  # type: ignore[misc]

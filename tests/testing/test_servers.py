@@ -230,7 +230,7 @@ def test_kill_clients_closes_connections_server_side(
         server.client() as subscriber,
     ):
         assert single.ping() is True
-        connection = pooled.connection_pool.get_connection()
+        connection = pooled.connection_pool.get_connection("PING")
         pubsub = subscriber.pubsub()
         try:
             pubsub.subscribe("harness-channel")
