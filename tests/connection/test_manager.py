@@ -18,6 +18,7 @@ from django_redis_resilience.exceptions import (
     RedisUnavailable,
 )
 from django_redis_resilience.testing import RedisServer
+from tests._compat import checkout
 
 from .conftest import MakeManager, wait_for
 
@@ -64,7 +65,7 @@ def test_server_errors_are_raised_unchanged_and_do_not_trip(
 
 def _fill_pool(manager_client: redis.Redis, size: int) -> None:
     pool = manager_client.connection_pool
-    held = [pool.get_connection("PING") for _ in range(size)]  # redis-py 5 needs a name
+    held = [checkout(pool) for _ in range(size)]
     for conn in held:
         pool.release(conn)
 

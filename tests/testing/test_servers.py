@@ -27,6 +27,7 @@ from django_redis_resilience.testing import (
     redis_version,
     supports_tls,
 )
+from tests._compat import checkout
 
 
 def _key() -> str:
@@ -230,7 +231,7 @@ def test_kill_clients_closes_connections_server_side(
         server.client() as subscriber,
     ):
         assert single.ping() is True
-        connection = pooled.connection_pool.get_connection("PING")
+        connection = checkout(pooled.connection_pool)
         pubsub = subscriber.pubsub()
         try:
             pubsub.subscribe("harness-channel")
