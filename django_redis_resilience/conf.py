@@ -24,6 +24,8 @@ from django_redis_resilience.connection import (
     mask_url,
     parse_location,
 )
+from django_redis_resilience.connection import _tls as tls
+from django_redis_resilience.connection._tls import TLS_DEFAULTS, is_tls_option
 from django_redis_resilience.exceptions import InvalidLocation, InvalidOption
 
 BACKEND = "django_redis_resilience.cache.ResilientRedisCache"
@@ -266,6 +268,7 @@ class Settings:
         base = f"CACHES[{alias!r}]"
         cfg = self.cache_settings(alias)
         found: list[Problem] = []
+        topology: Topology | None = None
         try:
             topology = self.topology(alias)
         except InvalidLocation as exc:
@@ -355,6 +358,9 @@ class Settings:
                             hint="use OPTIONS['RETRY'] = {'ATTEMPTS': ..., 'ON_TIMEOUT': ...}",
                         )
                     )
+        if topology is not None:
+            lowercase = {k: v for k, v in options.items() if k.islower()}
+            found += _tls_problems(topology, {**lowercase, **pool_kwargs}, base)
         return found
 
     def validate(self) -> None:
@@ -367,6 +373,41 @@ class Settings:
             raise InvalidOption(
                 f"{len(errors)} invalid settings for django_redis_resilience:\n{lines}"
             )
+
+
+def _tls_problems(topology: Topology, pool_kwargs: Mapping[str, Any], base: str) -> list[Problem]:
+    """TLS options checked per node: URL query values win over OPTIONS, as at run time."""
+    found: list[Problem] = []
+    seen: set[tuple[str, str]] = set()
+    for node in topology.nodes:
+        from_url = dict(node.params)
+        merged = {**(TLS_DEFAULTS if node.tls else {}), **pool_kwargs, **from_url}
+        if not node.tls:
+            for name in sorted(n for n in merged if is_tls_option(n)):
+                where = f"{base}['LOCATION']" if name in from_url else f"{base}['OPTIONS']"
+                if (name, where) not in seen:
+                    seen.add((name, where))
+                    found.append(
+                        Problem(PREFIX + "E004", "error", f"{where}: {name}", merged[name],
+                                "is a TLS option but the location is not rediss://",
+                                hint="use a rediss:// URL or remove the option")
+                    )  # fmt: skip
+            continue
+        for name, value, message in tls.problems(merged):
+            where = f"{base}['LOCATION']" if name in from_url else f"{base}['OPTIONS']"
+            if (name, where) not in seen:
+                seen.add((name, where))
+                found.append(Problem(PREFIX + "E004", "error", f"{where}: {name}", value, message))
+        reason = tls.verification_disabled(merged)
+        if reason and ("W003", node.display) not in seen:
+            seen.add(("W003", node.display))
+            found.append(
+                Problem(PREFIX + "W003", "warning", f"{base} TLS to {node.display}",
+                        merged.get("ssl_cert_reqs"), reason,
+                        hint="anyone on the network path can read and change cache data; "
+                             "give ssl_ca_certs instead of turning verification off")
+            )  # fmt: skip
+    return found
 
 
 _DEFAULTS: dict[str, Any] = {

@@ -162,7 +162,7 @@ def test_breaker_and_retry_dicts_are_merged_key_by_key() -> None:
 def test_lowercase_options_and_pool_kwargs_reach_the_pool() -> None:
     options = {
         "client_name": "web",
-        "ssl_cert_reqs": "none",
+        "socket_keepalive_options": {},
         "parser_class": "ignored.Parser",
         "CONNECTION_POOL_KWARGS": {"client_name": "api", "socket_keepalive": False},
     }
@@ -172,7 +172,7 @@ def test_lowercase_options_and_pool_kwargs_reach_the_pool() -> None:
     assert result.pool_kwargs == (
         ("client_name", "api"),
         ("socket_keepalive", False),
-        ("ssl_cert_reqs", "none"),
+        ("socket_keepalive_options", {}),
     )
     assert kwargs["client_name"] == "api"
     assert kwargs["socket_keepalive"] is False
@@ -479,7 +479,7 @@ VALID_OPTIONS: list[dict[str, Any]] = [
     {"RETRY": {"ATTEMPTS": 1}, "BREAKER": {"JITTER": 0.99}},
     {"PASSWORD": None, "USERNAME": None},
     {"PASSWORD": SECRET, "USERNAME": "app", "READ_FROM_REPLICAS": False},
-    {"CONNECTION_POOL_KWARGS": {"client_name": "web"}, "ssl_cert_reqs": "none"},
+    {"CONNECTION_POOL_KWARGS": {"client_name": "web"}, "socket_keepalive": True},
     {"CLIENT_CLASS": "django_redis.client.DefaultClient", "PARSER_CLASS": "x"},
     {"SERIALIZER": "x.Y", "COMPRESSOR": "x.Z", "IGNORE_EXCEPTIONS": True},
 ]

@@ -21,6 +21,13 @@ from django_redis_resilience.connection._breaker import CircuitBreaker
 from django_redis_resilience.connection._connections import connection_class
 from django_redis_resilience.connection._location import NodeAddress
 from django_redis_resilience.connection._options import ConnectionOptions
+from django_redis_resilience.connection._tls import (
+    TLS_DEFAULTS,
+    is_tls_option,
+    verification_disabled,
+)
+from django_redis_resilience.connection._tls import normalize as normalize_tls
+from django_redis_resilience.exceptions import InvalidOption
 
 logger = logging.getLogger("django_redis_resilience")
 
@@ -39,17 +46,25 @@ def pool_kwargs(
         # check for dead pooled connections (the mass-disconnect incident).
         "protocol": 2,
     }
+    if address.tls:
+        kwargs.update(TLS_DEFAULTS)
     if options.username is not None:
         kwargs["username"] = options.username
     if options.password is not None:
         kwargs["password"] = options.password
     kwargs.update(options.pool_kwargs)
     kwargs.update(address.connection_kwargs())
-    # redis-py's own retry cannot tell a request that never left from one whose
-    # reply was lost; ours can (see _retry.py), so redis-py's is switched off.
     if address.is_unix:
         for tcp_only in ("socket_keepalive", "socket_keepalive_options", "socket_connect_timeout"):
             kwargs.pop(tcp_only, None)
+    if address.tls:
+        normalize_tls(kwargs, asyncio=asyncio, display=address.display)
+    elif stray := sorted(name for name in kwargs if is_tls_option(name)):
+        raise InvalidOption(
+            f"{address.display}: TLS options {', '.join(stray)} need a rediss:// location."
+        )
+    # redis-py's own retry cannot tell a request that never left from one whose
+    # reply was lost; ours can (see _retry.py), so redis-py's is switched off.
     kwargs["retry"] = Retry(NoBackoff(), 0)
     kwargs["connection_class"] = connection_class(
         tls=address.tls, unix=address.is_unix, asyncio=asyncio
@@ -108,6 +123,8 @@ class Endpoint:
         )
         self.breaker.add_before_close(self._drop_idle_for_recovery)
         self._sync_kwargs = pool_kwargs(address, options, asyncio=False)
+        if address.tls and (reason := verification_disabled(self._sync_kwargs)):
+            logger.warning("TLS to %s is not verified: %s", self.display, reason)
         self._async_kwargs = pool_kwargs(address, options, asyncio=True)
         self.pool = redis.ConnectionPool(**self._sync_kwargs)
         #: Building a client opens nothing; connections are made on first use.

@@ -48,6 +48,12 @@ class ErrorKind(enum.Enum):
         #: Whether the server certainly did not run the command.
         self.rejected = rejected
 
+    @property
+    def trips(self) -> bool:
+        """Whether one failure opens the breaker: credentials and certificates
+        do not fix themselves, and waiting for a burst only hides them."""
+        return self.label in {"auth", "tls"}
+
 
 _REPLY_PREFIXES: Final = (
     ("LOADING", ErrorKind.LOADING),

@@ -78,7 +78,9 @@ class _Attempt:
             return policy.delay(self.attempt - 1)
         error = translate(exc, kind, endpoint=endpoint.display, alias=self.manager.alias)
         error.__cause__ = exc
-        if kind.counts:
+        if kind.trips:
+            endpoint.breaker.trip(error)
+        elif kind.counts:
             endpoint.breaker.record_failure(error)
         # A read that failed on a replica falls over to the next endpoint (the primary).
         if self.index + 1 < len(self.route):

@@ -319,11 +319,13 @@ def test_wrong_password_is_an_auth_error_logged_at_error_and_masked(
 ) -> None:
     server = drr_redis_factory(password="right-secret")
     url = f"redis://:wrong-secret@127.0.0.1:{server.port}/0"
-    manager = make_manager(url, breaker={"failure_threshold": 1, "recovery_timeout": 30})
+    manager = make_manager(url, breaker={"failure_threshold": 5, "recovery_timeout": 30})
     caplog.set_level(logging.INFO, logger="django_redis_resilience")
     with pytest.raises(RedisAuthenticationError) as info:
         manager.execute(lambda c: c.ping())
     assert info.value.kind is ErrorKind.AUTH
+    # One wrong password is enough: it opens the breaker and says so at ERROR.
+    assert manager.primary.breaker.state is BreakerState.OPEN
     shown = " ".join([str(info.value), repr(manager), repr(manager.primary), caplog.text])
     assert "wrong-secret" not in shown
     assert "***" in repr(manager.primary)
