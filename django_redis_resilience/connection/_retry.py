@@ -58,10 +58,9 @@ class RetryPolicy:
         """Whether attempt number ``attempt`` (0-based) may be followed by another."""
         if attempt + 1 >= self.attempts or not kind.retryable:
             return False
-        proven_not_run = unsent or kind.rejected
-        if kind is ErrorKind.TIMEOUT and not proven_not_run and not self.retry_on_timeout:
-            return False
-        return idempotent or proven_not_run
+        if kind is ErrorKind.TIMEOUT and not self.retry_on_timeout:
+            return False  # even a connect timeout: a slow server is the breaker's job
+        return idempotent or unsent or kind.rejected
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before the retry that follows attempt ``attempt``."""

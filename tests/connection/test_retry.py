@@ -70,3 +70,10 @@ def test_backoff_is_jittered_and_capped() -> None:
     delays = [policy.delay(n) for n in range(1, 10) for _ in range(50)]
     assert all(0 <= d <= 0.05 for d in delays)
     assert len({round(d, 6) for d in delays}) > 10
+
+
+def test_connect_timeouts_are_not_retried_by_default() -> None:
+    """A timeout while connecting proves nothing ran, but retrying only makes callers wait."""
+    assert not RetryPolicy().should_retry(
+        attempt=0, kind=ErrorKind.TIMEOUT, unsent=True, idempotent=True
+    )
