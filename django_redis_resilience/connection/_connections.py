@@ -9,6 +9,7 @@ off and the exception is marked here instead.
 from __future__ import annotations
 
 import select
+import ssl
 from typing import Any
 
 import redis.asyncio.connection as aconn
@@ -85,7 +86,22 @@ class Connection(_SyncMixin, sconn.Connection):
 
 
 class SSLConnection(_SyncMixin, sconn.SSLConnection):
-    """TLS connection."""
+    """TLS connection sharing its endpoint's SSL context (see ``_tls.build_context``)."""
+
+    def __init__(self, *args: Any, drr_ssl_context: ssl.SSLContext | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._drr_ssl_context = drr_ssl_context
+
+    def _connect(self) -> Any:
+        context = self._drr_ssl_context
+        if context is None:
+            return super()._connect()  # type: ignore[no-untyped-call]
+        sock = sconn.Connection._connect(self)  # type: ignore[no-untyped-call]
+        try:
+            return context.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
 
 
 class UnixDomainSocketConnection(_SyncMixin, sconn.UnixDomainSocketConnection):
@@ -97,7 +113,13 @@ class AsyncConnection(_AsyncMixin, aconn.Connection):
 
 
 class AsyncSSLConnection(_AsyncMixin, aconn.SSLConnection):
-    """asyncio TLS connection."""
+    """asyncio TLS connection sharing its endpoint's SSL context."""
+
+    def __init__(self, *args: Any, drr_ssl_context: ssl.SSLContext | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if drr_ssl_context is not None:
+            # RedisSSLContext.get() builds a context only while ``context`` is unset.
+            self.ssl_context.context = drr_ssl_context
 
 
 class AsyncUnixDomainSocketConnection(_AsyncMixin, aconn.UnixDomainSocketConnection):

@@ -26,6 +26,7 @@ from django_redis_resilience.connection._tls import (
     is_tls_option,
     verification_disabled,
 )
+from django_redis_resilience.connection._tls import build_context as build_ssl_context
 from django_redis_resilience.connection._tls import normalize as normalize_tls
 from django_redis_resilience.exceptions import InvalidOption
 
@@ -59,6 +60,7 @@ def pool_kwargs(
             kwargs.pop(tcp_only, None)
     if address.tls:
         normalize_tls(kwargs, asyncio=asyncio, display=address.display)
+        kwargs["drr_ssl_context"] = build_ssl_context(kwargs)
     elif stray := sorted(name for name in kwargs if is_tls_option(name)):
         raise InvalidOption(
             f"{address.display}: TLS options {', '.join(stray)} need a rediss:// location."

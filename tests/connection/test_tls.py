@@ -1,0 +1,210 @@
+"""TLS and ACL users against real servers: verification, clear errors, stale TLS pools."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import pytest
+import redis
+
+from django_redis_resilience.connection import BreakerState, ErrorKind
+from django_redis_resilience.exceptions import (
+    RedisAuthenticationError,
+    RedisTLSError,
+    RedisUnavailable,
+)
+from django_redis_resilience.testing import RedisServer, TLSMaterial, acl_user
+from tests._compat import checkout
+
+from .conftest import MakeManager, wait_for
+
+
+def _ca(material: TLSMaterial, *, other: bool = False) -> tuple[tuple[str, str], ...]:
+    return (("ssl_ca_certs", str(material.other_ca_file if other else material.ca_file)),)
+
+
+def _fill_pool(client: redis.Redis, size: int) -> None:
+    held = [checkout(client.connection_pool) for _ in range(size)]
+    for conn in held:
+        client.connection_pool.release(conn)
+
+
+def test_tls_happy_path_sync_and_async(
+    drr_tls_server: RedisServer, drr_tls_material: TLSMaterial, make_manager: MakeManager
+) -> None:
+    manager = make_manager(drr_tls_server.url, pool_kwargs=_ca(drr_tls_material))
+    assert manager.execute(lambda c: c.set("tls:k", "v")) is True
+
+    async def read() -> object:
+        return await manager.aexecute(lambda c: c.get("tls:k"))
+
+    assert asyncio.run(read()) == b"v"
+    with drr_tls_server.client() as client:
+        assert client.get("tls:k") == b"v"
+
+
+def test_untrusted_certificate_is_a_clear_tls_error(
+    drr_tls_server: RedisServer,
+    drr_tls_material: TLSMaterial,
+    make_manager: MakeManager,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manager = make_manager(drr_tls_server.url, pool_kwargs=_ca(drr_tls_material, other=True))
+    caplog.set_level(logging.WARNING, logger="django_redis_resilience")
+    with pytest.raises(RedisTLSError) as info:
+        manager.execute(lambda c: c.ping())
+    assert info.value.kind is ErrorKind.TLS
+    assert "certificate verify failed" in str(info.value).lower()
+    assert manager.primary.breaker.state is BreakerState.OPEN
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+
+def test_host_name_mismatch_is_a_clear_tls_error(
+    drr_redis_factory, drr_tls_material: TLSMaterial, make_manager: MakeManager
+) -> None:
+    material = drr_tls_material
+    server = drr_redis_factory(
+        tls=material, tls_cert=(material.wrong_host_cert, material.wrong_host_key)
+    )
+    # The certificate chains to the CA we trust; only its host name is wrong.
+    manager = make_manager(server.url, pool_kwargs=_ca(material, other=True))
+    with pytest.raises(RedisTLSError) as info:
+        manager.execute(lambda c: c.ping())
+    text = str(info.value).lower()
+    assert "hostname" in text or "ip address mismatch" in text or "doesn't match" in text
+
+
+def test_plain_client_cannot_talk_to_a_tls_port(
+    drr_tls_server: RedisServer, make_manager: MakeManager
+) -> None:
+    manager = make_manager(drr_tls_server.url.replace("rediss://", "redis://"))
+    with pytest.raises(RedisUnavailable):
+        manager.execute(lambda c: c.ping())
+
+
+def test_mutual_tls(
+    drr_redis_factory, drr_tls_material: TLSMaterial, make_manager: MakeManager
+) -> None:
+    material = drr_tls_material
+    server = drr_redis_factory(tls=material, tls_auth_clients=True)
+    without = make_manager(server.url, pool_kwargs=_ca(material))
+    with pytest.raises(RedisUnavailable):
+        without.execute(lambda c: c.ping())
+    client_cert = (
+        ("ssl_certfile", str(material.client_cert)),
+        ("ssl_keyfile", str(material.client_key)),
+    )
+    with_cert = make_manager(server.url, pool_kwargs=_ca(material) + client_cert)
+    assert with_cert.execute(lambda c: c.ping()) is True
+
+
+@pytest.mark.chaos
+def test_tls_client_kill_with_more_dead_connections_than_retries(
+    drr_redis_factory, drr_tls_material: TLSMaterial, make_manager: MakeManager
+) -> None:
+    server = drr_redis_factory(tls=drr_tls_material)
+    manager = make_manager(server.url, pool_kwargs=_ca(drr_tls_material), retry={"attempts": 2})
+    manager.execute(lambda c: c.set("n", 0))
+    _fill_pool(manager.primary.client, 20)
+    assert server.kill_clients() >= 20
+    for _ in range(25):
+        manager.execute(lambda c: c.incr("n"), idempotent=False)
+    assert manager.execute(lambda c: c.get("n")) == b"25"
+
+    async def scenario() -> list[object]:
+        await asyncio.gather(*(manager.aexecute(lambda c: c.ping()) for _ in range(20)))
+        server.kill_clients()
+        return [await manager.aexecute(lambda c: c.incr("n"), idempotent=False) for _ in range(3)]
+
+    assert asyncio.run(scenario()) == [26, 27, 28]
+
+
+@pytest.mark.chaos
+def test_tls_server_restart_mid_traffic(
+    drr_redis_factory, drr_tls_material: TLSMaterial, make_manager: MakeManager
+) -> None:
+    server = drr_redis_factory(tls=drr_tls_material)
+    manager = make_manager(
+        server.url,
+        pool_kwargs=_ca(drr_tls_material),
+        retry={"attempts": 2},
+        breaker={"failure_threshold": 3, "recovery_timeout": 0.05, "max_recovery_timeout": 0.2},
+    )
+    _fill_pool(manager.primary.client, 10)
+    stop = threading.Event()
+    outcomes: list[str] = []
+
+    def traffic() -> None:
+        while not stop.is_set():
+            try:
+                manager.execute(lambda c: c.set("t", "v"))
+                outcomes.append("ok")
+            except RedisUnavailable as exc:
+                outcomes.append(exc.kind.label if exc.kind else "?")
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    try:
+        assert wait_for(lambda: len(outcomes) > 20)
+        server.restart()
+        assert wait_for(lambda: manager.primary.breaker.closed, timeout=5)
+        mark = len(outcomes)
+        assert wait_for(lambda: len(outcomes) > mark + 50)
+    finally:
+        stop.set()
+        worker.join()
+    # While the server was down callers were refused; once it was back, nothing
+    # failed because the pool held dead TLS connections.
+    assert set(outcomes[:mark]) <= {"ok", "refused", "breaker_open", "reset"}
+    assert set(outcomes[mark:]) == {"ok"}
+
+
+def test_acl_user_with_limited_permissions(drr_redis_factory, make_manager: MakeManager) -> None:
+    rule = acl_user("app", "app-secret", commands="+get +set +ping", keys="~app:*")
+    server = drr_redis_factory(users=[rule])
+    manager = make_manager(f"redis://app:app-secret@127.0.0.1:{server.port}/0")
+    assert manager.execute(lambda c: c.set("app:x", "1")) is True
+    assert manager.execute(lambda c: c.get("app:x")) == b"1"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        manager.execute(lambda c: c.set("other:x", "1"))
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        manager.execute(lambda c: c.flushall())
+    assert manager.primary.breaker.state is BreakerState.CLOSED
+
+
+def test_acl_user_with_wrong_password(
+    drr_redis_factory, make_manager: MakeManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = drr_redis_factory(users=[acl_user("app", "app-secret")])
+    manager = make_manager(
+        f"redis://127.0.0.1:{server.port}/0", username="app", password="not-the-secret"
+    )
+    caplog.set_level(logging.INFO, logger="django_redis_resilience")
+    with pytest.raises(RedisAuthenticationError):
+        manager.execute(lambda c: c.ping())
+    assert "not-the-secret" not in caplog.text
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+
+def test_tls_connections_share_one_context(
+    drr_tls_server: RedisServer, drr_tls_material: TLSMaterial, make_manager: MakeManager
+) -> None:
+    """A context per connection reloads the CA bundle on every connect (tens of ms of CPU)."""
+    manager = make_manager(drr_tls_server.url, pool_kwargs=_ca(drr_tls_material))
+    pool = manager.primary.client.connection_pool
+    held = [checkout(pool) for _ in range(5)]
+    try:
+        contexts = {id(conn._sock.context) for conn in held}
+    finally:
+        for conn in held:
+            pool.release(conn)
+    assert len(contexts) == 1
+
+    async def async_contexts() -> set[int]:
+        await asyncio.gather(*(manager.aexecute(lambda c: c.ping()) for _ in range(5)))
+        apool = manager.primary.async_client().connection_pool
+        return {id(c.ssl_context.get()) for c in apool._available_connections}
+
+    assert len(asyncio.run(async_contexts())) == 1
