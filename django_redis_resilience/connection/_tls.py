@@ -56,14 +56,39 @@ def problems(kwargs: Mapping[str, Any]) -> list[tuple[str, object, str]]:
         )
     if "ssl_check_hostname" in kwargs and not isinstance(kwargs["ssl_check_hostname"], bool):
         found.append(("ssl_check_hostname", kwargs["ssl_check_hostname"], "must be True or False"))
+    missing = False
     for name in _FILE_OPTIONS:
         value = kwargs.get(name)
         if value is not None and not (isinstance(value, str) and os.path.isfile(value)):
             found.append((name, value, "must be the path of a readable PEM file"))
+            missing = True
+    if not missing:
+        found += _load_problems(kwargs)
     version = kwargs.get("ssl_min_version")
     if isinstance(version, str) and version not in ssl.TLSVersion.__members__:
         names = ", ".join(ssl.TLSVersion.__members__)
         found.append(("ssl_min_version", version, f"must be one of {names}"))
+    return found
+
+
+def _load_problems(kwargs: Mapping[str, Any]) -> list[tuple[str, object, str]]:
+    """Load the CA and client certificate now, so a bad file fails at startup."""
+    probe = ssl.create_default_context()
+    found: list[tuple[str, object, str]] = []
+    if kwargs.get("ssl_ca_certs"):
+        try:
+            probe.load_verify_locations(cafile=kwargs["ssl_ca_certs"])
+        except (ssl.SSLError, OSError) as exc:
+            found.append(("ssl_ca_certs", kwargs["ssl_ca_certs"], f"cannot be loaded: {exc}"))
+    if kwargs.get("ssl_certfile"):
+        try:
+            probe.load_cert_chain(
+                certfile=kwargs["ssl_certfile"],
+                keyfile=kwargs.get("ssl_keyfile"),
+                password=kwargs.get("ssl_password"),
+            )
+        except (ssl.SSLError, OSError) as exc:
+            found.append(("ssl_certfile", kwargs["ssl_certfile"], f"cannot be loaded: {exc}"))
     return found
 
 

@@ -5,9 +5,13 @@ when pytest is installed). Enable the fixtures in a test suite with::
 
     pytest_plugins = ["django_redis_resilience.testing"]
 
-Fixtures, all prefixed ``drr_``: ``drr_redis_server`` and ``drr_replica_group``
-(shared for the session, do not break them) and ``drr_redis_factory`` and
-``drr_replica_group_factory`` (fresh servers per test, for chaos tests).
+Fixtures, all prefixed ``drr_``: ``drr_redis_server``, ``drr_replica_group`` and
+``drr_tls_server`` (shared for the session, do not break them),
+``drr_redis_factory`` and ``drr_replica_group_factory`` (fresh servers per
+test, for chaos tests; they take ``tls=`` and ``users=`` too) and
+``drr_tls_material`` (the session's throwaway CA and certificates).
+``drr_proxy_factory`` puts a :class:`FaultProxy` in front of a server, per
+test, to break the network rather than the server.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import importlib.util
 from django_redis_resilience.testing._binary import find_redis_server, redis_version, supports_tls
 from django_redis_resilience.testing._errors import HarnessError
 from django_redis_resilience.testing._ports import free_port
+from django_redis_resilience.testing._proxy import FaultProxy, FaultProxyFactory
 from django_redis_resilience.testing._servers import (
     RedisServer,
     RedisServerFactory,
@@ -24,13 +29,25 @@ from django_redis_resilience.testing._servers import (
     ReplicaGroupFactory,
     stop_all,
 )
+from django_redis_resilience.testing._tls import (
+    WRONG_HOST,
+    TLSMaterial,
+    TLSUnsupportedError,
+    acl_user,
+)
 
 __all__ = [
+    "WRONG_HOST",
+    "FaultProxy",
+    "FaultProxyFactory",
     "HarnessError",
     "RedisServer",
     "RedisServerFactory",
     "ReplicaGroup",
     "ReplicaGroupFactory",
+    "TLSMaterial",
+    "TLSUnsupportedError",
+    "acl_user",
     "find_redis_server",
     "free_port",
     "redis_version",
@@ -40,6 +57,9 @@ __all__ = [
 
 # pytest finds plugin fixtures and hooks among this module's attributes.
 if importlib.util.find_spec("pytest") is not None:
+    from django_redis_resilience.testing._plugin import (
+        drr_proxy_factory as drr_proxy_factory,
+    )
     from django_redis_resilience.testing._plugin import (
         drr_redis_factory as drr_redis_factory,
     )
@@ -51,6 +71,12 @@ if importlib.util.find_spec("pytest") is not None:
     )
     from django_redis_resilience.testing._plugin import (
         drr_replica_group_factory as drr_replica_group_factory,
+    )
+    from django_redis_resilience.testing._plugin import (
+        drr_tls_material as drr_tls_material,
+    )
+    from django_redis_resilience.testing._plugin import (
+        drr_tls_server as drr_tls_server,
     )
     from django_redis_resilience.testing._plugin import (
         pytest_sessionfinish as pytest_sessionfinish,

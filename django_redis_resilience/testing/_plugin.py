@@ -10,10 +10,11 @@ from a factory, so a broken server never leaks into the next test.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+from django_redis_resilience.testing._proxy import FaultProxy, FaultProxyFactory, _Addressable
 from django_redis_resilience.testing._servers import (
     RedisServer,
     RedisServerFactory,
@@ -21,17 +22,21 @@ from django_redis_resilience.testing._servers import (
     ReplicaGroupFactory,
     stop_all,
 )
+from django_redis_resilience.testing._tls import TLSMaterial, TLSUnsupportedError
 
 __all__ = [
+    "drr_proxy_factory",
     "drr_redis_factory",
     "drr_redis_server",
     "drr_replica_group",
     "drr_replica_group_factory",
+    "drr_tls_material",
+    "drr_tls_server",
     "pytest_sessionfinish",
 ]
 
 
-def _stop_each(items: Sequence[RedisServer | ReplicaGroup]) -> None:
+def _stop_each(items: Sequence[RedisServer | ReplicaGroup | FaultProxy]) -> None:
     """Stop everything, newest first, even if stopping one of them fails."""
     errors: list[Exception] = []
     for item in reversed(items):
@@ -52,13 +57,16 @@ def drr_redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def drr_redis_factory() -> Iterator[RedisServerFactory]:
-    """Start fresh servers (``factory(**RedisServer kwargs)``); all stopped after the test."""
+    """Start fresh servers (``factory(**RedisServer kwargs)``); all stopped after the test.
+
+    Asking for ``tls=`` from a ``redis-server`` built without TLS skips the test.
+    """
     started: list[RedisServer] = []
 
     def factory(**kwargs: Any) -> RedisServer:
         server = RedisServer(**kwargs)
         started.append(server)
-        return server.start()
+        return _start_or_skip(server)
 
     yield factory
     _stop_each(started)
@@ -79,7 +87,59 @@ def drr_replica_group_factory() -> Iterator[ReplicaGroupFactory]:
     def factory(**kwargs: Any) -> ReplicaGroup:
         group = ReplicaGroup(**kwargs)
         started.append(group)
-        return group.start()
+        return _start_or_skip(group)
+
+    yield factory
+    _stop_each(started)
+
+
+@pytest.fixture(scope="session")
+def drr_tls_material() -> Iterator[TLSMaterial]:
+    """A throwaway CA with server, client and wrong-host certificates for the session."""
+    with TLSMaterial.create() as material:
+        yield material
+
+
+@pytest.fixture(scope="session")
+def drr_tls_server(drr_tls_material: TLSMaterial) -> Iterator[RedisServer]:
+    """One TLS-only server for the session (``client()`` speaks TLS); do not break it.
+
+    Skips when the ``redis-server`` has no TLS support.
+    """
+    with _start_or_skip(RedisServer(tls=drr_tls_material)) as server:
+        yield server
+
+
+_Startable = TypeVar("_Startable", RedisServer, ReplicaGroup)
+
+
+def _start_or_skip(item: _Startable) -> _Startable:
+    try:
+        item.start()
+    except TLSUnsupportedError as exc:
+        pytest.skip(str(exc))
+    return item
+
+
+@pytest.fixture
+def drr_proxy_factory() -> Iterator[FaultProxyFactory]:
+    """Start fault-injecting proxies, ``factory(server)`` or ``factory(host, port)``; all
+    stopped after the test. Point the client at ``proxy.url()`` and break the network.
+    """
+    started: list[FaultProxy] = []
+
+    def factory(server_or_host: _Addressable | str, port: int | None = None) -> FaultProxy:
+        if isinstance(server_or_host, str):
+            if port is None:
+                raise TypeError("drr_proxy_factory(host, port) needs the port")
+            host = server_or_host
+        else:
+            if port is not None:
+                raise TypeError("pass a server or a host and a port, not a server and a port")
+            host, port = server_or_host.host, server_or_host.port
+        proxy = FaultProxy(host, port)
+        started.append(proxy)
+        return proxy.start()
 
     yield factory
     _stop_each(started)

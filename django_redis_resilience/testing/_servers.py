@@ -5,6 +5,10 @@ mock cannot reproduce a half-open socket, a server frozen mid-reply or a
 restart on the same port. So every server here is a real process on
 127.0.0.1, in its own temporary directory, that the test owns and may kill.
 
+A server may speak only TLS (``tls=TLSMaterial``) and may have extra ACL users
+(``users=[acl_user(...)]``); the harness's own connections follow along, so
+the chaos controls work the same on every server.
+
 POSIX only: the chaos controls are signals (``SIGKILL``, ``SIGSTOP``, ``SIGCONT``).
 """
 
@@ -15,6 +19,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -32,9 +37,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from django_redis_resilience.testing._binary import find_redis_server
+from django_redis_resilience.testing._binary import find_redis_server, supports_tls
 from django_redis_resilience.testing._errors import HarnessError
 from django_redis_resilience.testing._ports import free_port
+from django_redis_resilience.testing._tls import TLSMaterial, TLSUnsupportedError
 
 __all__ = [
     "HOST",
@@ -174,6 +180,13 @@ class RedisServer:
     ``extra_args`` are appended after the harness's own options, so they win
     when they set the same directive. Pass the password as ``password=`` rather
     than ``--requirepass`` so that :meth:`client` and the chaos controls can log in.
+
+    With ``tls`` the server listens only with TLS on :attr:`port` (the plain
+    port is off) and presents ``tls.server_cert``, or ``tls_cert=(cert, key)``
+    instead; ``tls_auth_clients`` makes it demand a client certificate signed by
+    ``tls.ca_file``. ``users`` are ACL rule lines (see
+    :func:`~django_redis_resilience.testing.acl_user`) for users besides
+    ``default``, which stays the harness's own login.
     """
 
     def __init__(
@@ -185,9 +198,17 @@ class RedisServer:
         binary: str | None = None,
         start_timeout: float = 10.0,
         unix_socket: bool = False,
+        tls: TLSMaterial | None = None,
+        tls_auth_clients: bool = False,
+        tls_cert: tuple[Path, Path] | None = None,
+        users: Sequence[str] = (),
     ) -> None:
         if isinstance(extra_args, str):
             raise TypeError("extra_args must be a sequence of arguments, not one string")
+        if isinstance(users, str):
+            raise TypeError("users must be a sequence of ACL rule lines, not one string")
+        if tls is None and (tls_auth_clients or tls_cert is not None):
+            raise ValueError("tls_auth_clients and tls_cert need tls=TLSMaterial")
         self._fixed_port = port is not None
         self._port = port
         self._password = password
@@ -195,13 +216,19 @@ class RedisServer:
         self._binary = binary
         self._start_timeout = start_timeout
         self._want_unix_socket = unix_socket
+        self._tls = tls
+        self._tls_auth_clients = tls_auth_clients
+        self._tls_cert = tls_cert
+        self._user_args = _user_args(users)
         self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._hung = False
+        self._probe_error: Exception | None = None
 
     def __repr__(self) -> str:
         state = "running" if self.is_running() else "stopped"
-        return f"<RedisServer {HOST}:{self._port} {state}>"
+        tls = " tls" if self._tls else ""
+        return f"<RedisServer {HOST}:{self._port}{tls} {state}>"
 
     def __enter__(self) -> RedisServer:
         return self.start()
@@ -236,9 +263,41 @@ class RedisServer:
         return self._process.pid if self.is_running() and self._process else None
 
     @property
+    def tls(self) -> TLSMaterial | None:
+        return self._tls
+
+    @property
     def url(self) -> str:
+        """``redis://`` or, for a TLS server, ``rediss://`` (add :attr:`tls_options` to connect)."""
         auth = f":{quote(self._password, safe='')}@" if self._password else ""
-        return f"redis://{auth}{HOST}:{self.port}/0"
+        scheme = "rediss" if self._tls else "redis"
+        return f"{scheme}://{auth}{HOST}:{self.port}/0"
+
+    @property
+    def tls_options(self) -> dict[str, Any]:
+        """redis-py keyword arguments that reach this server (``{}`` without TLS).
+
+        They trust ``tls.ca_file`` and check the host name, and carry the client
+        certificate when the server demands one. For a server with a custom
+        ``tls_cert`` the harness cannot know who signed it or for which names,
+        so these options do not verify the server at all; tests that care pass
+        their own ``ssl_ca_certs``/``ssl_check_hostname``.
+        """
+        if self._tls is None:
+            return {}
+        options: dict[str, Any] = {
+            "ssl": True,
+            "ssl_ca_certs": str(self._tls.ca_file),
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": True,
+        }
+        if self._tls_cert is not None:
+            options.update(ssl_ca_certs=None, ssl_cert_reqs="none", ssl_check_hostname=False)
+        if self._tls_auth_clients:
+            options.update(
+                ssl_certfile=str(self._tls.client_cert), ssl_keyfile=str(self._tls.client_key)
+            )
+        return options
 
     @property
     def unix_socket(self) -> str | None:
@@ -265,7 +324,8 @@ class RedisServer:
         """A client for test assertions; the caller closes it (``with server.client() as c``).
 
         Retries are off and timeouts short: an assertion client must show the
-        server's state as it is, not paper over it.
+        server's state as it is, not paper over it. It logs in as ``default``
+        (with ``password``) and, on a TLS server, uses :attr:`tls_options`.
         """
         options: dict[str, Any] = {
             "host": HOST,
@@ -275,6 +335,7 @@ class RedisServer:
             "socket_connect_timeout": _CLIENT_TIMEOUT,
             "retry": _no_retry(),
             "decode_responses": False,
+            **self.tls_options,
         }
         options.update(kwargs)
         return redis.Redis(**options)
@@ -291,6 +352,11 @@ class RedisServer:
             return self
         if self._binary is None:
             self._binary = find_redis_server()
+        if self._tls is not None and not supports_tls(self._binary):
+            raise TLSUnsupportedError(
+                f"this redis-server has no TLS support ({self._binary} was built without "
+                "BUILD_TLS=yes; set REDIS_SERVER_BIN to one with TLS, e.g. Debian's redis-server)"
+            )
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="drr-redis-"))
         _register(self)
@@ -420,8 +486,7 @@ class RedisServer:
         assert self._dir is not None
         args = [
             self._binary,
-            "--port",
-            str(self.port),
+            *self._listen_args(),
             "--bind",
             HOST,
             "--protected-mode",
@@ -441,7 +506,27 @@ class RedisServer:
             args += ["--unixsocket", str(self._dir / "redis.sock"), "--unixsocketperm", "700"]
         if self._password:
             args += ["--requirepass", self._password]
-        return [*args, *self._extra_args]
+        return [*args, *self._user_args, *self._extra_args]
+
+    def _listen_args(self) -> list[str]:
+        """Plain TCP on :attr:`port`, or TLS only: the plain listener is switched off."""
+        if self._tls is None:
+            return ["--port", str(self.port)]
+        cert, key = self._tls_cert or (self._tls.server_cert, self._tls.server_key)
+        return [
+            "--port",
+            "0",
+            "--tls-port",
+            str(self.port),
+            "--tls-cert-file",
+            str(cert),
+            "--tls-key-file",
+            str(key),
+            "--tls-ca-cert-file",
+            str(self._tls.ca_file),
+            "--tls-auth-clients",
+            "yes" if self._tls_auth_clients else "no",
+        ]
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         assert self._dir is not None
@@ -470,7 +555,8 @@ class RedisServer:
                 process.wait()
                 raise HarnessError(
                     f"redis-server on port {self._port} did not answer PING within "
-                    f"{self._start_timeout}s; log tail:\n{self._log_tail(self._log_since())}"
+                    f"{self._start_timeout}s (last probe error: {self._probe_error!r}); "
+                    f"log tail:\n{self._log_tail(self._log_since())}"
                 )
             time.sleep(_POLL_INTERVAL)
 
@@ -482,7 +568,8 @@ class RedisServer:
                 info = client.info("server")
         except redis.AuthenticationError:
             return True  # a Redis that checks passwords is up; it was started with other auth
-        except (redis.ConnectionError, redis.TimeoutError):
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._probe_error = exc  # reported if the server never answers (e.g. a TLS error)
             return False  # not listening yet, or still loading the dataset
         return int(info.get("process_id", -1)) == pid
 
@@ -507,13 +594,33 @@ class RedisServer:
         return "\n".join(lines[-_LOG_TAIL_LINES:]) or "(empty log)"
 
 
+def _user_args(users: Sequence[str]) -> list[str]:
+    """``--user`` options: Redis wants each rule as its own argument, not one string."""
+    args: list[str] = []
+    for rule in users:
+        tokens = shlex.split(rule)
+        if not tokens:
+            raise ValueError("an ACL rule line must not be empty")
+        if tokens[0] == "default":
+            raise ValueError(
+                "users must not redefine 'default': the harness logs in as default "
+                "(set its password with password=)"
+            )
+        if any(token.startswith("--") for token in tokens):
+            raise ValueError(f"no token of an ACL rule may start with '--': {rule!r}")
+        args += ["--user", *tokens]
+    return args
+
+
 # --- replication ------------------------------------------------------------------------
 
 
 class ReplicaGroup:
     """A primary and ``replicas`` replicas, for testing read routing and failover.
 
-    ``extra_args`` apply to every member. The primary syncs replicas through a
+    ``extra_args``, ``tls``, ``tls_auth_clients`` and ``users`` apply to every
+    member; with ``tls`` replication runs over TLS too, each replica presenting
+    its server certificate as client certificate. The primary syncs replicas through a
     disk snapshot: Redis 7's default diskless sync waits five seconds for more
     replicas, then holds back the command stream until the replica's first
     once-a-second ACK, which would make every group's first ``WAIT`` stall.
@@ -528,6 +635,9 @@ class ReplicaGroup:
         binary: str | None = None,
         start_timeout: float = 10.0,
         unix_socket: bool = False,
+        tls: TLSMaterial | None = None,
+        tls_auth_clients: bool = False,
+        users: Sequence[str] = (),
     ) -> None:
         if replicas < 1:
             raise ValueError("a ReplicaGroup needs at least one replica")
@@ -539,6 +649,11 @@ class ReplicaGroup:
         self._binary = binary
         self._start_timeout = start_timeout
         self._unix_socket = unix_socket
+        self._tls = tls
+        self._tls_auth_clients = tls_auth_clients
+        if isinstance(users, str):
+            raise TypeError("users must be a sequence of ACL rule lines, not one string")
+        self._users = tuple(users)
         self._primary: RedisServer | None = None
         self._replicas: list[RedisServer] = []
 
@@ -581,16 +696,21 @@ class ReplicaGroup:
             "binary": binary,
             "start_timeout": self._start_timeout,
             "unix_socket": self._unix_socket,
+            "tls": self._tls,
+            "tls_auth_clients": self._tls_auth_clients,
+            "users": self._users,
         }
+        own_args = ["--repl-diskless-sync", "no"]
+        if self._tls is not None:
+            own_args += ["--tls-replication", "yes"]
         try:
-            self._primary = RedisServer(
-                extra_args=["--repl-diskless-sync", "no", *self._extra_args], **common
-            ).start()
+            self._primary = RedisServer(extra_args=[*own_args, *self._extra_args], **common)
+            self._primary.start()
             follow = ["--replicaof", HOST, str(self._primary.port)]
             if self._password:
                 follow += ["--masterauth", self._password]
             for _ in range(self._replica_count):
-                replica = RedisServer(extra_args=[*self._extra_args, *follow], **common)
+                replica = RedisServer(extra_args=[*own_args, *self._extra_args, *follow], **common)
                 self._replicas.append(replica)
                 replica.start()
             self._wait_for_links()

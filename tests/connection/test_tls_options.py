@@ -14,6 +14,7 @@ from django_redis_resilience.conf import conf
 from django_redis_resilience.connection import ConnectionOptions, parse_location
 from django_redis_resilience.connection._endpoint import pool_kwargs
 from django_redis_resilience.exceptions import ConfigurationError, InvalidOption
+from django_redis_resilience.testing import TLSMaterial
 
 BACKEND = "django_redis_resilience.cache.ResilientRedisCache"
 
@@ -37,9 +38,8 @@ def test_rediss_verifies_certificate_and_host_name_by_default() -> None:
     assert kwargs["connection_class"].__name__ == "SSLConnection"
 
 
-def test_url_and_options_can_set_tls_files(tmp_path: Path) -> None:
-    ca = tmp_path / "ca.pem"
-    ca.write_text("not parsed before a handshake")
+def test_url_and_options_can_set_tls_files(drr_tls_material: TLSMaterial) -> None:
+    ca = drr_tls_material.ca_file
     with _cache(f"rediss://h:6380/0?ssl_ca_certs={ca}", ssl_min_version="TLSv1_2"):
         assert check_settings() == []
         options = conf.connection_options("default")
@@ -47,6 +47,17 @@ def test_url_and_options_can_set_tls_files(tmp_path: Path) -> None:
     assert kwargs["ssl_ca_certs"] == str(ca)
     assert kwargs["ssl_min_version"] is ssl.TLSVersion.TLSv1_2
     assert kwargs["connection_class"].__name__ == "AsyncSSLConnection"
+
+
+def test_unreadable_tls_files_fail_at_startup(tmp_path: Path) -> None:
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate")
+    with _cache("rediss://h:6380/0", ssl_ca_certs=str(garbage), ssl_certfile=str(garbage)):
+        with pytest.raises(ConfigurationError) as info:
+            conf.validate()
+    assert "ssl_ca_certs" in str(info.value)
+    assert "ssl_certfile" in str(info.value)
+    assert "cannot be loaded" in str(info.value)
 
 
 @pytest.mark.parametrize(
