@@ -193,6 +193,7 @@ class FaultProxy:
             return self
         self._resolve_target()
         listener = self._bind_free_port()
+        self._total = 0
         ready = threading.Event()
         thread = threading.Thread(
             target=self._run, args=(listener, ready), name=f"drr-proxy-{self.port}", daemon=True
@@ -354,7 +355,10 @@ class FaultProxy:
             loop.call_soon_threadsafe(run)
         except RuntimeError as exc:
             raise HarnessError("the proxy is not running") from exc
-        return result.result(timeout=_CALL_TIMEOUT)
+        try:
+            return result.result(timeout=_CALL_TIMEOUT)
+        except concurrent.futures.TimeoutError as exc:
+            raise HarnessError("the proxy's thread did not respond (stopping?)") from exc
 
     def _resolve_target(self) -> None:
         """Resolve once, so the loop never needs a resolver thread."""
@@ -414,6 +418,7 @@ class FaultProxy:
         self, loop: asyncio.AbstractEventLoop, listener: socket.socket, ready: threading.Event
     ) -> None:
         self._stopping = loop.create_future()
+        self._changed = None  # a future of a previous run's loop, if restarted
         self._loop = loop
         if self._refused:
             listener.close()
