@@ -52,9 +52,9 @@ def test_url_and_options_can_set_tls_files(drr_tls_material: TLSMaterial) -> Non
 def test_unreadable_tls_files_fail_at_startup(tmp_path: Path) -> None:
     garbage = tmp_path / "ca.pem"
     garbage.write_text("not a certificate")
-    with _cache("rediss://h:6380/0", ssl_ca_certs=str(garbage), ssl_certfile=str(garbage)):
-        with pytest.raises(ConfigurationError) as info:
-            conf.validate()
+    files = {"ssl_ca_certs": str(garbage), "ssl_certfile": str(garbage)}
+    with _cache("rediss://h:6380/0", **files), pytest.raises(ConfigurationError) as info:
+        conf.validate()
     assert "ssl_ca_certs" in str(info.value)
     assert "ssl_certfile" in str(info.value)
     assert "cannot be loaded" in str(info.value)
