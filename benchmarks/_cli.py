@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from benchmarks import connection
 from benchmarks._env import BenchEnv, bench_env, describe
 from benchmarks._report import json_report, text_report
-from benchmarks._runner import BenchmarkResult, run_benchmark
+from benchmarks._runner import BenchmarkResult, BenchmarkSkipped, run_benchmark
 from benchmarks.connection import BenchmarkFactory
 
 DEFAULT_ROUNDS = 7
@@ -64,12 +64,16 @@ def _selected(only: Sequence[str] | None) -> list[tuple[str, BenchmarkFactory]]:
 
 def _run_one(
     name: str, factory: BenchmarkFactory, env: BenchEnv, *, rounds: int, quick: bool
-) -> BenchmarkResult:
+) -> BenchmarkResult | None:
     # Progress goes to stderr so that --json output on stdout stays parseable.
     print(f"running {name} ...", file=sys.stderr, flush=True)
-    with factory(env) as benchmark:
-        ops = benchmark.quick_ops if quick else benchmark.ops
-        return run_benchmark(benchmark, rounds=rounds, ops=ops)
+    try:
+        with factory(env) as benchmark:
+            ops = benchmark.quick_ops if quick else benchmark.ops
+            return run_benchmark(benchmark, rounds=rounds, ops=ops)
+    except BenchmarkSkipped as exc:
+        print(f"skipped {name}: {exc}", file=sys.stderr, flush=True)
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,10 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS)
     with bench_env() as env:
         info = describe(env)
-        results = [
+        outcomes = [
             _run_one(name, factory, env, rounds=rounds, quick=args.quick)
             for name, factory in _selected(args.only)
         ]
+        results = [result for result in outcomes if result is not None]
     if args.json:
         print(json_report(info, results, rounds=rounds, quick=args.quick))
     else:

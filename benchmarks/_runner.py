@@ -20,6 +20,10 @@ from typing import Literal
 Operation = Callable[[int], None]
 
 
+class BenchmarkSkipped(Exception):
+    """This machine cannot run the benchmark (e.g. a redis-server without TLS)."""
+
+
 @dataclass(frozen=True)
 class Contender:
     """One way of doing the benchmark's operation."""

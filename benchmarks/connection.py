@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 import redis
 
 from benchmarks._env import BenchEnv
-from benchmarks._runner import Benchmark, Contender, Target
+from benchmarks._runner import Benchmark, BenchmarkSkipped, Contender, Target
 from django_redis_resilience.connection import (
     BreakerConfig,
     CircuitBreaker,
@@ -214,8 +214,76 @@ def set_benchmark(env: BenchEnv) -> Iterator[Benchmark]:
         )
 
 
+# --- TLS connects ------------------------------------------------------------------------
+
+
+def _connect_contender(name: str, kwargs: dict[str, object], description: str) -> Contender:
+    cls = kwargs.pop("connection_class")
+    assert callable(cls)
+
+    def connect(n: int) -> None:
+        for _ in range(n):
+            connection = cls(**kwargs)
+            connection.connect()
+            connection.disconnect()
+
+    return Contender(name, connect, description)
+
+
+@contextmanager
+def tls_connect_benchmark(env: BenchEnv) -> Iterator[Benchmark]:
+    """A new TLS connection (TCP, handshake, redis-py's connect-time commands).
+
+    This is what a pool pays for every connection after a mass disconnect, so
+    it decides whether reconnecting fits in a sub-second connect timeout.
+    """
+    del env
+    from django_redis_resilience.connection._endpoint import pool_kwargs
+    from django_redis_resilience.testing import (
+        RedisServer,
+        TLSMaterial,
+        find_redis_server,
+        supports_tls,
+    )
+
+    if not supports_tls(find_redis_server()):
+        raise BenchmarkSkipped("this redis-server was built without TLS")
+
+    with ExitStack() as stack:
+        material = stack.enter_context(TLSMaterial.create())
+        server = stack.enter_context(RedisServer(tls=material))
+        ca = str(material.ca_file)
+        raw_kwargs: dict[str, object] = {
+            "connection_class": redis.connection.SSLConnection,
+            "host": server.host,
+            "port": server.port,
+            "ssl_ca_certs": ca,
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": True,
+        }
+        options = ConnectionOptions(socket_connect_timeout=5, pool_kwargs=(("ssl_ca_certs", ca),))
+        ours = pool_kwargs(parse_location(server.url).primary, options, asyncio=False)
+        for name in ("retry", "max_connections"):
+            ours.pop(name, None)
+        yield Benchmark(
+            name="tls_connect",
+            description="one new verified TLS connection, per connect",
+            contenders=(
+                _connect_contender(
+                    "redis-py SSLConnection", raw_kwargs, "a context per connection (baseline)"
+                ),
+                _connect_contender(
+                    "one context per endpoint", ours, "the context shared by the endpoint's pool"
+                ),
+            ),
+            ops=40,
+            quick_ops=3,
+        )
+
+
 BENCHMARKS: dict[str, BenchmarkFactory] = {
     "breaker": breaker_benchmark,
     "get": get_benchmark,
     "set": set_benchmark,
+    "tls_connect": tls_connect_benchmark,
 }

@@ -208,3 +208,23 @@ def test_tls_connections_share_one_context(
         return {id(c.ssl_context.get()) for c in apool._available_connections}
 
     assert len(asyncio.run(async_contexts())) == 1
+
+
+@pytest.mark.chaos
+def test_tls_through_proxy_reset_uses_fresh_connections(
+    drr_tls_server: RedisServer,
+    drr_tls_material: TLSMaterial,
+    drr_proxy_factory,
+    make_manager: MakeManager,
+) -> None:
+    proxy = drr_proxy_factory(drr_tls_server)
+    manager = make_manager(
+        proxy.url(scheme="rediss"), pool_kwargs=_ca(drr_tls_material), retry={"attempts": 2}
+    )
+    _fill_pool(manager.primary.client, 20)
+    before = proxy.total_connections
+    assert proxy.reset_all() >= 20
+    for _ in range(25):
+        manager.execute(lambda c: c.incr("tls:proxy"), idempotent=False)
+    assert proxy.total_connections > before
+    assert manager.primary.breaker.state is BreakerState.CLOSED
