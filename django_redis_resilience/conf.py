@@ -200,7 +200,14 @@ class Settings:
 
     def topology(self, alias: str) -> Topology:
         location = self.cache_settings(alias).get("LOCATION", "")
-        return parse_location(location, setting=f"CACHES[{alias!r}]['LOCATION']")
+        setting = f"CACHES[{alias!r}]['LOCATION']"
+        sentinels = self.options(alias).get("SENTINELS")
+        if sentinels is not None:
+            # django-redis's form: LOCATION names the service (redis://mymaster/0)
+            # and OPTIONS["SENTINELS"] lists the Sentinels.
+            location = _sentinel_location(location, sentinels, alias)
+            setting = f"CACHES[{alias!r}]['OPTIONS']['SENTINELS']"
+        return parse_location(location, setting=setting)
 
     def connection_options(self, alias: str) -> ConnectionOptions:
         """The validated connection options of ``alias``; raises on a bad value."""
@@ -227,7 +234,8 @@ class Settings:
             health_check_interval=pick("HEALTH_CHECK_INTERVAL"),
             max_connections=pick("MAX_CONNECTIONS"),
             probe_timeout=pick("PROBE_TIMEOUT"),
-            read_from_replicas=opts.get("READ_FROM_REPLICAS", True),
+            read_from_replicas=opts.get("READ_FROM_REPLICAS"),
+            sentinel_kwargs=tuple(sorted((opts.get("SENTINEL_KWARGS") or {}).items())),
             username=username,
             password=password,
             pool_kwargs=tuple(sorted(pool_kwargs.items())),
@@ -282,7 +290,7 @@ class Settings:
                 )
             )
         else:
-            if topology.kind.value != "standalone":
+            if topology.kind.value == "cluster":
                 found.append(
                     Problem(
                         PREFIX + "E003",
@@ -334,6 +342,12 @@ class Settings:
                 Problem(PREFIX + "E004", "error", f"{base}['OPTIONS']['READ_FROM_REPLICAS']",
                         options["READ_FROM_REPLICAS"], "must be True or False")
             )  # fmt: skip
+        sentinel_kwargs = options.get("SENTINEL_KWARGS")
+        if sentinel_kwargs is not None and not isinstance(sentinel_kwargs, Mapping):
+            found.append(
+                Problem(PREFIX + "E004", "error", f"{base}['OPTIONS']['SENTINEL_KWARGS']",
+                        sentinel_kwargs, "must be a dict of connection arguments for the Sentinels")
+            )  # fmt: skip
         pool_kwargs = options.get("CONNECTION_POOL_KWARGS") or {}
         if not isinstance(pool_kwargs, Mapping):
             found.append(
@@ -373,6 +387,31 @@ class Settings:
             raise InvalidOption(
                 f"{len(errors)} invalid settings for django_redis_resilience:\n{lines}"
             )
+
+
+def _sentinel_location(location: object, sentinels: object, alias: str) -> str:
+    """Turn django-redis's ``LOCATION`` + ``SENTINELS`` into a ``redis+sentinel://`` URL."""
+    setting = f"CACHES[{alias!r}]['OPTIONS']['SENTINELS']"
+    pairs = sentinels if isinstance(sentinels, list | tuple) else None
+    if not pairs or not all(
+        isinstance(p, list | tuple) and len(p) == 2 and isinstance(p[0], str) and _is_int(p[1])
+        for p in pairs
+    ):
+        raise InvalidLocation(
+            f"{setting} = {sentinels!r} is not a valid Redis location: "
+            "expected a list of (host, port) pairs."
+        )
+    if not isinstance(location, str) or "://" not in location:
+        raise InvalidLocation(
+            f"CACHES[{alias!r}]['LOCATION'] = {_shown(location)} is not a valid Redis location: "
+            "with SENTINELS it must be redis://[user:password@]<service_name>[/db]."
+        )
+    scheme, _, rest = location.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, service = netloc.rpartition("@")
+    hosts = ",".join(f"{host}:{port}" for host, port in pairs)
+    plus = "rediss+sentinel" if scheme.lower() == "rediss" else "redis+sentinel"
+    return f"{plus}://{userinfo}{at}{hosts}/{service}{slash}{path}"
 
 
 def _tls_problems(topology: Topology, pool_kwargs: Mapping[str, Any], base: str) -> list[Problem]:

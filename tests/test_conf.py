@@ -73,7 +73,7 @@ def test_defaults() -> None:
     assert options.health_check_interval == 30.0
     assert options.max_connections is None
     assert options.probe_timeout == 0.5
-    assert options.read_from_replicas is True
+    assert options.read_from_replicas is None  # the topology decides
     assert (options.username, options.password, options.pool_kwargs) == (None, None, ())
     assert options.breaker == BreakerConfig(
         failure_threshold=3,
@@ -408,7 +408,7 @@ def test_invalid_location_masks_the_password(location: Any) -> None:
         ("", "empty"),
         (42, "expected a URL string"),
         ({"host": "127.0.0.1", "port": 1}, "expected a URL string"),
-        ("redis+sentinel://127.0.0.1:1/mymaster", "sentinel locations are not supported"),
+        ("redis+sentinel://127.0.0.1:1", "service name is missing"),
         ("redis+cluster://127.0.0.1:1", "cluster locations are not supported"),
     ],
 )
@@ -556,3 +556,42 @@ def test_non_resilient_caches_are_ignored() -> None:
     with override_settings(CACHES=caches):
         conf.validate()
         assert conf.problems() == []
+
+
+# --- Sentinel ----------------------------------------------------------------------
+
+
+def test_django_redis_sentinels_option_builds_a_sentinel_topology() -> None:
+    options = {
+        "SENTINELS": [("127.0.0.1", 26379), ("127.0.0.2", 26380)],
+        "SENTINEL_KWARGS": {"password": "sentinel-secret"},
+    }
+    with configure(options, location=f"redis://:{SECRET}@mymaster/3"):
+        conf.validate()
+        topology = conf.topology("default")
+        result = conf.connection_options("default")
+    assert topology.kind.value == "sentinel"
+    assert topology.service_name == "mymaster"
+    assert topology.db == 3
+    assert [(n.host, n.port) for n in topology.nodes] == [
+        ("127.0.0.1", 26379),
+        ("127.0.0.2", 26380),
+    ]
+    assert topology.nodes[0].password == SECRET
+    assert dict(result.sentinel_kwargs) == {"password": "sentinel-secret"}
+    assert "sentinel-secret" not in repr(result)
+    assert SECRET not in topology.display
+
+
+@pytest.mark.parametrize(
+    ("options", "location", "text"),
+    [
+        ({"SENTINELS": "127.0.0.1:26379"}, "redis://mymaster/0", "(host, port) pairs"),
+        ({"SENTINELS": [("127.0.0.1", "26379")]}, "redis://mymaster/0", "(host, port) pairs"),
+        ({"SENTINELS": [("127.0.0.1", 26379)]}, "mymaster", "service_name"),
+        ({"SENTINELS": [("127.0.0.1", 26379)], "SENTINEL_KWARGS": "pw"}, "redis://m/0", "dict"),
+    ],
+)
+def test_invalid_sentinel_options(options: dict[str, Any], location: str, text: str) -> None:
+    with configure(options, location=location):
+        assert text in invalid()

@@ -13,7 +13,9 @@ import ssl
 from typing import Any
 
 import redis.asyncio.connection as aconn
+import redis.asyncio.sentinel as asentinel
 import redis.connection as sconn
+import redis.sentinel as ssentinel
 
 from django_redis_resilience.connection._errors import mark_unsent
 
@@ -126,8 +128,28 @@ class AsyncUnixDomainSocketConnection(_AsyncMixin, aconn.UnixDomainSocketConnect
     """asyncio Unix socket connection."""
 
 
-def connection_class(*, tls: bool, unix: bool, asyncio: bool) -> type[Any]:
+class SentinelManagedConnection(_SyncMixin, ssentinel.SentinelManagedConnection):
+    """Connection to whichever server Sentinel names for the service."""
+
+
+class SentinelManagedSSLConnection(_SyncMixin, ssentinel.SentinelManagedSSLConnection):
+    """TLS connection to whichever server Sentinel names for the service."""
+
+
+class AsyncSentinelManagedConnection(_AsyncMixin, asentinel.SentinelManagedConnection):
+    """asyncio connection to whichever server Sentinel names for the service."""
+
+
+class AsyncSentinelManagedSSLConnection(_AsyncMixin, asentinel.SentinelManagedSSLConnection):
+    """asyncio TLS connection to whichever server Sentinel names for the service."""
+
+
+def connection_class(*, tls: bool, unix: bool, asyncio: bool, sentinel: bool = False) -> type[Any]:
     """The connection class for an address."""
+    if sentinel:
+        if asyncio:
+            return AsyncSentinelManagedSSLConnection if tls else AsyncSentinelManagedConnection
+        return SentinelManagedSSLConnection if tls else SentinelManagedConnection
     if asyncio:
         if unix:
             return AsyncUnixDomainSocketConnection

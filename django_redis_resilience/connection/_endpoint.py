@@ -13,6 +13,8 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.sentinel as asentinel
+import redis.sentinel as ssentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -21,6 +23,7 @@ from django_redis_resilience.connection._breaker import CircuitBreaker
 from django_redis_resilience.connection._connections import connection_class
 from django_redis_resilience.connection._location import NodeAddress
 from django_redis_resilience.connection._options import ConnectionOptions
+from django_redis_resilience.connection._sentinel import SentinelService
 from django_redis_resilience.connection._tls import (
     TLS_DEFAULTS,
     is_tls_option,
@@ -34,7 +37,7 @@ logger = logging.getLogger("django_redis_resilience")
 
 
 def pool_kwargs(
-    address: NodeAddress, options: ConnectionOptions, *, asyncio: bool
+    address: NodeAddress, options: ConnectionOptions, *, asyncio: bool, sentinel: bool = False
 ) -> dict[str, Any]:
     """Keyword arguments for a redis-py pool; precedence: URL > OPTIONS > defaults."""
     kwargs: dict[str, Any] = {
@@ -58,9 +61,15 @@ def pool_kwargs(
     if address.is_unix:
         for tcp_only in ("socket_keepalive", "socket_keepalive_options", "socket_connect_timeout"):
             kwargs.pop(tcp_only, None)
+    if sentinel:
+        # Sentinel names the server: the address here only carries credentials,
+        # database and TLS options.
+        kwargs.pop("host", None)
+        kwargs.pop("port", None)
     if address.tls:
         normalize_tls(kwargs, asyncio=asyncio, display=address.display)
-        kwargs["drr_ssl_context"] = build_ssl_context(kwargs)
+        if not sentinel:
+            kwargs["drr_ssl_context"] = build_ssl_context(kwargs)
     elif stray := sorted(name for name in kwargs if is_tls_option(name)):
         raise InvalidOption(
             f"{address.display}: TLS options {', '.join(stray)} need a rediss:// location."
@@ -69,14 +78,14 @@ def pool_kwargs(
     # reply was lost; ours can (see _retry.py), so redis-py's is switched off.
     kwargs["retry"] = Retry(NoBackoff(), 0)
     kwargs["connection_class"] = connection_class(
-        tls=address.tls, unix=address.is_unix, asyncio=asyncio
+        tls=address.tls, unix=address.is_unix, asyncio=asyncio, sentinel=sentinel
     )
     if options.max_connections is not None:
         kwargs["max_connections"] = options.max_connections
     return kwargs
 
 
-async def _close_with_loop(pool: redis.asyncio.ConnectionPool) -> AsyncGenerator[None, None]:
+async def _close_with_loop(pools: list[Any]) -> AsyncGenerator[None, None]:
     """Disconnect ``pool`` when its event loop shuts down.
 
     ``asyncio.run`` (and asgiref's ``async_to_sync``, which gives every async
@@ -87,8 +96,14 @@ async def _close_with_loop(pool: redis.asyncio.ConnectionPool) -> AsyncGenerator
     try:
         yield
     finally:
-        with contextlib.suppress(Exception):
-            await pool.disconnect()
+        for pool in pools:
+            with contextlib.suppress(Exception):
+                await pool.disconnect()
+
+
+async def _disconnect_all(pools: list[Any]) -> None:
+    for pool in pools:
+        await pool.disconnect()
 
 
 @dataclass
@@ -96,6 +111,8 @@ class _LoopEntry:
     loop: weakref.ref[asyncio.AbstractEventLoop]
     client: redis.asyncio.Redis
     pool: redis.asyncio.ConnectionPool
+    #: Every pool of this loop (with Sentinel: the Sentinels' pools too).
+    pools: list[Any]
     finalizer: AsyncGenerator[None, None]
 
 
@@ -110,13 +127,15 @@ class Endpoint:
         address: NodeAddress,
         options: ConnectionOptions,
         scheduler: Scheduler,
+        sentinel: SentinelService | None = None,
     ) -> None:
         self.alias = alias
         self.role = role
         self.address = address
         self.options = options
+        self.sentinel = sentinel
         #: Safe to show: the password is masked.
-        self.display = address.display
+        self.display = address.display if sentinel is None else sentinel.display
         self.breaker = CircuitBreaker(
             name=f"{alias}/{role} {self.display}",
             config=options.breaker,
@@ -124,11 +143,21 @@ class Endpoint:
             scheduler=scheduler,
         )
         self.breaker.add_before_close(self._drop_idle_for_recovery)
-        self._sync_kwargs = pool_kwargs(address, options, asyncio=False)
+        managed = sentinel is not None
+        self._sync_kwargs = pool_kwargs(address, options, asyncio=False, sentinel=managed)
         if address.tls and (reason := verification_disabled(self._sync_kwargs)):
             logger.warning("TLS to %s is not verified: %s", self.display, reason)
-        self._async_kwargs = pool_kwargs(address, options, asyncio=True)
-        self.pool = redis.ConnectionPool(**self._sync_kwargs)
+        self._async_kwargs = pool_kwargs(address, options, asyncio=True, sentinel=managed)
+        self.pool: redis.ConnectionPool
+        if sentinel is None:
+            self.pool = redis.ConnectionPool(**self._sync_kwargs)
+        else:
+            self.pool = ssentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
+                sentinel.service_name,
+                sentinel.manager,
+                is_master=role == "primary",
+                **self._sync_kwargs,
+            )
         #: Building a client opens nothing; connections are made on first use.
         self.client = redis.Redis(connection_pool=self.pool)
         self._lock = threading.Lock()
@@ -153,15 +182,28 @@ class Endpoint:
                 old_loop = old.loop()
                 if old_loop is None or old_loop.is_closed() or old_loop is loop:
                     del self._loops[key]
-            pool = redis.asyncio.ConnectionPool(**self._async_kwargs)
+            pool: Any
+            pools: list[Any] = []
+            if self.sentinel is None:
+                pool = redis.asyncio.ConnectionPool(**self._async_kwargs)
+            else:
+                manager = self.sentinel.async_manager()
+                pools += [s.connection_pool for s in manager.sentinels]
+                pool = asentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
+                    self.sentinel.service_name,
+                    manager,
+                    is_master=self.role == "primary",
+                    **self._async_kwargs,
+                )
+            pools.insert(0, pool)
             client = redis.asyncio.Redis(connection_pool=pool)
-            finalizer = _close_with_loop(pool)
+            finalizer = _close_with_loop(pools)
             # Start the generator up to its ``yield`` now, inside this loop, so
             # the loop registers it for finalization at shutdown.
             step = finalizer.__anext__()
             with contextlib.suppress(StopIteration):
                 step.send(None)
-            self._loops[id(loop)] = _LoopEntry(weakref.ref(loop), client, pool, finalizer)
+            self._loops[id(loop)] = _LoopEntry(weakref.ref(loop), client, pool, pools, finalizer)
             return client
 
     def loop_count(self) -> int:
@@ -178,9 +220,10 @@ class Endpoint:
         A fresh connection, not a pooled one: the point is to learn whether a
         new client could talk to the server now.
         """
-        kwargs = dict(self._sync_kwargs)
-        cls = kwargs.pop("connection_class")
-        kwargs.pop("max_connections", None)
+        cls = self.pool.connection_class
+        # The pool's own connection arguments (with Sentinel: the pool to ask
+        # for the current primary, which also drops sockets to a former one).
+        kwargs = dict(self.pool.connection_kwargs)
         kwargs["socket_timeout"] = self.options.probe_timeout
         kwargs["socket_connect_timeout"] = self.options.probe_timeout
         kwargs["health_check_interval"] = 0
@@ -223,12 +266,13 @@ class Endpoint:
             except RuntimeError:
                 running = None
             try:
+                closing = _disconnect_all(entry.pools)
                 if loop is running:
-                    loop.create_task(entry.pool.disconnect())
+                    loop.create_task(closing)
                 elif loop.is_running():
-                    asyncio.run_coroutine_threadsafe(entry.pool.disconnect(), loop)
+                    asyncio.run_coroutine_threadsafe(closing, loop)
                 else:
-                    loop.run_until_complete(entry.pool.disconnect())
+                    loop.run_until_complete(closing)
             except RuntimeError:
                 logger.debug("Could not close an asyncio pool of %s", self.display, exc_info=True)
 

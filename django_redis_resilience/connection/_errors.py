@@ -91,6 +91,11 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 def _from_chain(exc: BaseException) -> ErrorKind | None:
     for item in _chain(exc):
+        # redis-py's Sentinel connection turns READONLY from a demoted primary
+        # into a ConnectionError; the reply still proves the write did not run.
+        if isinstance(item, rex.ReadOnlyError):
+            return ErrorKind.READONLY
+    for item in _chain(exc):
         if isinstance(item, ssl.SSLError | ssl.CertificateError):
             return ErrorKind.TLS
     for item in _chain(exc):

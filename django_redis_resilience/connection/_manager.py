@@ -10,6 +10,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import redis
@@ -21,6 +22,7 @@ from django_redis_resilience.connection._errors import ErrorKind, classify, tran
 from django_redis_resilience.connection._location import Topology, TopologyKind
 from django_redis_resilience.connection._options import ConnectionOptions
 from django_redis_resilience.connection._retry import is_idempotent
+from django_redis_resilience.connection._sentinel import SentinelService
 from django_redis_resilience.exceptions import BreakerOpen, ConfigurationError
 
 T = TypeVar("T")
@@ -101,34 +103,62 @@ class ConnectionManager:
         options: ConnectionOptions,
         scheduler: Scheduler,
     ) -> None:
-        if topology.kind is not TopologyKind.STANDALONE:
+        if topology.kind is TopologyKind.CLUSTER:
             raise ConfigurationError(
-                f"CACHES[{alias!r}]['LOCATION']: {topology.kind.value} locations "
+                f"CACHES[{alias!r}]['LOCATION']: cluster locations "
                 "are not supported by this version."
             )
         self.alias = alias
         self.topology = topology
         self.options = options
-        self.primary = Endpoint(
-            alias=alias,
-            role="primary",
-            address=topology.primary,
-            options=options,
-            scheduler=scheduler,
-        )
-        self.replicas = tuple(
-            Endpoint(
+        self.sentinel: SentinelService | None = None
+        if topology.kind is TopologyKind.SENTINEL:
+            self.sentinel = SentinelService(topology=topology, options=options)
+            # One endpoint per role of the service; the address only carries
+            # credentials, database and TLS options (Sentinel names the host).
+            template = replace(topology.nodes[0], host="", port=0)
+            self.primary = Endpoint(
                 alias=alias,
-                role=f"replica{i}",
-                address=address,
+                role="primary",
+                address=template,
+                options=options,
+                scheduler=scheduler,
+                sentinel=self.sentinel,
+            )
+            replicas: tuple[Endpoint, ...] = ()
+            if options.read_from_replicas:
+                replicas = (
+                    Endpoint(
+                        alias=alias,
+                        role="replicas",
+                        address=template,
+                        options=options,
+                        scheduler=scheduler,
+                        sentinel=self.sentinel,
+                    ),
+                )
+            self.replicas = replicas
+        else:
+            self.primary = Endpoint(
+                alias=alias,
+                role="primary",
+                address=topology.primary,
                 options=options,
                 scheduler=scheduler,
             )
-            for i, address in enumerate(topology.replicas, start=1)
-        )
+            self.replicas = tuple(
+                Endpoint(
+                    alias=alias,
+                    role=f"replica{i}",
+                    address=address,
+                    options=options,
+                    scheduler=scheduler,
+                )
+                for i, address in enumerate(topology.replicas, start=1)
+            )
         self.endpoints = (self.primary, *self.replicas)
         self._primary_route = (self.primary,)
-        self._reads_from_replicas = bool(self.replicas) and options.read_from_replicas
+        self._reads_from_replicas = bool(self.replicas) and options.read_from_replicas is not False
 
     def __repr__(self) -> str:
         return f"<ConnectionManager {self.alias} {self.topology.display}>"
@@ -247,6 +277,8 @@ class ConnectionManager:
     def close(self) -> None:
         for endpoint in self.endpoints:
             endpoint.close()
+        if self.sentinel is not None:
+            self.sentinel.close()
 
     def forget(self) -> None:
         for endpoint in self.endpoints:

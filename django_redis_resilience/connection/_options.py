@@ -24,13 +24,17 @@ class ConnectionOptions:
     health_check_interval: float = 30.0
     socket_keepalive: bool = True
     max_connections: int | None = None
-    read_from_replicas: bool = True
+    #: ``None``: the topology's default (a list of URLs reads from its replicas,
+    #: as Django's RedisCache does; Sentinel reads from the primary unless asked).
+    read_from_replicas: bool | None = None
     probe_timeout: float = 0.5
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     #: Extra keyword arguments for every connection (django-redis's
     #: ``CONNECTION_POOL_KWARGS``), as sorted pairs so the options stay hashable.
     pool_kwargs: tuple[tuple[str, Any], ...] = ()
+    #: Keyword arguments for connections to Sentinels (django-redis's ``SENTINEL_KWARGS``).
+    sentinel_kwargs: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -44,4 +48,5 @@ def fingerprint(topology: Topology, options: ConnectionOptions) -> str:
     parts = [repr(topology), repr(options)]
     parts += [f"{n.username}:{n.password}" for n in topology.nodes]
     parts.append(f"{options.username}:{options.password}")
+    parts.append(repr(sorted(options.sentinel_kwargs)))
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
