@@ -69,9 +69,10 @@ class _Attempt:
         endpoint = self.endpoint
         unsent = was_unsent(exc)
         policy = self.manager.options.retry
-        if kind is ErrorKind.RESET:
+        if kind is ErrorKind.RESET or kind is ErrorKind.READONLY:
             # One dead pooled socket after a mass disconnect means the others
-            # are dead too: make sure the retry gets a fresh connection.
+            # are dead too, and READONLY means every pooled socket talks to a
+            # demoted primary: make sure the retry gets a fresh connection.
             self.drop_idle = True
         if policy.should_retry(
             attempt=self.attempt, kind=kind, unsent=unsent, idempotent=self.idempotent
