@@ -11,7 +11,9 @@ Fixtures, all prefixed ``drr_``: ``drr_redis_server``, ``drr_replica_group`` and
 test, for chaos tests; they take ``tls=`` and ``users=`` too) and
 ``drr_tls_material`` (the session's throwaway CA and certificates).
 ``drr_proxy_factory`` puts a :class:`FaultProxy` in front of a server, per
-test, to break the network rather than the server.
+test, to break the network rather than the server. ``drr_sentinel_group`` and
+``drr_cluster`` (shared) and ``drr_sentinel_factory`` and
+``drr_cluster_factory`` (per test) provide Redis Sentinel and Redis Cluster.
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ from __future__ import annotations
 import importlib.util
 
 from django_redis_resilience.testing._binary import find_redis_server, redis_version, supports_tls
+from django_redis_resilience.testing._cluster import ClusterGroup, ClusterGroupFactory
 from django_redis_resilience.testing._errors import HarnessError
 from django_redis_resilience.testing._ports import free_port
 from django_redis_resilience.testing._proxy import FaultProxy, FaultProxyFactory
+from django_redis_resilience.testing._sentinel import (
+    SentinelGroup,
+    SentinelGroupFactory,
+    SentinelServer,
+)
 from django_redis_resilience.testing._servers import (
     RedisServer,
     RedisServerFactory,
@@ -38,6 +46,8 @@ from django_redis_resilience.testing._tls import (
 
 __all__ = [
     "WRONG_HOST",
+    "ClusterGroup",
+    "ClusterGroupFactory",
     "FaultProxy",
     "FaultProxyFactory",
     "HarnessError",
@@ -45,6 +55,9 @@ __all__ = [
     "RedisServerFactory",
     "ReplicaGroup",
     "ReplicaGroupFactory",
+    "SentinelGroup",
+    "SentinelGroupFactory",
+    "SentinelServer",
     "TLSMaterial",
     "TLSUnsupportedError",
     "acl_user",
@@ -57,6 +70,12 @@ __all__ = [
 
 # pytest finds plugin fixtures and hooks among this module's attributes.
 if importlib.util.find_spec("pytest") is not None:
+    from django_redis_resilience.testing._plugin import (
+        drr_cluster as drr_cluster,
+    )
+    from django_redis_resilience.testing._plugin import (
+        drr_cluster_factory as drr_cluster_factory,
+    )
     from django_redis_resilience.testing._plugin import (
         drr_proxy_factory as drr_proxy_factory,
     )
@@ -71,6 +90,12 @@ if importlib.util.find_spec("pytest") is not None:
     )
     from django_redis_resilience.testing._plugin import (
         drr_replica_group_factory as drr_replica_group_factory,
+    )
+    from django_redis_resilience.testing._plugin import (
+        drr_sentinel_factory as drr_sentinel_factory,
+    )
+    from django_redis_resilience.testing._plugin import (
+        drr_sentinel_group as drr_sentinel_group,
     )
     from django_redis_resilience.testing._plugin import (
         drr_tls_material as drr_tls_material,

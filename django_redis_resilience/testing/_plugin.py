@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from django_redis_resilience.testing._cluster import ClusterGroup, ClusterGroupFactory
 from django_redis_resilience.testing._proxy import FaultProxy, FaultProxyFactory, _Addressable
+from django_redis_resilience.testing._sentinel import SentinelGroup, SentinelGroupFactory
 from django_redis_resilience.testing._servers import (
     RedisServer,
     RedisServerFactory,
@@ -25,18 +27,24 @@ from django_redis_resilience.testing._servers import (
 from django_redis_resilience.testing._tls import TLSMaterial, TLSUnsupportedError
 
 __all__ = [
+    "drr_cluster",
+    "drr_cluster_factory",
     "drr_proxy_factory",
     "drr_redis_factory",
     "drr_redis_server",
     "drr_replica_group",
     "drr_replica_group_factory",
+    "drr_sentinel_factory",
+    "drr_sentinel_group",
     "drr_tls_material",
     "drr_tls_server",
     "pytest_sessionfinish",
 ]
 
 
-def _stop_each(items: Sequence[RedisServer | ReplicaGroup | FaultProxy]) -> None:
+def _stop_each(
+    items: Sequence[RedisServer | ReplicaGroup | FaultProxy | SentinelGroup | ClusterGroup],
+) -> None:
     """Stop everything, newest first, even if stopping one of them fails."""
     errors: list[Exception] = []
     for item in reversed(items):
@@ -110,7 +118,7 @@ def drr_tls_server(drr_tls_material: TLSMaterial) -> Iterator[RedisServer]:
         yield server
 
 
-_Startable = TypeVar("_Startable", RedisServer, ReplicaGroup)
+_Startable = TypeVar("_Startable", RedisServer, ReplicaGroup, SentinelGroup, ClusterGroup)
 
 
 def _start_or_skip(item: _Startable) -> _Startable:
@@ -140,6 +148,53 @@ def drr_proxy_factory() -> Iterator[FaultProxyFactory]:
         proxy = FaultProxy(host, port)
         started.append(proxy)
         return proxy.start()
+
+    yield factory
+    _stop_each(started)
+
+
+@pytest.fixture(scope="session")
+def drr_sentinel_group() -> Iterator[SentinelGroup]:
+    """A primary, one replica and three Sentinels (``mymaster``) for the session.
+
+    Tests must not break it: no kills, no ``failover()``; use unique keys.
+    """
+    with SentinelGroup() as group:
+        yield group
+
+
+@pytest.fixture
+def drr_sentinel_factory() -> Iterator[SentinelGroupFactory]:
+    """Start fresh Sentinel groups (``factory(**SentinelGroup kwargs)``); stopped after the test."""
+    started: list[SentinelGroup] = []
+
+    def factory(**kwargs: Any) -> SentinelGroup:
+        group = SentinelGroup(**kwargs)
+        started.append(group)
+        return _start_or_skip(group)
+
+    yield factory
+    _stop_each(started)
+
+
+@pytest.fixture(scope="session")
+def drr_cluster() -> Iterator[ClusterGroup]:
+    """A three-master cluster without replicas for the session; do not break it."""
+    with ClusterGroup() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def drr_cluster_factory() -> Iterator[ClusterGroupFactory]:
+    """Start fresh clusters (``factory(replicas=1, require_full_coverage=False, ...)``);
+    stopped after the test.
+    """
+    started: list[ClusterGroup] = []
+
+    def factory(**kwargs: Any) -> ClusterGroup:
+        cluster = ClusterGroup(**kwargs)
+        started.append(cluster)
+        return _start_or_skip(cluster)
 
     yield factory
     _stop_each(started)

@@ -39,7 +39,7 @@ from redis.retry import Retry
 
 from django_redis_resilience.testing._binary import find_redis_server, supports_tls
 from django_redis_resilience.testing._errors import HarnessError
-from django_redis_resilience.testing._ports import free_port
+from django_redis_resilience.testing._ports import CLUSTER_BUS_OFFSET, free_port
 from django_redis_resilience.testing._tls import TLSMaterial, TLSUnsupportedError
 
 __all__ = [
@@ -81,9 +81,14 @@ def _unregister(server: RedisServer) -> None:
 
 
 def _claimed_ports(*, besides: RedisServer) -> set[int]:
-    """Ports owned by other live harness servers, even while they are killed."""
+    """Ports owned by other live harness servers, even while they are killed.
+
+    Their ``+10000`` twins count as claimed too: a killed cluster node's bus
+    port is just as unbound as its client port until the node is restarted.
+    """
     with _registry_lock:
-        return {s._port for s in _registry.values() if s is not besides and s._port is not None}
+        ports = {s._port for s in _registry.values() if s is not besides and s._port is not None}
+    return ports | {port + CLUSTER_BUS_OFFSET for port in ports}
 
 
 def stop_all() -> None:
