@@ -118,3 +118,31 @@ def _write_ok(manager) -> bool:
         return bool(manager.execute(lambda c: c.set("k", "after")))
     except RedisUnavailable:
         return False
+
+
+@pytest.mark.chaos
+def test_dead_and_hung_sentinels_are_skipped(
+    drr_sentinel_factory, make_manager: MakeManager
+) -> None:
+    group = drr_sentinel_factory()
+    group.sentinels[0].kill()
+    group.sentinels[1].hang()
+    try:
+        manager = make_manager(group.location, socket_timeout=0.2)
+        assert manager.execute(lambda c: c.set("k", "v")) is True
+        assert manager.execute(lambda c: c.get("k")) == b"v"
+    finally:
+        group.sentinels[1].resume()
+
+
+def test_nothing_listening_still_builds_and_degrades(make_manager: MakeManager) -> None:
+    """An app started while every Sentinel is down boots; calls degrade, nothing hangs."""
+    from django_redis_resilience.testing import free_port
+
+    ports = [free_port() for _ in range(3)]
+    location = "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in ports) + "/mymaster/0"
+    manager = make_manager(location, breaker={"failure_threshold": 2, "recovery_timeout": 30})
+    for _ in range(2):
+        with pytest.raises(RedisUnavailable):
+            manager.execute(lambda c: c.ping())
+    assert manager.primary.breaker.state is BreakerState.OPEN
