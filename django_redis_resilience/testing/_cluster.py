@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from urllib.parse import quote
 
 import redis
@@ -26,6 +25,7 @@ from redis.crc import key_slot
 
 from django_redis_resilience.testing._binary import find_redis_server, redis_version
 from django_redis_resilience.testing._errors import HarnessError
+from django_redis_resilience.testing._lifecycle import Startable
 from django_redis_resilience.testing._servers import HOST, RedisServer
 
 __all__ = ["SLOTS", "ClusterGroup", "ClusterGroupFactory"]
@@ -79,7 +79,7 @@ class _NodeLine:
         )
 
 
-class ClusterGroup:
+class ClusterGroup(Startable):
     """``masters`` masters with ``replicas`` replicas each, as one Redis Cluster on 127.0.0.1.
 
     Server arguments of every node: ``--cluster-enabled yes``,
@@ -131,17 +131,6 @@ class ClusterGroup:
 
     def __repr__(self) -> str:
         return f"<ClusterGroup ports={[n._port for n in self._nodes]}>"
-
-    def __enter__(self) -> ClusterGroup:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- topology -------------------------------------------------------------------
 

@@ -25,11 +25,11 @@ import socket
 import struct
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from types import TracebackType
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from django_redis_resilience.testing._errors import HarnessError
+from django_redis_resilience.testing._lifecycle import Startable
 from django_redis_resilience.testing._ports import free_port
 
 try:
@@ -100,7 +100,7 @@ class _Connection:
             yield self.upstream
 
 
-class FaultProxy:
+class FaultProxy(Startable):
     """A TCP proxy on 127.0.0.1 in front of ``(target_host, target_port)`` that breaks on demand.
 
     Point clients at :meth:`url` (or :attr:`host` and :attr:`port`) instead of
@@ -139,17 +139,6 @@ class FaultProxy:
             f"<FaultProxy {_LOOPBACK}:{self._port} -> "
             f"{self._target_host}:{self._target_port} {state}>"
         )
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- addresses -----------------------------------------------------------------
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +26,7 @@ import redis
 
 from django_redis_resilience.testing._binary import find_redis_server
 from django_redis_resilience.testing._errors import HarnessError
+from django_redis_resilience.testing._lifecycle import Startable
 from django_redis_resilience.testing._servers import HOST, RedisServer, ReplicaGroup
 
 __all__ = ["SentinelGroup", "SentinelGroupFactory", "SentinelServer"]
@@ -86,7 +86,7 @@ class SentinelServer(RedisServer):
         return [binary, str(path), "--sentinel", *options]
 
 
-class SentinelGroup:
+class SentinelGroup(Startable):
     """A primary, ``replicas`` replicas and ``sentinels`` Sentinels monitoring them.
 
     The data nodes are a :class:`ReplicaGroup` (``password``, ``extra_args``
@@ -147,17 +147,6 @@ class SentinelGroup:
         data = [s._port for s in self._data_nodes]
         sentinels = [s._port for s in self._sentinels]
         return f"<SentinelGroup {self._service_name} data={data} sentinels={sentinels}>"
-
-    def __enter__(self) -> SentinelGroup:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- topology -------------------------------------------------------------------
 

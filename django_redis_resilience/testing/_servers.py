@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
@@ -39,6 +38,7 @@ from redis.retry import Retry
 
 from django_redis_resilience.testing._binary import find_redis_server, supports_tls
 from django_redis_resilience.testing._errors import HarnessError
+from django_redis_resilience.testing._lifecycle import Startable
 from django_redis_resilience.testing._ports import CLUSTER_BUS_OFFSET, free_port
 from django_redis_resilience.testing._tls import TLSMaterial, TLSUnsupportedError
 
@@ -179,7 +179,7 @@ def _wait_for_state(pid: int, *, stopped: bool, timeout: float = 2.0) -> None:
 # --- one server ----------------------------------------------------------------------
 
 
-class RedisServer:
+class RedisServer(Startable):
     """One real ``redis-server`` on 127.0.0.1, owned by the test that started it.
 
     ``extra_args`` are appended after the harness's own options, so they win
@@ -234,17 +234,6 @@ class RedisServer:
         state = "running" if self.is_running() else "stopped"
         tls = " tls" if self._tls else ""
         return f"<RedisServer {HOST}:{self._port}{tls} {state}>"
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- addresses -----------------------------------------------------------------
 
@@ -620,7 +609,7 @@ def _user_args(users: Sequence[str]) -> list[str]:
 # --- replication ------------------------------------------------------------------------
 
 
-class ReplicaGroup:
+class ReplicaGroup(Startable):
     """A primary and ``replicas`` replicas, for testing read routing and failover.
 
     ``extra_args``, ``tls``, ``tls_auth_clients`` and ``users`` apply to every
@@ -665,17 +654,6 @@ class ReplicaGroup:
     def __repr__(self) -> str:
         ports = [s._port for s in self._members()]
         return f"<ReplicaGroup ports={ports}>"
-
-    def __enter__(self) -> ReplicaGroup:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def primary(self) -> RedisServer:
