@@ -11,3 +11,11 @@ def checkout(pool: Any) -> Any:
         return pool.get_connection()
     except TypeError:
         return pool.get_connection("PING")
+
+
+def fill_pool(client: Any, size: int) -> None:
+    """Open ``size`` pooled connections and return them idle, ready to be killed server-side."""
+    pool = client.connection_pool
+    held = [checkout(pool) for _ in range(size)]
+    for conn in held:
+        pool.release(conn)

@@ -18,7 +18,7 @@ from django_redis_resilience.exceptions import (
     RedisUnavailable,
 )
 from django_redis_resilience.testing import RedisServer
-from tests._compat import checkout
+from tests._compat import fill_pool
 
 from .conftest import MakeManager, wait_for
 
@@ -63,13 +63,6 @@ def test_server_errors_are_raised_unchanged_and_do_not_trip(
 # --- stale pooled connections -------------------------------------------------
 
 
-def _fill_pool(manager_client: redis.Redis, size: int) -> None:
-    pool = manager_client.connection_pool
-    held = [checkout(pool) for _ in range(size)]
-    for conn in held:
-        pool.release(conn)
-
-
 @pytest.mark.chaos
 def test_client_kill_of_every_pooled_connection_never_fails_next_commands(
     drr_redis_factory, make_manager: MakeManager
@@ -77,7 +70,7 @@ def test_client_kill_of_every_pooled_connection_never_fails_next_commands(
     server = drr_redis_factory()
     manager = make_manager(server.url, retry={"attempts": 2})
     manager.execute(lambda c: c.set("k", 0))
-    _fill_pool(manager.primary.client, 20)
+    fill_pool(manager.primary.client, 20)
     assert server.kill_clients() >= 20
     for _ in range(25):
         assert manager.execute(lambda c: c.incr("k"), idempotent=False) is not None
@@ -91,7 +84,7 @@ def test_server_restart_never_fails_the_next_command(
 ) -> None:
     server = drr_redis_factory()
     manager = make_manager(server.url, retry={"attempts": 2})
-    _fill_pool(manager.primary.client, 10)
+    fill_pool(manager.primary.client, 10)
     manager.execute(lambda c: c.set("k", "before"))
     server.restart(keep_data=False)
     assert manager.execute(lambda c: c.set("k", "after")) is True
@@ -157,7 +150,7 @@ def test_non_idempotent_command_is_retried_when_it_never_left(
     server = drr_redis_factory()
     manager = make_manager(server.url, retry={"attempts": 3})
     manager.execute(lambda c: c.set("n", 0))
-    _fill_pool(manager.primary.client, 3)
+    fill_pool(manager.primary.client, 3)
     server.kill_clients()
     assert manager.execute(lambda c: c.incr("n"), idempotent=False) == 1
     with server.client() as client:
@@ -355,6 +348,6 @@ def test_unix_socket_restart_never_fails_the_next_command(
 ) -> None:
     server = drr_redis_factory(unix_socket=True)
     manager = make_manager(f"unix://{server.unix_socket}")
-    _fill_pool(manager.primary.client, 5)
+    fill_pool(manager.primary.client, 5)
     server.restart()
     assert manager.execute(lambda c: c.incr("u"), idempotent=False) == 1

@@ -16,19 +16,13 @@ from django_redis_resilience.exceptions import (
     RedisUnavailable,
 )
 from django_redis_resilience.testing import RedisServer, TLSMaterial, acl_user
-from tests._compat import checkout
+from tests._compat import checkout, fill_pool
 
 from .conftest import MakeManager, wait_for
 
 
 def _ca(material: TLSMaterial, *, other: bool = False) -> tuple[tuple[str, str], ...]:
     return (("ssl_ca_certs", str(material.other_ca_file if other else material.ca_file)),)
-
-
-def _fill_pool(client: redis.Redis, size: int) -> None:
-    held = [checkout(client.connection_pool) for _ in range(size)]
-    for conn in held:
-        client.connection_pool.release(conn)
 
 
 def test_tls_happy_path_sync_and_async(
@@ -107,7 +101,7 @@ def test_tls_client_kill_with_more_dead_connections_than_retries(
     server = drr_redis_factory(tls=drr_tls_material)
     manager = make_manager(server.url, pool_kwargs=_ca(drr_tls_material), retry={"attempts": 2})
     manager.execute(lambda c: c.set("n", 0))
-    _fill_pool(manager.primary.client, 20)
+    fill_pool(manager.primary.client, 20)
     assert server.kill_clients() >= 20
     for _ in range(25):
         manager.execute(lambda c: c.incr("n"), idempotent=False)
@@ -132,7 +126,7 @@ def test_tls_server_restart_mid_traffic(
         retry={"attempts": 2},
         breaker={"failure_threshold": 3, "recovery_timeout": 0.05, "max_recovery_timeout": 0.2},
     )
-    _fill_pool(manager.primary.client, 10)
+    fill_pool(manager.primary.client, 10)
     stop = threading.Event()
     outcomes: list[str] = []
 
@@ -221,7 +215,7 @@ def test_tls_through_proxy_reset_uses_fresh_connections(
     manager = make_manager(
         proxy.url(scheme="rediss"), pool_kwargs=_ca(drr_tls_material), retry={"attempts": 2}
     )
-    _fill_pool(manager.primary.client, 20)
+    fill_pool(manager.primary.client, 20)
     before = proxy.total_connections
     assert proxy.reset_all() >= 20
     for _ in range(25):
