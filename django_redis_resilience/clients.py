@@ -14,6 +14,7 @@ from django_redis_resilience.connection import (
     BreakerState,
     CircuitBreaker,
     ConnectionManager,
+    LogicalEndpoint,
     add_manager_hook,
     get_registry,
     reset_registry,
@@ -35,17 +36,15 @@ def get_manager(alias: str = "default") -> ConnectionManager:
 
 
 def _wire_signals(manager: ConnectionManager) -> None:
-    for endpoint in manager.endpoints:
-
+    def wire(endpoint: LogicalEndpoint) -> None:
         def listener(
             breaker: CircuitBreaker,
             old: BreakerState,
             new: BreakerState,
             error: BaseException | None,
-            *,
-            _display: str = endpoint.display,
         ) -> None:
-            common: dict[str, Any] = {"alias": manager.alias, "endpoint": _display}
+            # Read at event time: a cluster shard's display names its master now.
+            common: dict[str, Any] = {"alias": manager.alias, "endpoint": endpoint.display}
             signals.breaker_state_changed.send(
                 sender=ConnectionManager, old=old.value, new=new.value, **common
             )
@@ -60,6 +59,9 @@ def _wire_signals(manager: ConnectionManager) -> None:
                 )
 
         endpoint.breaker.add_listener(listener)
+
+    # Cluster shards found later (a new shard after resharding) are wired too.
+    manager.add_endpoint_hook(wire)
 
 
 _installed = False

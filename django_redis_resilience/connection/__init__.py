@@ -6,7 +6,14 @@ does that and passes plain values in.
 
 from django_redis_resilience.connection._background import Scheduler
 from django_redis_resilience.connection._breaker import BreakerConfig, BreakerState, CircuitBreaker
-from django_redis_resilience.connection._endpoint import Endpoint
+from django_redis_resilience.connection._cluster import (
+    ClusterRouter,
+    ClusterShard,
+    ShardView,
+    SlotMap,
+    slot_of,
+)
+from django_redis_resilience.connection._endpoint import Endpoint, NodePools
 from django_redis_resilience.connection._errors import ErrorKind, classify
 from django_redis_resilience.connection._location import (
     NodeAddress,
@@ -15,8 +22,12 @@ from django_redis_resilience.connection._location import (
     mask_url,
     parse_location,
 )
-from django_redis_resilience.connection._manager import ConnectionManager
-from django_redis_resilience.connection._options import ConnectionOptions
+from django_redis_resilience.connection._manager import (
+    ConnectionManager,
+    LogicalEndpoint,
+    command_key,
+)
+from django_redis_resilience.connection._options import ClusterRefreshConfig, ConnectionOptions
 from django_redis_resilience.connection._registry import (
     Registry,
     add_manager_hook,
@@ -29,21 +40,30 @@ __all__ = [
     "BreakerConfig",
     "BreakerState",
     "CircuitBreaker",
+    "ClusterRefreshConfig",
+    "ClusterRouter",
+    "ClusterShard",
     "ConnectionManager",
     "ConnectionOptions",
     "Endpoint",
     "ErrorKind",
+    "LogicalEndpoint",
     "NodeAddress",
+    "NodePools",
     "Registry",
     "RetryPolicy",
     "Scheduler",
+    "ShardView",
+    "SlotMap",
     "Topology",
     "TopologyKind",
     "add_manager_hook",
     "classify",
+    "command_key",
     "get_registry",
     "is_idempotent",
     "mask_url",
     "parse_location",
     "reset_registry",
+    "slot_of",
 ]

@@ -116,33 +116,28 @@ class _LoopEntry:
     finalizer: AsyncGenerator[None, None]
 
 
-class Endpoint:
-    """A server the app talks to, seen through one circuit breaker."""
+class NodePools:
+    """The sync pool and the asyncio pools (one per event loop) of one server.
+
+    No breaker here: a standalone or Sentinel endpoint adds one
+    (:class:`Endpoint`), while a cluster shard owns its breaker and borrows
+    the pools of whichever node is its master now.
+    """
 
     def __init__(
         self,
         *,
-        alias: str,
-        role: str,
         address: NodeAddress,
         options: ConnectionOptions,
-        scheduler: Scheduler,
         sentinel: SentinelService | None = None,
+        is_master: bool = True,
     ) -> None:
-        self.alias = alias
-        self.role = role
         self.address = address
         self.options = options
         self.sentinel = sentinel
+        self.is_master = is_master
         #: Safe to show: the password is masked.
         self.display = address.display if sentinel is None else sentinel.display
-        self.breaker = CircuitBreaker(
-            name=f"{alias}/{role} {self.display}",
-            config=options.breaker,
-            probe=self.probe,
-            scheduler=scheduler,
-        )
-        self.breaker.add_before_close(self._drop_idle_for_recovery)
         managed = sentinel is not None
         self._sync_kwargs = pool_kwargs(address, options, asyncio=False, sentinel=managed)
         if address.tls and (reason := verification_disabled(self._sync_kwargs)):
@@ -155,7 +150,7 @@ class Endpoint:
             self.pool = ssentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
                 sentinel.service_name,
                 sentinel.manager,
-                is_master=role == "primary",
+                is_master=is_master,
                 **self._sync_kwargs,
             )
         #: Building a client opens nothing; connections are made on first use.
@@ -164,7 +159,7 @@ class Endpoint:
         self._loops: dict[int, _LoopEntry] = {}
 
     def __repr__(self) -> str:
-        return f"<Endpoint {self.alias}/{self.role} {self.display} {self.breaker.state.value}>"
+        return f"<NodePools {self.display}>"
 
     # --- asyncio ------------------------------------------------------------
 
@@ -175,6 +170,11 @@ class Endpoint:
         if entry is not None and entry.loop() is loop:
             return entry.client
         return self._new_loop_entry(loop)
+
+    def _loop_pool(self) -> redis.asyncio.ConnectionPool:
+        """The running event loop's asyncio pool."""
+        self.async_client()
+        return self._loops[id(asyncio.get_running_loop())].pool
 
     def _new_loop_entry(self, loop: asyncio.AbstractEventLoop) -> redis.asyncio.Redis:
         with self._lock:
@@ -192,7 +192,7 @@ class Endpoint:
                 pool = asentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
                     self.sentinel.service_name,
                     manager,
-                    is_master=self.role == "primary",
+                    is_master=self.is_master,
                     **self._async_kwargs,
                 )
             pools.insert(0, pool)
@@ -214,20 +214,25 @@ class Endpoint:
 
     # --- health -------------------------------------------------------------
 
-    def probe(self) -> None:
-        """PING on a fresh connection with the probe timeout; raises on failure.
+    def fresh_connection(self, timeout: float | None = None) -> Any:
+        """A new, unpooled connection to this server; the caller disconnects it.
 
-        A fresh connection, not a pooled one: the point is to learn whether a
-        new client could talk to the server now.
+        Probes and topology discovery use one, never a pooled socket: the
+        point is to learn whether a new client could talk to the server now.
         """
         cls = self.pool.connection_class
         # The pool's own connection arguments (with Sentinel: the pool to ask
         # for the current primary, which also drops sockets to a former one).
         kwargs = dict(self.pool.connection_kwargs)
-        kwargs["socket_timeout"] = self.options.probe_timeout
-        kwargs["socket_connect_timeout"] = self.options.probe_timeout
+        timeout = self.options.probe_timeout if timeout is None else timeout
+        kwargs["socket_timeout"] = timeout
+        kwargs["socket_connect_timeout"] = timeout
         kwargs["health_check_interval"] = 0
-        connection = cls(**kwargs)
+        return cls(**kwargs)
+
+    def probe(self) -> None:
+        """PING on a fresh connection with the probe timeout; raises on failure."""
+        connection = self.fresh_connection()
         try:
             connection.send_command("PING")
             if connection.read_response() not in (b"PONG", "PONG", True):
@@ -244,10 +249,6 @@ class Endpoint:
         entry = self._loops.get(id(loop))
         if entry is not None and entry.loop() is loop:
             await entry.pool.disconnect(inuse_connections=False)
-
-    def _drop_idle_for_recovery(self) -> int:
-        self.drop_idle_connections()
-        return 0
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -283,3 +284,85 @@ class Endpoint:
         """
         with self._lock:
             self._loops.clear()
+
+
+class Endpoint(NodePools):
+    """A server the app talks to, seen through one circuit breaker."""
+
+    def __init__(
+        self,
+        *,
+        alias: str,
+        role: str,
+        address: NodeAddress,
+        options: ConnectionOptions,
+        scheduler: Scheduler,
+        sentinel: SentinelService | None = None,
+    ) -> None:
+        super().__init__(
+            address=address, options=options, sentinel=sentinel, is_master=role == "primary"
+        )
+        self.alias = alias
+        self.role = role
+        self.breaker = CircuitBreaker(
+            name=f"{alias}/{role} {self.display}",
+            config=options.breaker,
+            probe=self.probe,
+            scheduler=scheduler,
+        )
+        self.breaker.add_before_close(self._drop_idle_for_recovery)
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.alias}/{self.role} {self.display} {self.breaker.state.value}>"
+
+    def _drop_idle_for_recovery(self) -> int:
+        self.drop_idle_connections()
+        return 0
+
+
+class _AskingPool:
+    """A view of a pool whose connections send ``ASKING`` when handed out.
+
+    A cluster's ``ASK`` redirect is valid for the one command that follows
+    ``ASKING`` on the same connection; wrapping the pool (rather than the
+    command) keeps the caller's function unaware of the redirect.
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        connection = self._pool.get_connection(*args, **kwargs)
+        try:
+            connection.send_command("ASKING")
+            connection.read_response()
+        except BaseException:
+            self._pool.release(connection)
+            raise
+        return connection
+
+
+class _AsyncAskingPool(_AskingPool):
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        connection = await self._pool.get_connection(*args, **kwargs)
+        try:
+            await connection.send_command("ASKING")
+            await connection.read_response()
+        except BaseException:
+            await self._pool.release(connection)
+            raise
+        return connection
+
+
+def asking_client(node: NodePools) -> redis.Redis:
+    """A client of ``node`` whose next command is preceded by ``ASKING``."""
+    return redis.Redis(connection_pool=_AskingPool(node.pool))  # type: ignore[arg-type]
+
+
+def async_asking_client(node: NodePools) -> redis.asyncio.Redis:
+    """The asyncio twin of :func:`asking_client`, on the running loop's pool."""
+    pool = node._loop_pool()
+    return redis.asyncio.Redis(connection_pool=_AsyncAskingPool(pool))  # type: ignore[arg-type]

@@ -9,32 +9,94 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import redis
 import redis.asyncio
+import redis.exceptions as rex
 
 from django_redis_resilience.connection._background import Scheduler
-from django_redis_resilience.connection._endpoint import Endpoint
+from django_redis_resilience.connection._breaker import CircuitBreaker
+from django_redis_resilience.connection._cluster import ClusterRouter, ClusterShard
+from django_redis_resilience.connection._endpoint import (
+    Endpoint,
+    NodePools,
+    asking_client,
+    async_asking_client,
+)
 from django_redis_resilience.connection._errors import ErrorKind, classify, translate, was_unsent
 from django_redis_resilience.connection._location import Topology, TopologyKind
 from django_redis_resilience.connection._options import ConnectionOptions
 from django_redis_resilience.connection._retry import is_idempotent
 from django_redis_resilience.connection._sentinel import SentinelService
-from django_redis_resilience.exceptions import BreakerOpen, ConfigurationError
+from django_redis_resilience.exceptions import BreakerOpen, RedisUnavailable
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+#: Redirects (``MOVED``/``ASK``) one call may follow before the cluster counts as reconfiguring.
+MAX_REDIRECTS = 5
+#: Commands without a key: on a cluster they go to any serving master.
+_KEYLESS = frozenset(
+    {"PING", "TIME", "INFO", "DBSIZE", "ECHO", "SCAN", "RANDOMKEY", "FLUSHDB", "FLUSHALL",
+     "SCRIPT", "CLUSTER", "CONFIG", "CLIENT", "ROLE", "LASTSAVE", "MEMORY", "SLOWLOG"}
+)  # fmt: skip
+_SCRIPT_COMMANDS = frozenset({"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"})
+
+
+class LogicalEndpoint(Protocol):
+    """What a call is routed to: a server, a Sentinel role, or a cluster shard."""
+
+    alias: str
+    role: str
+    breaker: CircuitBreaker
+
+    @property
+    def display(self) -> str: ...
+
+    @property
+    def client(self) -> redis.Redis: ...
+
+    def async_client(self) -> redis.asyncio.Redis: ...
+
+    def drop_idle_connections(self) -> None: ...
+
+    async def adrop_idle_connections(self) -> None: ...
+
+
+EndpointHook = Callable[[LogicalEndpoint], None]
+
+
+def command_key(args: Sequence[Any]) -> Any:
+    """The key a raw command routes by on a cluster, or ``None`` for a keyless one."""
+    name = str(args[0]).upper()
+    if name in _SCRIPT_COMMANDS:
+        return args[3] if len(args) > 3 and int(args[2]) > 0 else None
+    if name in _KEYLESS or len(args) < 2:
+        return None
+    return args[1]
 
 
 class _Attempt:
     """The decisions of one call across its retries and endpoints."""
 
-    __slots__ = ("attempt", "drop_idle", "endpoint", "idempotent", "index", "manager", "route")
+    __slots__ = (
+        "asking",
+        "attempt",
+        "drop_idle",
+        "endpoint",
+        "idempotent",
+        "index",
+        "manager",
+        "redirect",
+        "redirects",
+        "route",
+    )
 
     def __init__(
-        self, manager: ConnectionManager, route: tuple[Endpoint, ...], *, idempotent: bool
+        self, manager: ConnectionManager, route: tuple[LogicalEndpoint, ...], *, idempotent: bool
     ) -> None:
         self.manager = manager
         self.route = route
@@ -43,8 +105,24 @@ class _Attempt:
         self.attempt = 0
         self.endpoint = route[0]
         self.drop_idle = False
+        #: A cluster node named by ``MOVED``/``ASK``, for the next try only.
+        self.redirect: NodePools | None = None
+        self.asking = False
+        self.redirects = 0
 
-    def next_endpoint(self) -> Endpoint:
+    def client(self, endpoint: LogicalEndpoint) -> redis.Redis:
+        redirect, self.redirect = self.redirect, None
+        if redirect is None:
+            return endpoint.client
+        return asking_client(redirect) if self.asking else redirect.client
+
+    def async_client(self, endpoint: LogicalEndpoint) -> redis.asyncio.Redis:
+        redirect, self.redirect = self.redirect, None
+        if redirect is None:
+            return endpoint.async_client()
+        return async_asking_client(redirect) if self.asking else redirect.async_client()
+
+    def next_endpoint(self) -> LogicalEndpoint:
         """The endpoint to try now; raises :class:`BreakerOpen` when none is allowed."""
         while self.index < len(self.route):
             endpoint = self.route[self.index]
@@ -63,10 +141,24 @@ class _Attempt:
 
     def failed(self, exc: Exception) -> float:
         """Decide after a failure: return the delay before the next try, or raise."""
+        cluster = self.manager.cluster
+        if cluster is not None and isinstance(exc, rex.AskError):
+            return self._redirected(cluster, exc)
         kind = classify(exc)
         if kind is None:
             raise exc  # the server answered: the caller must see it as it is
         endpoint = self.endpoint
+        if cluster is not None and kind.counts:
+            cluster.request_refresh(f"{kind.label} from {endpoint.display}")
+            if kind is ErrorKind.CLUSTER_DOWN:
+                # No retry helps: "the cluster is down" stops every shard, "hash
+                # slot not served" this one, until the cluster heals itself.
+                error = translate(exc, kind, endpoint=endpoint.display, alias=self.manager.alias)
+                error.__cause__ = exc
+                whole = "cluster is down" in str(exc).lower()
+                for shard in cluster.shards() if whole else [endpoint]:
+                    shard.breaker.trip(error)
+                raise error
         unsent = was_unsent(exc)
         policy = self.manager.options.retry
         if kind is ErrorKind.RESET or kind is ErrorKind.READONLY:
@@ -92,9 +184,23 @@ class _Attempt:
             return 0.0
         raise error
 
+    def _redirected(self, cluster: ClusterRouter, exc: rex.AskError) -> float:
+        """Follow ``MOVED``/``ASK``: the server did not run the command, so any command may."""
+        self.redirects += 1
+        if self.redirects > MAX_REDIRECTS:
+            error = translate(
+                exc, ErrorKind.TRY_AGAIN, endpoint=self.endpoint.display, alias=self.manager.alias
+            )
+            raise error from exc
+        self.asking = not isinstance(exc, rex.MovedError)
+        if not self.asking:
+            cluster.request_refresh("MOVED")
+        self.redirect = cluster.node((str(exc.host), int(exc.port)))
+        return 0.0
+
 
 class ConnectionManager:
-    """The clients of one cache: a primary and optional read replicas."""
+    """The clients of one cache: a primary and read replicas, a Sentinel service, or a cluster."""
 
     def __init__(
         self,
@@ -104,16 +210,23 @@ class ConnectionManager:
         options: ConnectionOptions,
         scheduler: Scheduler,
     ) -> None:
-        if topology.kind is TopologyKind.CLUSTER:
-            raise ConfigurationError(
-                f"CACHES[{alias!r}]['LOCATION']: cluster locations "
-                "are not supported by this version."
-            )
         self.alias = alias
         self.topology = topology
         self.options = options
         self.sentinel: SentinelService | None = None
-        if topology.kind is TopologyKind.SENTINEL:
+        self.cluster: ClusterRouter | None = None
+        self.primary: Endpoint | None = None
+        self.replicas: tuple[Endpoint, ...] = ()
+        if topology.kind is TopologyKind.CLUSTER:
+            # Nothing is discovered here: the slot map is read at first use.
+            self.cluster = ClusterRouter(
+                alias=alias,
+                topology=topology,
+                options=options,
+                scheduler=scheduler,
+                config=options.cluster,
+            )
+        elif topology.kind is TopologyKind.SENTINEL:
             self.sentinel = SentinelService(topology=topology, options=options)
             # One endpoint per role of the service; the address only carries
             # credentials, database and TLS options (Sentinel names the host).
@@ -126,9 +239,8 @@ class ConnectionManager:
                 scheduler=scheduler,
                 sentinel=self.sentinel,
             )
-            replicas: tuple[Endpoint, ...] = ()
             if options.read_from_replicas:
-                replicas = (
+                self.replicas = (
                     Endpoint(
                         alias=alias,
                         role="replicas",
@@ -138,7 +250,6 @@ class ConnectionManager:
                         sentinel=self.sentinel,
                     ),
                 )
-            self.replicas = replicas
         else:
             self.primary = Endpoint(
                 alias=alias,
@@ -157,52 +268,98 @@ class ConnectionManager:
                 )
                 for i, address in enumerate(topology.replicas, start=1)
             )
-        self.endpoints = (self.primary, *self.replicas)
-        self._primary_route = (self.primary,)
+        self._fixed: tuple[Endpoint, ...] = (
+            (self.primary, *self.replicas) if self.primary is not None else ()
+        )
+        self._primary_route: tuple[LogicalEndpoint, ...] = self._fixed[:1]
         self._reads_from_replicas = bool(self.replicas) and options.read_from_replicas is not False
 
     def __repr__(self) -> str:
         return f"<ConnectionManager {self.alias} {self.topology.display}>"
 
+    @property
+    def endpoints(self) -> tuple[LogicalEndpoint, ...]:
+        """Every logical endpoint now: servers, or the shards discovered so far."""
+        if self.cluster is not None:
+            return tuple(self.cluster.shards())
+        return self._fixed
+
+    def add_endpoint_hook(self, hook: EndpointHook) -> None:
+        """Run ``hook`` on every endpoint, now and on cluster shards discovered later."""
+        if self.cluster is not None:
+            self.cluster.add_shard_hook(hook)
+        else:
+            for endpoint in self._fixed:
+                hook(endpoint)
+
     # --- routing ------------------------------------------------------------
 
-    def route(self, *, write: bool) -> tuple[Endpoint, ...]:
-        """Endpoints to try in order: a healthy replica for reads, then the primary."""
+    def route(self, *, write: bool, key: Any = None) -> tuple[LogicalEndpoint, ...]:
+        """Endpoints to try in order: on a cluster the key's shard; elsewhere a
+        healthy replica for reads, then the primary."""
+        if self.cluster is not None:
+            return (self._shard(key),)
         if write or not self._reads_from_replicas:
             return self._primary_route
         healthy = [r for r in self.replicas if r.breaker.closed]
         if not healthy:
             return self._primary_route
-        return (random.choice(healthy), self.primary)
+        return (random.choice(healthy), self._fixed[0])
 
-    def get_client(self, *, write: bool = True) -> redis.Redis:
-        """The raw redis-py client (django-redis's ``get_client``); no breaker on it."""
+    def _shard(self, key: Any) -> ClusterShard:
+        cluster = self.cluster
+        assert cluster is not None
+        if key is not None:
+            return cluster.shard_for_key(key)
+        cluster.ensure_discovered()
+        shards = cluster.shards()
+        serving = [s for s in shards if s.breaker.closed and not s.view.orphaned]
+        return random.choice(serving or shards)
+
+    def get_client(self, *, write: bool = True) -> Any:
+        """The raw redis-py client (django-redis's ``get_client``); no breaker on it.
+
+        On a cluster: a redis-py ``RedisCluster`` seeded with the nodes known now.
+        """
+        if self.cluster is not None:
+            return self.cluster.raw_client()
         return self.route(write=write)[0].client
+
+    def group_keys(self, keys: Sequence[K]) -> list[list[K]]:
+        """``keys`` split by cluster shard (one group elsewhere), each in the given order."""
+        if self.cluster is None:
+            return [list(keys)] if keys else []
+        groups: dict[int, list[K]] = {}
+        for key in keys:
+            groups.setdefault(self.cluster.shard_for_key(key).id, []).append(key)
+        return list(groups.values())
 
     # --- sync ---------------------------------------------------------------
 
     def execute(
-        self, fn: Callable[[redis.Redis], T], *, write: bool = True, idempotent: bool = True
+        self,
+        fn: Callable[[redis.Redis], T],
+        *,
+        key: Any = None,
+        write: bool = True,
+        idempotent: bool = True,
     ) -> T:
         """Run ``fn(client)`` with breaker, retries and error translation.
 
+        On a cluster ``key`` picks the shard (any serving one when ``None``).
         Raises :class:`RedisUnavailable` (or a subclass) for connection-class
         failures; anything the server answered is raised unchanged.
         """
-        route: tuple[Endpoint, ...]
-        if write or not self._reads_from_replicas:
-            route = self._primary_route
-            endpoint = self.primary
-            if endpoint.breaker.closed:
-                try:
-                    result = fn(endpoint.client)
-                except Exception as exc:
-                    attempt = _Attempt(self, route, idempotent=idempotent)
-                    return self._execute_slow(fn, attempt, attempt.failed(exc))
-                endpoint.breaker.record_success()
-                return result
-        else:
-            route = self.route(write=False)
+        route = self.route(write=write, key=key)
+        endpoint = route[0]
+        if len(route) == 1 and endpoint.breaker.closed:
+            try:
+                result = fn(endpoint.client)
+            except Exception as exc:
+                attempt = _Attempt(self, route, idempotent=idempotent)
+                return self._execute_slow(fn, attempt, attempt.failed(exc))
+            endpoint.breaker.record_success()
+            return result
         return self._execute_slow(fn, _Attempt(self, route, idempotent=idempotent), None)
 
     def _execute_slow(
@@ -216,7 +373,7 @@ class ConnectionManager:
                 time.sleep(delay)
             endpoint = attempt.next_endpoint()
             try:
-                result = fn(endpoint.client)
+                result = fn(attempt.client(endpoint))
             except Exception as exc:
                 delay = attempt.failed(exc)
                 continue
@@ -231,9 +388,60 @@ class ConnectionManager:
             idempotent = is_idempotent(str(args[0]), *args)
         return self.execute(
             lambda c: c.execute_command(*args),  # type: ignore[no-untyped-call]
+            key=command_key(args) if self.cluster is not None else None,
             write=write,
             idempotent=idempotent,
         )
+
+    def execute_grouped(
+        self,
+        keys: Sequence[K],
+        fn: Callable[[redis.Redis, list[K]], T],
+        *,
+        write: bool = True,
+        idempotent: bool = True,
+    ) -> list[tuple[list[K], T | RedisUnavailable]]:
+        """Run ``fn(client, keys_of_one_shard)`` once per shard (once in all off-cluster).
+
+        ``fn`` typically pipelines one command per key. A shard that is down
+        gives its group a :class:`RedisUnavailable` instead of a result, so the
+        caller can serve those keys from its fallback and the others from Redis.
+        """
+        results: list[tuple[list[K], T | RedisUnavailable]] = []
+        for group in self.group_keys(keys):
+
+            def call(client: redis.Redis, group: list[K] = group) -> T:
+                return fn(client, group)
+
+            try:
+                result: T | RedisUnavailable = self.execute(
+                    call, key=group[0], write=write, idempotent=idempotent
+                )
+            except RedisUnavailable as exc:
+                result = exc
+            results.append((group, result))
+        return results
+
+    def for_each_primary(
+        self, fn: Callable[[redis.Redis], T], *, idempotent: bool = True
+    ) -> list[tuple[LogicalEndpoint, T | RedisUnavailable]]:
+        """Run ``fn`` on every master (each shard's on a cluster), e.g. to SCAN them all."""
+        results: list[tuple[LogicalEndpoint, T | RedisUnavailable]] = []
+        for endpoint in self._primaries():
+            try:
+                result: T | RedisUnavailable = self._execute_slow(
+                    fn, _Attempt(self, (endpoint,), idempotent=idempotent), None
+                )
+            except RedisUnavailable as exc:
+                result = exc
+            results.append((endpoint, result))
+        return results
+
+    def _primaries(self) -> list[LogicalEndpoint]:
+        if self.cluster is None:
+            return list(self._primary_route)
+        self.cluster.ensure_discovered()
+        return list(self.cluster.shards())
 
     # --- async --------------------------------------------------------------
 
@@ -241,11 +449,20 @@ class ConnectionManager:
         self,
         fn: Callable[[redis.asyncio.Redis], Awaitable[T]],
         *,
+        key: Any = None,
         write: bool = True,
         idempotent: bool = True,
     ) -> T:
         """The asyncio twin of :meth:`execute`, on the running loop's pool."""
-        attempt = _Attempt(self, self.route(write=write), idempotent=idempotent)
+        if self.cluster is not None:
+            await self.cluster.aensure_discovered()
+        return await self._aexecute(
+            _Attempt(self, self.route(write=write, key=key), idempotent=idempotent), fn
+        )
+
+    async def _aexecute(
+        self, attempt: _Attempt, fn: Callable[[redis.asyncio.Redis], Awaitable[T]]
+    ) -> T:
         delay: float | None = None
         while True:
             if attempt.drop_idle:
@@ -255,7 +472,7 @@ class ConnectionManager:
                 await asyncio.sleep(delay)
             endpoint = attempt.next_endpoint()
             try:
-                result = await fn(endpoint.async_client())
+                result = await fn(attempt.async_client(endpoint))
             except Exception as exc:
                 delay = attempt.failed(exc)
                 continue
@@ -269,18 +486,64 @@ class ConnectionManager:
             idempotent = is_idempotent(str(args[0]), *args)
         return await self.aexecute(
             lambda c: c.execute_command(*args),  # type: ignore[no-untyped-call]
+            key=command_key(args) if self.cluster is not None else None,
             write=write,
             idempotent=idempotent,
         )
 
+    async def aexecute_grouped(
+        self,
+        keys: Sequence[K],
+        fn: Callable[[redis.asyncio.Redis, list[K]], Awaitable[T]],
+        *,
+        write: bool = True,
+        idempotent: bool = True,
+    ) -> list[tuple[list[K], T | RedisUnavailable]]:
+        """The asyncio twin of :meth:`execute_grouped`; the shards are asked concurrently."""
+        if self.cluster is not None:
+            await self.cluster.aensure_discovered()
+        groups = self.group_keys(keys)
+
+        async def one(group: list[K]) -> T | RedisUnavailable:
+            try:
+                return await self.aexecute(
+                    lambda c: fn(c, group), key=group[0], write=write, idempotent=idempotent
+                )
+            except RedisUnavailable as exc:
+                return exc
+
+        results = await asyncio.gather(*(one(group) for group in groups))
+        return list(zip(groups, results, strict=True))
+
+    async def afor_each_primary(
+        self, fn: Callable[[redis.asyncio.Redis], Awaitable[T]], *, idempotent: bool = True
+    ) -> list[tuple[LogicalEndpoint, T | RedisUnavailable]]:
+        """The asyncio twin of :meth:`for_each_primary`; the masters are asked concurrently."""
+        if self.cluster is not None:
+            await self.cluster.aensure_discovered()
+        endpoints = self._primaries()
+
+        async def one(endpoint: LogicalEndpoint) -> T | RedisUnavailable:
+            try:
+                return await self._aexecute(_Attempt(self, (endpoint,), idempotent=idempotent), fn)
+            except RedisUnavailable as exc:
+                return exc
+
+        results = await asyncio.gather(*(one(endpoint) for endpoint in endpoints))
+        return list(zip(endpoints, results, strict=True))
+
     # --- lifecycle ----------------------------------------------------------
 
     def close(self) -> None:
-        for endpoint in self.endpoints:
+        for endpoint in self._fixed:
             endpoint.close()
         if self.sentinel is not None:
             self.sentinel.close()
+        if self.cluster is not None:
+            self.cluster.close()
 
     def forget(self) -> None:
-        for endpoint in self.endpoints:
+        for endpoint in self._fixed:
             endpoint.forget()
+        if self.cluster is not None:
+            self.cluster.forget()

@@ -12,6 +12,16 @@ from django_redis_resilience.connection._retry import RetryPolicy
 
 
 @dataclass(frozen=True)
+class ClusterRefreshConfig:
+    """When a cluster's slot map is read again."""
+
+    #: Seconds between periodic refreshes; ``0`` turns them off.
+    interval: float = 30.0
+    #: At most one refresh per this many seconds per process (adaptive ones included).
+    min_interval: float = 1.0
+
+
+@dataclass(frozen=True)
 class ConnectionOptions:
     """How to talk to the nodes of one cache.
 
@@ -37,6 +47,7 @@ class ConnectionOptions:
     sentinel_kwargs: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    cluster: ClusterRefreshConfig = field(default_factory=ClusterRefreshConfig)
 
 
 def fingerprint(topology: Topology, options: ConnectionOptions) -> str:
