@@ -18,6 +18,7 @@ from django.conf import settings
 
 from django_redis_resilience.connection import (
     BreakerConfig,
+    ClusterRefreshConfig,
     ConnectionOptions,
     RetryPolicy,
     Topology,
@@ -39,6 +40,7 @@ CONNECTION_SETTINGS = (
     "PROBE_TIMEOUT",
     "BREAKER",
     "RETRY",
+    "CLUSTER",
 )
 #: django-redis options read by the cache backend (validated where they are used).
 CACHE_OPTIONS = (
@@ -92,6 +94,18 @@ BREAKER_KEYS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
         "a number of seconds > 0",
     ),
     "JITTER": ("jitter", lambda v: _is_num(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+}
+CLUSTER_KEYS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
+    "REFRESH_INTERVAL": (
+        "interval",
+        lambda v: _is_num(v) and v >= 0,
+        "a number of seconds >= 0 (0 turns periodic refreshes off)",
+    ),
+    "MIN_REFRESH_INTERVAL": (
+        "min_interval",
+        lambda v: _is_num(v) and v >= 0.05,
+        "a number of seconds >= 0.05",
+    ),
 }
 RETRY_KEYS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
     "ATTEMPTS": ("attempts", lambda v: _is_int(v) and 1 <= v <= 10, "an integer from 1 to 10"),
@@ -176,6 +190,10 @@ class Settings:
     def RETRY(self) -> Mapping[str, Any]:
         return self._global("RETRY", {})  # type: ignore[no-any-return]
 
+    @property
+    def CLUSTER(self) -> Mapping[str, Any]:
+        return self._global("CLUSTER", {})  # type: ignore[no-any-return]
+
     def _global(self, name: str, default: Any) -> Any:
         return self.user.get(name, default)  # validated by problems() at startup
 
@@ -222,6 +240,7 @@ class Settings:
 
         breaker = {**self.BREAKER, **(opts.get("BREAKER") or {})}
         retry = {**self.RETRY, **(opts.get("RETRY") or {})}
+        cluster = {**self.CLUSTER, **(opts.get("CLUSTER") or {})}
         pool_kwargs = {k: v for k, v in opts.items() if k.islower() and k not in IGNORED_OPTIONS}
         pool_kwargs.update(opts.get("CONNECTION_POOL_KWARGS") or {})
         # Credentials given as pool arguments win over USERNAME/PASSWORD (they are
@@ -241,6 +260,7 @@ class Settings:
             pool_kwargs=tuple(sorted(pool_kwargs.items())),
             breaker=BreakerConfig(**{BREAKER_KEYS[k][0]: v for k, v in breaker.items()}),
             retry=RetryPolicy(**{RETRY_KEYS[k][0]: v for k, v in retry.items()}),
+            cluster=ClusterRefreshConfig(**{CLUSTER_KEYS[k][0]: v for k, v in cluster.items()}),
         )
 
     # --- validation ---------------------------------------------------------
@@ -289,17 +309,6 @@ class Settings:
                     str(exc).rpartition(" is not a valid Redis location: ")[2].rstrip("."),
                 )
             )
-        else:
-            if topology.kind.value == "cluster":
-                found.append(
-                    Problem(
-                        PREFIX + "E003",
-                        "error",
-                        f"{base}['LOCATION']",
-                        cfg.get("LOCATION", ""),
-                        f"{topology.kind.value} locations are not supported by this version",
-                    )
-                )
         options = cfg.get("OPTIONS") or {}
         if not isinstance(options, Mapping):
             return [
@@ -483,7 +492,7 @@ def _connection_problems(source: Mapping[str, Any], where: str, *, E: str) -> li
         value = source["MAX_CONNECTIONS"]
         if value is not None and (not _is_int(value) or value < 1):
             bad("['MAX_CONNECTIONS']", value, "must be None or an integer >= 1")
-    for key, spec in (("BREAKER", BREAKER_KEYS), ("RETRY", RETRY_KEYS)):
+    for key, spec in (("BREAKER", BREAKER_KEYS), ("RETRY", RETRY_KEYS), ("CLUSTER", CLUSTER_KEYS)):
         if key not in source:
             continue
         value = source[key]

@@ -100,7 +100,7 @@ def test_e001_e002_global_settings(resilience: Any, check_id: str, setting: str)
     [
         ("redis://127.0.0.1:port/0", "'redis://127.0.0.1:port/0'"),
         ("redis://:hunter2@127.0.0.1:port/0", "'redis://:***@127.0.0.1:port/0'"),
-        ("redis+cluster://127.0.0.1:1", "'redis+cluster://127.0.0.1:1'"),
+        ("redis+cluster://:hunter2@127.0.0.1:1?db=3", "'redis+cluster://:***@127.0.0.1:1?db=3'"),
         (42, "42"),
     ],
 )

@@ -15,6 +15,7 @@ from django.test import override_settings
 from django_redis_resilience.conf import conf
 from django_redis_resilience.connection import (
     BreakerConfig,
+    ClusterRefreshConfig,
     ConnectionOptions,
     RetryPolicy,
     TopologyKind,
@@ -157,6 +158,15 @@ def test_breaker_and_retry_dicts_are_merged_key_by_key() -> None:
     assert result.retry == RetryPolicy(
         attempts=5, backoff_base=0.01, backoff_cap=0.5, retry_on_timeout=True
     )
+
+
+def test_cluster_refresh_settings_are_merged_key_by_key() -> None:
+    resilience = {"CLUSTER": {"REFRESH_INTERVAL": 10, "MIN_REFRESH_INTERVAL": 2}}
+    with configure({"CLUSTER": {"REFRESH_INTERVAL": 0}}, resilience=resilience):
+        result = conf.connection_options("default")
+    assert result.cluster == ClusterRefreshConfig(interval=0, min_interval=2)
+    with configure():
+        assert conf.connection_options("default").cluster == ClusterRefreshConfig()
 
 
 def test_lowercase_options_and_pool_kwargs_reach_the_pool() -> None:
@@ -306,6 +316,11 @@ def _sub_cases() -> list[tuple[str, str, Any]]:
         ("RETRY", "ON_TIMEOUT", "yes"),
         ("RETRY", "ON_TIMEOUT", 1),
         ("RETRY", "RETRIES", 3),
+        ("CLUSTER", "REFRESH_INTERVAL", -1),
+        ("CLUSTER", "REFRESH_INTERVAL", "30"),
+        ("CLUSTER", "MIN_REFRESH_INTERVAL", 0),
+        ("CLUSTER", "MIN_REFRESH_INTERVAL", None),
+        ("CLUSTER", "INTERVAL", 5),
     ]
 
 
@@ -409,7 +424,7 @@ def test_invalid_location_masks_the_password(location: Any) -> None:
         (42, "expected a URL string"),
         ({"host": "127.0.0.1", "port": 1}, "expected a URL string"),
         ("redis+sentinel://127.0.0.1:1", "service name is missing"),
-        ("redis+cluster://127.0.0.1:1", "cluster locations are not supported"),
+        ("redis+cluster://127.0.0.1:1?db=2", "only has database 0"),
     ],
 )
 def test_invalid_location(location: Any, reason: str) -> None:

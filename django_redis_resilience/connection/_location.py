@@ -303,6 +303,8 @@ def _parse_multi(url: str, kind: TopologyKind) -> Topology:
     db = _parse_db(db_text or "")
     if db is None:
         db = query_db if query_db is not None else 0
+    if kind is TopologyKind.CLUSTER and db != 0:
+        raise ValueError(f"Redis Cluster only has database 0, not {db}")
     nodes = tuple(
         NodeAddress(
             host=host,

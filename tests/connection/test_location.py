@@ -206,6 +206,7 @@ def test_cluster_default_port_and_tls() -> None:
         ([], "empty"),
         ("redis+sentinel://h1:26379,h2", "service name"),
         ("redis+cluster://h1:7000/1", "database path"),
+        ("redis+cluster://h1:7000?db=1", "only has database 0"),
         (["redis://p/0", "redis+sentinel://h/mymaster"], "cannot be mixed"),
         ("redis://p/0,redis+cluster://h:7000", "cannot be mixed"),
         ("unix://", "socket path"),
