@@ -48,6 +48,8 @@ from django_redis_resilience.connection._options import ClusterRefreshConfig, Co
 logger = logging.getLogger("django_redis_resilience")
 
 SLOTS = 16384
+#: How long discovery waits for more answers once one covers every slot.
+_GRACE = 0.05
 Address = tuple[str, int]
 #: One ``CLUSTER SLOTS`` entry: first slot, last slot, master, replicas.
 SlotRange = tuple[int, int, Address, tuple[Address, ...]]
@@ -89,17 +91,22 @@ def _ranges(slots: Iterable[int]) -> tuple[tuple[int, int], ...]:
 
 
 def parse_cluster_slots(reply: Sequence[Any], asked: Address) -> list[SlotRange]:
-    """Parse a raw ``CLUSTER SLOTS`` reply; an empty host means the node that was asked."""
+    """Parse a raw ``CLUSTER SLOTS`` reply.
+
+    An empty or NULL host means "the node that was asked, at this port"; a
+    ``?`` host is an endpoint the answering node does not know: such a replica
+    is left out, and such a master leaves its slots unserved rather than
+    promoting a replica in the client's eyes.
+    """
     entries: list[SlotRange] = []
     for item in reply:
-        nodes: list[Address] = []
+        nodes: list[Address | None] = []
         for node in item[2:]:
-            host = _text(node[0])
-            if host == "?":  # Redis 7: endpoint unknown to the answering node
-                continue
-            nodes.append((host or asked[0], int(node[1])))
-        if nodes:
-            entries.append((int(item[0]), int(item[1]), nodes[0], tuple(nodes[1:])))
+            host = "" if node[0] is None else _text(node[0])
+            nodes.append(None if host == "?" else (host or asked[0], int(node[1])))
+        if nodes and nodes[0] is not None:
+            replicas = tuple(n for n in nodes[1:] if n is not None)
+            entries.append((int(item[0]), int(item[1]), nodes[0], replicas))
     return entries
 
 
@@ -159,10 +166,9 @@ class SlotMap:
 
     def addresses(self) -> list[Address]:
         """Every node named in the map, masters first."""
-        found: list[Address] = [s.master for s in self.shards if s.master is not None]
-        for shard in self.shards:
-            found += [r for r in shard.replicas if r not in found]
-        return found
+        found = [s.master for s in self.shards if s.master is not None]
+        found += [r for s in self.shards for r in s.replicas]
+        return list(dict.fromkeys(found))
 
 
 def _orphans(assigned: array[int], previous: SlotMap | None, taken: set[int]) -> list[ShardView]:
@@ -508,10 +514,10 @@ class ClusterRouter:
     def discover(self, candidates: Sequence[Address]) -> Discovery:
         """Ask every candidate for ``CLUSTER SLOTS`` in parallel, each with its own timeout.
 
-        Returns early once at least half of them answered and one answer
-        covers every slot, so a hung node costs nothing when others answer.
-        Of the answers, the one covering most slots wins; ties go to the view
-        most nodes share.
+        Once one answer covers every slot, the others get a short grace
+        period (to compare views) and no more, so a hung node costs nothing
+        when another answers. Of the answers, the one covering most slots wins;
+        ties go to the view most nodes share.
         """
         timeout = max(
             self.options.socket_connect_timeout or 0.25, self.options.socket_timeout or 0.25
@@ -550,10 +556,8 @@ class ClusterRouter:
                 failed[address] = outcome
                 continue
             views[address] = outcome
-            if 2 * len(views) >= len(candidates) and any(
-                _coverage(v) == SLOTS for v in views.values()
-            ):
-                break
+            if _coverage(outcome) == SLOTS:
+                deadline = min(deadline, time.monotonic() + _GRACE)
         for address in candidates:
             if address not in views and address not in failed:
                 failed[address] = rex.TimeoutError("no CLUSTER SLOTS reply in time")

@@ -71,7 +71,8 @@ EndpointHook = Callable[[LogicalEndpoint], None]
 
 def command_key(args: Sequence[Any]) -> Any:
     """The key a raw command routes by on a cluster, or ``None`` for a keyless one."""
-    name = str(args[0]).upper()
+    first = args[0]
+    name = (first.decode() if isinstance(first, bytes) else str(first)).upper()
     if name in _SCRIPT_COMMANDS:
         return args[3] if len(args) > 3 and int(args[2]) > 0 else None
     if name in _KEYLESS or len(args) < 2:
