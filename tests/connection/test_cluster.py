@@ -164,6 +164,22 @@ def test_adaptive_refreshes_are_rate_limited_per_process(
     assert scheduler.pending() == 1
 
 
+def test_periodic_refresh_runs_in_the_background(
+    drr_cluster: ClusterGroup, make_manager: MakeManager
+) -> None:
+    manager = make_manager(
+        drr_cluster.location, cluster=ClusterRefreshConfig(interval=0.1, min_interval=0.05)
+    )
+    router = manager.cluster
+    assert router is not None
+    manager.execute(lambda c: c.ping())
+    assert wait_for(lambda: router.refresh_count >= 4)
+    assert router.last_refresh_error is None
+    manager.close()
+    settled = router.refresh_count
+    assert not wait_for(lambda: router.refresh_count > settled + 1, timeout=0.5)
+
+
 # --- redirects ------------------------------------------------------------------------------
 
 
@@ -238,6 +254,11 @@ def test_startup_skips_a_dead_and_a_hung_seed(
         assert {s.view.master[1] for s in router.shards()} == {n.port for n in masters}
     finally:
         hung.resume()
+    # Dead seeds are asked again on every refresh and re-admitted once they answer.
+    dead.restart(keep_data=True)
+    cluster.wait_for_ok()
+    assert router.refresh(reason="test")
+    assert router.dead_seeds == ()
 
 
 @pytest.mark.chaos
@@ -284,6 +305,18 @@ def test_without_full_coverage_only_the_dead_shards_keys_degrade(
             assert _calls(_node(cluster, port), "get") - before[port] == 2 * len(by_node[port])
         states = {s.view.master[1]: s.breaker.state for s in manager.endpoints}
         assert states[victim_port] is BreakerState.OPEN
+
+        async def aoutcomes() -> set[str]:
+            seen: set[str] = set()
+            for key in KEYS:
+                try:
+                    await manager.aexecute(lambda c, k=key: c.get(k), key=key)
+                    seen.add("ok" if key not in by_node[victim_port] else "wrongly ok")
+                except RedisUnavailable:
+                    seen.add("unavailable" if key in by_node[victim_port] else "wrongly down")
+            return seen
+
+        assert asyncio.run(aoutcomes()) == {"ok", "unavailable"}
         assert all(states[p] is BreakerState.CLOSED for p in survivors)
 
         # A process started now (seed list still names the dead node) does the same.

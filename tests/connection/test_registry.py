@@ -16,6 +16,7 @@ from django.test import override_settings
 from django_redis_resilience import signals
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.connection import BreakerState, get_registry, reset_registry
+from django_redis_resilience.exceptions import RedisUnavailable
 from django_redis_resilience.testing import RedisServer
 
 from .conftest import wait_for
@@ -221,3 +222,41 @@ def test_fork_gives_the_child_its_own_registry(resilient: RedisServer) -> None:
     # The child closed nothing of ours: the parent's pooled connection still works.
     assert parent_manager.execute(lambda c: c.get("fork:child")) == b"yes"
     assert get_manager() is parent_manager
+
+
+@pytest.mark.chaos
+def test_cluster_shard_signals_name_the_shard_and_follow_its_master(
+    drr_cluster_factory: Any,
+) -> None:
+    cluster = drr_cluster_factory(masters=3, require_full_coverage=False)
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    def degraded(sender: object, **kwargs: Any) -> None:
+        received.append(("degraded", kwargs))
+
+    def recovered(sender: object, **kwargs: Any) -> None:
+        received.append(("recovered", kwargs))
+
+    signals.redis_degraded.connect(degraded)
+    signals.redis_recovered.connect(recovered)
+    options = {"BREAKER": {"FAILURE_THRESHOLD": 2, "RECOVERY_TIMEOUT": 0.05}}
+    try:
+        with override_settings(CACHES=_caches(cluster.location, **options)):
+            manager = get_manager()
+            victim = cluster.node_for_key("signal:key")
+            manager.execute(lambda c: c.set("signal:key", 1), key="signal:key")
+            victim.kill()
+            for _ in range(2):
+                with pytest.raises(RedisUnavailable):
+                    manager.execute(lambda c: c.get("signal:key"), key="signal:key")
+            shard = manager.cluster.shard_for_key("signal:key")
+            victim.restart(keep_data=True)
+            assert wait_for(lambda: shard.breaker.state is BreakerState.CLOSED, timeout=15)
+    finally:
+        signals.redis_degraded.disconnect(degraded)
+        signals.redis_recovered.disconnect(recovered)
+    assert [name for name, _ in received] == ["degraded", "recovered"]
+    for _, kwargs in received:
+        assert kwargs["alias"] == "default"
+        assert kwargs["endpoint"].startswith(cluster.location)
+        assert f"@ 127.0.0.1:{victim.port}" in kwargs["endpoint"]
