@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-EXPECTED = {"breaker", "get", "set"}
+EXPECTED = {"breaker", "get", "set", "cluster_get", "cluster_startup", "cluster_down"}
 # -X dev shows ResourceWarnings, which are otherwise silent outside pytest.
 COMMAND = ("-X", "dev", "-W", "error::ResourceWarning", "-m", "benchmarks", "--quick", "--json")
 

@@ -48,8 +48,10 @@ from django_redis_resilience.connection._options import ClusterRefreshConfig, Co
 logger = logging.getLogger("django_redis_resilience")
 
 SLOTS = 16384
-#: How long discovery waits for more answers once one covers every slot.
-_GRACE = 0.05
+#: How long discovery waits for more answers once one covers every slot: twice
+#: what that answer took, within these bounds (a slow network gets longer).
+_GRACE_MIN = 0.005
+_GRACE_MAX = 0.05
 Address = tuple[str, int]
 #: One ``CLUSTER SLOTS`` entry: first slot, last slot, master, replicas.
 SlotRange = tuple[int, int, Address, tuple[Address, ...]]
@@ -514,10 +516,10 @@ class ClusterRouter:
     def discover(self, candidates: Sequence[Address]) -> Discovery:
         """Ask every candidate for ``CLUSTER SLOTS`` in parallel, each with its own timeout.
 
-        Once one answer covers every slot, the others get a short grace
-        period (to compare views) and no more, so a hung node costs nothing
-        when another answers. Of the answers, the one covering most slots wins;
-        ties go to the view most nodes share.
+        Once one answer covers every slot, the others get a short grace period
+        (to compare views: twice what that answer took, 5-50 ms) and no more,
+        so a hung node costs nothing when another answers. Of the answers, the
+        one covering most slots wins; ties go to the view most nodes share.
         """
         timeout = max(
             self.options.socket_connect_timeout or 0.25, self.options.socket_timeout or 0.25
@@ -541,7 +543,8 @@ class ClusterRouter:
 
         for address in candidates:
             threading.Thread(target=ask, args=(address,), name="drr-discovery", daemon=True).start()
-        deadline = time.monotonic() + 2 * timeout + 0.1
+        started = time.monotonic()
+        deadline = started + 2 * timeout + 0.1
         views: dict[Address, list[SlotRange]] = {}
         failed: dict[Address, BaseException] = {}
         while len(views) + len(failed) < len(candidates):
@@ -557,7 +560,9 @@ class ClusterRouter:
                 continue
             views[address] = outcome
             if _coverage(outcome) == SLOTS:
-                deadline = min(deadline, time.monotonic() + _GRACE)
+                now = time.monotonic()
+                grace = min(_GRACE_MAX, max(_GRACE_MIN, 2 * (now - started)))
+                deadline = min(deadline, now + grace)
         for address in candidates:
             if address not in views and address not in failed:
                 failed[address] = rex.TimeoutError("no CLUSTER SLOTS reply in time")
