@@ -143,8 +143,8 @@ class _Attempt:
     def failed(self, exc: Exception) -> float:
         """Decide after a failure: return the delay before the next try, or raise."""
         cluster = self.manager.cluster
-        if cluster is not None and isinstance(exc, rex.AskError):
-            return self._redirected(cluster, exc)
+        if cluster is not None and (redirect := _redirect_of(exc)) is not None:
+            return self._redirected(cluster, exc, *redirect)
         kind = classify(exc)
         if kind is None:
             raise exc  # the server answered: the caller must see it as it is
@@ -185,7 +185,9 @@ class _Attempt:
             return 0.0
         raise error
 
-    def _redirected(self, cluster: ClusterRouter, exc: rex.AskError) -> float:
+    def _redirected(
+        self, cluster: ClusterRouter, exc: Exception, asking: bool, host: str, port: int
+    ) -> float:
         """Follow ``MOVED``/``ASK``: the server did not run the command, so any command may."""
         self.redirects += 1
         if self.redirects > MAX_REDIRECTS:
@@ -193,11 +195,29 @@ class _Attempt:
                 exc, ErrorKind.TRY_AGAIN, endpoint=self.endpoint.display, alias=self.manager.alias
             )
             raise error from exc
-        self.asking = not isinstance(exc, rex.MovedError)
-        if not self.asking:
+        self.asking = asking
+        if not asking:
             cluster.request_refresh("MOVED")
-        self.redirect = cluster.node((str(exc.host), int(exc.port)))
+        self.redirect = cluster.node((host, port))
         return 0.0
+
+
+def _redirect_of(exc: Exception) -> tuple[bool, str, int] | None:
+    """``(asking, host, port)`` of a ``MOVED``/``ASK`` reply, else ``None``.
+
+    redis-py 8 parses these replies into ``MovedError``/``AskError`` on any
+    client; redis-py 5 only on its cluster client, so a node's plain client
+    raises a ``ResponseError("MOVED <slot> <host>:<port>")``.
+    """
+    if isinstance(exc, rex.AskError):
+        return not isinstance(exc, rex.MovedError), str(exc.host), int(exc.port)
+    if isinstance(exc, rex.ResponseError):
+        words = str(exc).split()
+        if len(words) == 3 and words[0] in ("MOVED", "ASK"):
+            host, _, port = words[2].rpartition(":")
+            if port.isdigit():
+                return words[0] == "ASK", host.strip("[]"), int(port)
+    return None
 
 
 class ConnectionManager:
