@@ -85,6 +85,7 @@ class CircuitBreaker:
         self._before_close: list[BeforeClose] = []
         self.last_outage_seconds: float | None = None
         self.last_recovered_count = 0
+        self._stopped = False
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name} {self._state.value}>"
@@ -156,6 +157,18 @@ class CircuitBreaker:
                 events.append(self._open_locked(error, self._clock()))
         self._notify(events, error)
 
+    def stop(self) -> None:
+        """No more probes: its endpoint was closed or left the topology.
+
+        A stopped breaker keeps its state for whoever still reads it, but
+        schedules nothing, so a replaced manager does not probe forever.
+        """
+        with self._lock:
+            self._stopped = True
+            if self._job is not None:
+                self._job.cancel()
+                self._job = None
+
     def reset(self) -> None:
         """Close now (an operator's action); before-close hooks still run."""
         with self._lock:
@@ -184,15 +197,16 @@ class CircuitBreaker:
         self._last_error = error
         delay = self._cooldown()
         self._reopen_count += 1
-        self._job = self._scheduler.call_later(
-            delay, self._on_cooldown_over, name=f"probe {self.name}"
-        )
+        if not self._stopped:
+            self._job = self._scheduler.call_later(
+                delay, self._on_cooldown_over, name=f"probe {self.name}"
+            )
         return old, BreakerState.OPEN
 
     def _on_cooldown_over(self) -> None:
         events: list[tuple[BreakerState, BreakerState]] = []
         with self._lock:
-            if self._state is not BreakerState.OPEN:
+            if self._state is not BreakerState.OPEN or self._stopped:
                 return
             self._state = BreakerState.HALF_OPEN
             events.append((BreakerState.OPEN, BreakerState.HALF_OPEN))

@@ -176,13 +176,14 @@ class SlotMap:
 def _orphans(assigned: array[int], previous: SlotMap | None, taken: set[int]) -> list[ShardView]:
     """Shards for slots no node serves: each keeps the shard (and master) it last had."""
     groups: dict[tuple[int, Address | None], list[int]] = {}
+    masters = {s.id: s.master for s in previous.shards} if previous is not None else {}
     for slot in range(SLOTS):
         if assigned[slot] >= 0:
             continue
         before: tuple[int, Address | None] = (-1, None)
         if previous is not None:
-            old = previous.shard(previous.owner[slot])
-            before = (old.id, old.master)
+            old_id = previous.owner[slot]
+            before = (old_id, masters[old_id])
         groups.setdefault(before, []).append(slot)
     shards: list[ShardView] = []
     for (old_id, master), slots in groups.items():
@@ -231,11 +232,11 @@ class ClusterShard:
     def __init__(self, *, router: ClusterRouter, view: ShardView, scheduler: Scheduler) -> None:
         self.router = router
         self.alias = router.alias
-        self.id = view.id
         self.view = view
-        self.role = f"shard@{view.id}"
+        #: Set when the shard left the topology (resharding): nothing routes here any more.
+        self.retired = False
         self.breaker = CircuitBreaker(
-            name=f"{router.alias}/{self.role} {router.display}",
+            name=f"{router.alias}/shard@{view.id} {router.display}",
             config=router.options.breaker,
             probe=self.probe,
             scheduler=scheduler,
@@ -244,6 +245,15 @@ class ClusterShard:
 
     def __repr__(self) -> str:
         return f"<ClusterShard {self.alias} {self.display} {self.breaker.state.value}>"
+
+    @property
+    def id(self) -> int:
+        """The first slot the shard serves now (a label: the object is matched by master)."""
+        return self.view.id
+
+    @property
+    def role(self) -> str:
+        return f"shard@{self.view.id}"
 
     @property
     def display(self) -> str:
@@ -288,8 +298,9 @@ class ClusterShard:
     def probe(self) -> None:
         """Re-read the slot map, then check that the shard's master answers and
         that its cluster accepts commands (``cluster_state:ok``)."""
-        self.router.refresh(reason="probe", max_age=self.router.config.min_interval)
-        if self.view.orphaned or self.view.master is None:
+        if not self.router.refresh(reason="probe", max_age=self.router.config.min_interval):
+            raise self.router.last_refresh_error or rex.ConnectionError("no node answered")
+        if self.retired or self.view.orphaned or self.view.master is None:
             raise rex.ClusterDownError(f"Hash slot not served: slots {self.view.ranges}")
         connection = self.master.fresh_connection()
         try:
@@ -430,22 +441,21 @@ class ClusterRouter:
         self.refresh(reason="periodic", max_age=self.config.min_interval)
 
     def refresh(self, *, reason: str, max_age: float = 0.0) -> bool:
-        """Read the slot map now unless one younger than ``max_age`` seconds succeeded."""
+        """Read the slot map now unless the last attempt is younger than ``max_age`` seconds.
+
+        Returns whether the last attempt succeeded: a failed one is not retried
+        within ``max_age`` either, or every open shard's probe would ask every
+        node, one after the other, on the one background thread.
+        """
         with self._refresh_lock:
-            if self._fresh(max_age):
-                return True
+            last = self.last_refresh_at
+            if max_age and last is not None and time.monotonic() - last < max_age:
+                return self.last_refresh_error is None
             return self._refresh_locked(reason)
 
-    def _fresh(self, max_age: float) -> bool:
-        last = self.last_refresh_at
-        return (
-            bool(max_age)
-            and last is not None
-            and self.last_refresh_error is None
-            and time.monotonic() - last < max_age
-        )
-
     def _refresh_locked(self, reason: str) -> bool:
+        if self._closed:
+            return False
         candidates = list(
             dict.fromkeys([*self.seeds, *(self._map.addresses() if self._map else [])])
         )
@@ -484,26 +494,48 @@ class ClusterRouter:
             )
 
     def _install(self, new: SlotMap) -> None:
-        created: list[ClusterShard] = []
+        """Publish a new map, keeping each shard object (and its breaker) where it belongs.
+
+        A view keeps the shard whose master it still has (moving slot 0 to
+        another master must not hand that master the first one's breaker);
+        failing that, the shard it overlaps most (a promoted replica takes its
+        former master's slots). New shards are wired to their hooks before any
+        request can see them; shards that left the topology stop probing.
+        """
         with self._lock:
-            shards: dict[int, ClusterShard] = {}
-            for view in new.shards:
-                shard = self._shards.get(view.id)
-                if shard is None:
-                    shard = ClusterShard(router=self, view=view, scheduler=self._scheduler)
-                    created.append(shard)
-                shard.view = view
-                shards[view.id] = shard
+            old = list(self._shards.values())
+        by_master = {s.view.master: s for s in old if s.view.master is not None}
+        unused = set(old)
+        chosen: dict[int, ClusterShard] = {}
+        created: list[ClusterShard] = []
+        for view in sorted(new.shards, key=lambda v: v.orphaned):
+            shard = by_master.get(view.master) if view.master is not None else None
+            if shard is None or shard not in unused:
+                overlaps = [(_overlap(s.view.ranges, view.ranges), s) for s in unused]
+                best = max(overlaps, key=lambda o: o[0], default=(0, None))
+                shard = best[1] if best[0] else None
+            if shard is None:
+                shard = ClusterShard(router=self, view=view, scheduler=self._scheduler)
+                created.append(shard)
+            unused.discard(shard)
+            chosen[view.id] = shard
+        with self._lock:
             hooks = list(self._shard_hooks)
-            self._shards = shards
-            self._map = new
-            self._owner = [shards[shard_id] for shard_id in new.owner]
         for shard in created:
             for hook in hooks:
                 hook(shard)
+        with self._lock:
+            for view in new.shards:
+                chosen[view.id].view = view
+            self._shards = chosen
+            self._map = new
+            self._owner = [chosen[shard_id] for shard_id in new.owner]
+        for shard in unused:
+            shard.retired = True
+            shard.breaker.stop()
         for view in new.shards:
             if view.orphaned:
-                shard = shards[view.id]
+                shard = chosen[view.id]
                 shard.breaker.trip(
                     translate(
                         rex.ClusterDownError("Hash slot not served"),
@@ -512,6 +544,13 @@ class ClusterRouter:
                         alias=self.alias,
                     )
                 )
+
+    def shard_by_master(self, address: Address) -> ClusterShard | None:
+        """The serving shard whose master is ``address``, if the map knows one."""
+        for shard in list(self._shards.values()):
+            if shard.view.master == address and not shard.view.orphaned:
+                return shard
+        return None
 
     def discover(self, candidates: Sequence[Address]) -> Discovery:
         """Ask every candidate for ``CLUSTER SLOTS`` in parallel, each with its own timeout.
@@ -582,6 +621,15 @@ class ClusterRouter:
         from redis.cluster import ClusterNode, RedisCluster
 
         self.ensure_discovered()
+        shards = self.shards()
+        if shards and not any(s.breaker.closed for s in shards):
+            # Building a RedisCluster would wait out every node's timeout again.
+            raise translate(
+                rex.ConnectionError("every shard's breaker is open"),
+                ErrorKind.BREAKER_OPEN,
+                endpoint=self.display,
+                alias=self.alias,
+            )
         known = self._map.addresses() if self._map else []
         seeds = [ClusterNode(h, p) for h, p in [*known, *self.seeds]]  # type: ignore[no-untyped-call]
         kwargs = dict(self.node(self.seeds[0]).pool.connection_kwargs)
@@ -593,7 +641,7 @@ class ClusterRouter:
             kwargs["ssl"] = True
         try:
             client = RedisCluster(startup_nodes=seeds, require_full_coverage=False, **kwargs)
-        except rex.RedisError as exc:
+        except (rex.RedisError, rex.RedisClusterException) as exc:
             kind = classify(exc) or ErrorKind.UNREACHABLE
             raise translate(exc, kind, endpoint=self.display, alias=self.alias) from exc
         raced: Any
@@ -612,7 +660,10 @@ class ClusterRouter:
                 if job is not None:
                     job.cancel()
             nodes = list(self._nodes.values())
+            shards = list(self._shards.values())
             raw, self._raw_client = self._raw_client, None
+        for shard in shards:
+            shard.breaker.stop()
         for pools in nodes:
             pools.close()
         if raw is not None:
@@ -622,9 +673,17 @@ class ClusterRouter:
         with self._lock:
             self._closed = True
             nodes = list(self._nodes.values())
+            shards = list(self._shards.values())
             self._raw_client = None
+        for shard in shards:
+            shard.breaker.stop()
         for pools in nodes:
             pools.forget()
+
+
+def _overlap(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]]) -> int:
+    """How many slots two range lists share."""
+    return sum(max(0, min(y1, y2) - max(x1, x2) + 1) for x1, y1 in a for x2, y2 in b)
 
 
 def _coverage(entries: Sequence[SlotRange]) -> int:

@@ -319,6 +319,14 @@ class Endpoint(NodePools):
         self.drop_idle_connections()
         return 0
 
+    def close(self) -> None:
+        self.breaker.stop()
+        super().close()
+
+    def forget(self) -> None:
+        self.breaker.stop()
+        super().forget()
+
 
 class _AskingPool:
     """A view of a pool whose connections send ``ASKING`` when handed out.

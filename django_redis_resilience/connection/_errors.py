@@ -121,6 +121,15 @@ def _from_message(message: str) -> ErrorKind:
     return ErrorKind.RESET
 
 
+#: What redis-py puts before the server's reply when a pipeline's command failed.
+PIPELINE_MARK: Final = " of pipeline caused error: "
+
+
+def reply_text(exc: BaseException) -> str:
+    """The server's reply in ``exc``, without redis-py's pipeline annotation."""
+    return str(exc).rpartition(PIPELINE_MARK)[2]
+
+
 def classify(exc: BaseException) -> ErrorKind | None:
     """Return the kind of a connection-class error, or ``None`` for an error to raise.
 
@@ -138,14 +147,14 @@ def classify(exc: BaseException) -> ErrorKind | None:
         return ErrorKind.LOADING
     if isinstance(exc, rex.ReadOnlyError):
         return ErrorKind.READONLY
-    if isinstance(exc, rex.ClusterDownError):
+    if isinstance(exc, rex.ClusterDownError | rex.SlotNotCoveredError):
         return ErrorKind.CLUSTER_DOWN
     if isinstance(exc, rex.TryAgainError):
         return ErrorKind.TRY_AGAIN
     if isinstance(exc, MasterNotFoundError):
         return ErrorKind.MASTER_NOT_FOUND
     if isinstance(exc, rex.ResponseError):
-        message = str(exc)
+        message = reply_text(exc)
         for prefix, kind in _REPLY_PREFIXES:
             if message.startswith(prefix):
                 return kind

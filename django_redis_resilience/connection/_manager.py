@@ -26,7 +26,14 @@ from django_redis_resilience.connection._endpoint import (
     asking_client,
     async_asking_client,
 )
-from django_redis_resilience.connection._errors import ErrorKind, classify, translate, was_unsent
+from django_redis_resilience.connection._errors import (
+    PIPELINE_MARK,
+    ErrorKind,
+    classify,
+    reply_text,
+    translate,
+    was_unsent,
+)
 from django_redis_resilience.connection._location import Topology, TopologyKind
 from django_redis_resilience.connection._options import ConnectionOptions
 from django_redis_resilience.connection._retry import is_idempotent
@@ -49,9 +56,13 @@ _SCRIPT_COMMANDS = frozenset({"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL
 class LogicalEndpoint(Protocol):
     """What a call is routed to: a server, a Sentinel role, or a cluster shard."""
 
-    alias: str
-    role: str
     breaker: CircuitBreaker
+
+    @property
+    def alias(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
 
     @property
     def display(self) -> str: ...
@@ -90,6 +101,7 @@ class _Attempt:
         "endpoint",
         "idempotent",
         "index",
+        "last_node",
         "manager",
         "redirect",
         "redirects",
@@ -110,15 +122,19 @@ class _Attempt:
         self.redirect: NodePools | None = None
         self.asking = False
         self.redirects = 0
+        #: The node a redirect sent the last try to (``None``: the endpoint's own).
+        self.last_node: NodePools | None = None
 
     def client(self, endpoint: LogicalEndpoint) -> redis.Redis:
         redirect, self.redirect = self.redirect, None
+        self.last_node = redirect
         if redirect is None:
             return endpoint.client
         return asking_client(redirect) if self.asking else redirect.client
 
     def async_client(self, endpoint: LogicalEndpoint) -> redis.asyncio.Redis:
         redirect, self.redirect = self.redirect, None
+        self.last_node = redirect
         if redirect is None:
             return endpoint.async_client()
         return async_asking_client(redirect) if self.asking else redirect.async_client()
@@ -188,18 +204,41 @@ class _Attempt:
     def _redirected(
         self, cluster: ClusterRouter, exc: Exception, asking: bool, host: str, port: int
     ) -> float:
-        """Follow ``MOVED``/``ASK``: the server did not run the command, so any command may."""
+        """Follow ``MOVED``/``ASK``: the server did not run the command, so any command may.
+
+        Not so in a pipeline: redis-py sends all of its commands and raises
+        the first error afterwards, so the others may have run. Such a call
+        fails as unavailable (the caller serves those keys from its fallback)
+        and the slot map is refreshed for the next one.
+        """
+        if not asking or PIPELINE_MARK in str(exc):
+            cluster.request_refresh("MOVED")
         self.redirects += 1
-        if self.redirects > MAX_REDIRECTS:
+        if self.redirects > MAX_REDIRECTS or PIPELINE_MARK in str(exc):
             error = translate(
                 exc, ErrorKind.TRY_AGAIN, endpoint=self.endpoint.display, alias=self.manager.alias
             )
             raise error from exc
+        if not host:  # "-MOVED 3999 :6380": the same host, another port
+            host = self._current_host()
+        target = (host, port)
         self.asking = asking
-        if not asking:
-            cluster.request_refresh("MOVED")
-        self.redirect = cluster.node((host, port))
+        # Failures on the target count against the shard it serves, not the one
+        # the stale map named.
+        shard = cluster.shard_by_master(target)
+        if shard is not None and shard is not self.endpoint:
+            self.route = (shard,)
+            self.index = 0
+            self.attempt = 0
+        self.redirect = cluster.node(target)
         return 0.0
+
+    def _current_host(self) -> str:
+        if self.last_node is not None:
+            return self.last_node.address.host
+        master = getattr(self.endpoint, "view", None)
+        address = getattr(master, "master", None)
+        return str(address[0]) if address else ""
 
 
 def _redirect_of(exc: Exception) -> tuple[bool, str, int] | None:
@@ -212,7 +251,7 @@ def _redirect_of(exc: Exception) -> tuple[bool, str, int] | None:
     if isinstance(exc, rex.AskError):
         return not isinstance(exc, rex.MovedError), str(exc.host), int(exc.port)
     if isinstance(exc, rex.ResponseError):
-        words = str(exc).split()
+        words = reply_text(exc).split()
         if len(words) == 3 and words[0] in ("MOVED", "ASK"):
             host, _, port = words[2].rpartition(":")
             if port.isdigit():

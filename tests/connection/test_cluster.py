@@ -26,6 +26,7 @@ from django_redis_resilience.testing import ClusterGroup, RedisServer
 
 from .conftest import MakeManager, wait_for
 
+SLOTS_PER_MASTER = 5461  # the harness splits the slots evenly: 0-5460, 5461-10921, ...
 BREAKER = {"failure_threshold": 3, "recovery_timeout": 0.1, "max_recovery_timeout": 0.5}
 KEYS = [f"cluster:key:{i}" for i in range(60)]
 
@@ -398,3 +399,87 @@ def test_replica_promotion_is_followed_by_the_same_shard(
 
     restarted = make_manager(cluster.location, breaker=BREAKER)  # its first seed is dead
     assert set(_outcomes(restarted, KEYS).values()) == {"ok"}
+
+
+# --- what a stale map, a closed manager and resharding must not do ------------------------
+
+
+def _move_slot(cluster: ClusterGroup, slot: int, target: RedisServer) -> None:
+    """Hand an empty slot to ``target`` behind every client's back."""
+    for node in cluster.masters:
+        with node.client() as client:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", cluster.node_id(target))
+
+
+def test_a_pipeline_answered_moved_is_not_sent_again(
+    drr_cluster_factory, make_manager: MakeManager
+) -> None:
+    cluster = drr_cluster_factory(masters=3)
+    manager = make_manager(cluster.location)
+    keys = [f"pipe:{i}" for i in range(40)]
+    source = cluster.masters[0]
+    mine = [k for k in keys if cluster.node_for_key(k) is source][:2]
+    moved, stays = mine
+    assert key_slot(moved.encode()) != key_slot(stays.encode())
+    manager.execute(lambda c: c.exists(moved), key=moved)
+    target = cluster.masters[1]
+    _move_slot(cluster, key_slot(moved.encode()), target)
+
+    def incr_all(client: redis.Redis, group: list[str]) -> list[object]:
+        pipe = client.pipeline(transaction=False)
+        for key in group:
+            pipe.incr(key)
+        return pipe.execute()
+
+    [(_group, result)] = manager.execute_grouped([moved, stays], incr_all, idempotent=False)
+    assert isinstance(result, RedisUnavailable)  # the caller falls back for these keys
+    with source.client() as client:
+        assert client.get(stays) == b"1"  # ran once, where it was sent
+    with target.client() as client:
+        assert client.get(moved) is None  # MOVED: it never ran
+    router = manager.cluster
+    assert wait_for(lambda: router.shard_for_key(moved).view.master[1] == target.port)
+    results = manager.execute_grouped([moved, stays], incr_all, idempotent=False)
+    assert sorted(r[0] for _, r in results) == [1, 2]
+
+
+def test_moving_slot_zero_keeps_each_breaker_with_its_master(
+    drr_cluster_factory, make_manager: MakeManager
+) -> None:
+    cluster = drr_cluster_factory(masters=3)
+    manager = make_manager(cluster.location)
+    router = manager.cluster
+    router.ensure_discovered()
+    first, second = router.shard_for_slot(0), router.shard_for_slot(SLOTS_PER_MASTER)
+    new_owner = _node(cluster, second.view.master[1])
+    _move_slot(cluster, 0, new_owner)
+    assert router.refresh(reason="test")
+    assert router.shard_for_slot(0) is second  # slot 0 follows its new master's breaker
+    assert router.shard_for_slot(1) is first
+    assert first.view.id == 1
+    assert {s.role for s in router.shards()} == {"shard@0", "shard@1", f"shard@{2 * 5461}"}
+
+
+@pytest.mark.chaos
+def test_a_closed_manager_stops_probing_and_failed_refreshes_are_rate_limited(
+    drr_cluster_factory, make_manager: MakeManager, scheduler
+) -> None:
+    cluster = drr_cluster_factory(masters=3)
+    for node in cluster.nodes:
+        node.kill()
+    manager = make_manager(
+        cluster.location,
+        breaker={"recovery_timeout": 0.02, "max_recovery_timeout": 0.05, "jitter": 0},
+        cluster=ClusterRefreshConfig(interval=0.05, min_interval=1.0),
+    )
+    with pytest.raises(RedisUnavailable):
+        manager.execute(lambda c: c.get("k"), key="k")
+    with pytest.raises(RedisUnavailable):
+        manager.get_client()  # no raw RedisClusterException, no wait
+    router = manager.cluster
+    # Probes every 50 ms and a periodic refresh every 50 ms: still one discovery per second.
+    assert not wait_for(lambda: router.refresh_count > 2, timeout=0.8)
+    manager.close()
+    assert wait_for(lambda: scheduler.pending() == 0, timeout=2)
+    settled = router.refresh_count
+    assert not wait_for(lambda: router.refresh_count > settled, timeout=1.5)
