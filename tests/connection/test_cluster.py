@@ -380,6 +380,8 @@ def test_replica_promotion_is_followed_by_the_same_shard(
     keys = by_node[victim.port]
     shard = manager.cluster.shard_for_key(keys[0])
     victim.kill()
+    during = make_manager(cluster.location, breaker=BREAKER)  # a restart mid-failover
+    assert "raw" not in " ".join(_outcomes(during, KEYS).values())
     promoted = cluster.wait_for_promotion(victim)
 
     def written() -> bool:
@@ -399,6 +401,7 @@ def test_replica_promotion_is_followed_by_the_same_shard(
 
     restarted = make_manager(cluster.location, breaker=BREAKER)  # its first seed is dead
     assert set(_outcomes(restarted, KEYS).values()) == {"ok"}
+    assert wait_for(lambda: set(_outcomes(during, KEYS).values()) == {"ok"}, timeout=15)
 
 
 # --- what a stale map, a closed manager and resharding must not do ------------------------
