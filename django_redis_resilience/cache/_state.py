@@ -1,0 +1,366 @@
+"""What one cache shares across threads: fallback stores, outage journals, counters.
+
+Django builds a backend object per thread and per async context and closes it
+after every request, so this state lives beside the connection manager, one
+per manager: a changed configuration gets a new manager and a new state.
+
+The outage journal is what makes recovery safe. Every key this process wrote
+or deleted through the fallback, and every key whose write failed with a
+connection error, is recorded per endpoint; before that endpoint's breaker
+closes, the keys are deleted from Redis (under the breaker's lock, so nothing
+is journaled meanwhile). A key that is still journaled is read from the
+fallback, never from Redis, so the value Redis held before the outage cannot
+come back. When the journal overflows, or with ``RECOVERY="invalidate_namespace"``,
+the cache's whole namespace on that endpoint is deleted instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.locmem import LocMemCache
+
+from django_redis_resilience.connection import BreakerState, CircuitBreaker, ConnectionManager
+from django_redis_resilience.connection._manager import LogicalEndpoint, _redirect_of
+from django_redis_resilience.exceptions import BreakerOpen, RedisUnavailable
+
+logger = logging.getLogger("django_redis_resilience")
+
+#: Keys deleted per pipeline / per UNLINK while draining or invalidating.
+BATCH = 500
+#: The journal keeps at most this many keys per endpoint; beyond, the namespace is invalidated.
+JOURNAL_LIMIT = 10_000
+
+#: ``FALLBACK`` not given: a private in-process store per endpoint.
+PRIVATE = "private"
+
+
+@dataclass
+class CacheCounters:
+    """Per-cache, per-process counters (approximate under threads); the health report shows them."""
+
+    hits: int = 0
+    misses: int = 0
+    fallback_reads: int = 0
+    fallback_writes: int = 0
+    short_circuited: int = 0
+    errors: int = 0
+    invalidated_keys: int = 0
+    last_outage_start: float | None = None
+    last_outage_end: float | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class OutageJournal:
+    """Keys of one endpoint that Redis may hold an outdated value for."""
+
+    def __init__(self, *, limit: int = JOURNAL_LIMIT) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        #: Redis key -> (the key and version the caller used, sequence number).
+        self._keys: dict[str, tuple[tuple[Any, int | None], int]] = {}
+        #: Too many keys, or a ``clear()`` during the outage: invalidate the namespace.
+        self.overflowed = False
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, redis_key: object) -> bool:
+        return redis_key in self._keys  # a dict lookup: atomic, no lock needed
+
+    def add(self, redis_key: str, original: tuple[Any, int | None]) -> None:
+        with self._lock:
+            if self.overflowed:
+                return
+            if redis_key not in self._keys and len(self._keys) >= self.limit:
+                self.overflowed = True
+                return
+            self._keys[redis_key] = (original, next(self._seq))
+
+    def invalidate_all(self) -> None:
+        with self._lock:
+            self.overflowed = True
+
+    def snapshot(self) -> tuple[dict[str, tuple[tuple[Any, int | None], int]], bool]:
+        with self._lock:
+            return dict(self._keys), self.overflowed
+
+    def discard(
+        self, done: dict[str, tuple[tuple[Any, int | None], int]], overflowed: bool
+    ) -> None:
+        """Forget what was dealt with; a key journaled again meanwhile stays."""
+        with self._lock:
+            for key, (_, seq) in done.items():
+                entry = self._keys.get(key)
+                if entry is not None and entry[1] == seq:
+                    del self._keys[key]
+            if overflowed:
+                self.overflowed = False
+                self._keys.clear()
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """What the state needs to know about the cache; plain values, read once."""
+
+    alias: str
+    fallback: str | type | None
+    fallback_params: dict[str, Any] = field(default_factory=dict)
+    recovery: str = "journal"
+    #: SCAN pattern of the cache's namespace (what ``clear()`` and invalidation delete).
+    namespace: str = ""
+
+
+class CacheState:
+    """Fallbacks, journals and counters of one cache in this process."""
+
+    def __init__(self, *, manager: ConnectionManager, settings: CacheSettings) -> None:
+        self.manager = manager
+        self.settings = settings
+        self.counters = CacheCounters()
+        self._lock = threading.Lock()
+        self._journals: dict[int, OutageJournal] = {}
+        self._private: dict[int, LocMemCache] = {}
+        self._shared: BaseCache | None = None
+        self._drain_scheduled = False
+        manager.add_endpoint_hook(self._wire)
+
+    # --- wiring ---------------------------------------------------------------------
+
+    def _wire(self, endpoint: LogicalEndpoint) -> None:
+        breaker = endpoint.breaker
+        with self._lock:
+            self._journals[id(breaker)] = OutageJournal()
+
+        def before_close() -> int:
+            return self._recover(endpoint)
+
+        def listener(
+            breaker: CircuitBreaker,
+            old: BreakerState,
+            new: BreakerState,
+            error: BaseException | None,
+        ) -> None:
+            if old is BreakerState.CLOSED and new is BreakerState.OPEN:
+                self.counters.last_outage_start = time.time()
+                # Each outage starts from an empty private store: nothing from
+                # an earlier outage can be served.
+                store = self._private.get(id(breaker))
+                if store is not None:
+                    store.clear()
+            elif new is BreakerState.CLOSED:
+                self.counters.last_outage_end = time.time()
+
+        breaker.add_before_close(before_close)
+        breaker.add_listener(listener)
+
+    def journal(self, endpoint: LogicalEndpoint) -> OutageJournal:
+        journal = self._journals.get(id(endpoint.breaker))
+        if journal is None:  # an endpoint the hook has not seen yet (a race at startup)
+            self._wire(endpoint)
+            journal = self._journals[id(endpoint.breaker)]
+        return journal
+
+    def pending(self) -> int:
+        """Keys journaled over every endpoint."""
+        return sum(len(j) for j in list(self._journals.values()))
+
+    # --- fallback stores ---------------------------------------------------------------
+
+    def fallback(self, endpoint: LogicalEndpoint) -> BaseCache | None:
+        spec = self.settings.fallback
+        if spec is None:
+            return None
+        if spec == PRIVATE:
+            store = self._private.get(id(endpoint.breaker))
+            if store is None:
+                with self._lock:
+                    store = self._private.get(id(endpoint.breaker))
+                    if store is None:
+                        name = f"drr-fallback:{self.settings.alias}:{id(self)}:{endpoint.role}"
+                        store = LocMemCache(name, dict(self.settings.fallback_params))
+                        self._private[id(endpoint.breaker)] = store
+            return store
+        if isinstance(spec, str) and "." not in spec:
+            return caches[spec]  # thread-local, as Django wants
+        if self._shared is None:
+            with self._lock:
+                if self._shared is None:
+                    from django.utils.module_loading import import_string
+
+                    cls = import_string(spec) if isinstance(spec, str) else spec
+                    self._shared = cls("", dict(self.settings.fallback_params))
+        return self._shared
+
+    # --- recording -----------------------------------------------------------------
+
+    def record_write(
+        self,
+        endpoint: LogicalEndpoint,
+        redis_key: str,
+        original: tuple[Any, int | None],
+        error: RedisUnavailable,
+        *,
+        force: bool = False,
+    ) -> bool:
+        """Journal a key about to be written to the fallback; ``False``: retry on Redis.
+
+        Under the breaker's lock, so a recovery cannot slip between the check
+        and the record. If the breaker closed since the call was refused, the
+        write belongs in Redis, and the caller tries once more.
+        """
+        with endpoint.breaker.locked() as state:
+            if state is BreakerState.CLOSED and isinstance(error, BreakerOpen) and not force:
+                return False
+            self.journal(endpoint).add(redis_key, original)
+        if state is BreakerState.CLOSED:
+            self._schedule_drain()  # the breaker did not open: nothing else would drain it
+        return True
+
+    def note_unavailable(self, error: RedisUnavailable) -> None:
+        if isinstance(error, BreakerOpen):
+            self.counters.short_circuited += 1
+        else:
+            self.counters.errors += 1
+
+    # --- recovery --------------------------------------------------------------------
+
+    def _recover(self, endpoint: LogicalEndpoint) -> int:
+        """Before the breaker closes: make Redis forget what the fallback saw."""
+        journal = self.journal(endpoint)
+        keys, overflowed = journal.snapshot()
+        count = self._invalidate(endpoint, keys, overflowed=overflowed)
+        journal.discard(keys, overflowed)
+        self._forget_fallback(endpoint, keys)
+        self.counters.invalidated_keys += count
+        if count:
+            logger.info(
+                "Redis %s: %d key(s) written during the outage invalidated before recovery",
+                endpoint.display,
+                count,
+            )
+        return count
+
+    def _invalidate(
+        self,
+        endpoint: LogicalEndpoint,
+        keys: dict[str, tuple[tuple[Any, int | None], int]],
+        *,
+        overflowed: bool,
+    ) -> int:
+        client = endpoint.client
+        if overflowed or self.settings.recovery == "invalidate_namespace":
+            return unlink_matching(client, self.settings.namespace)
+        return self._delete(client, list(keys))
+
+    def _delete(self, client: redis.Redis, keys: Sequence[str]) -> int:
+        deleted = 0
+        for start in range(0, len(keys), BATCH):
+            batch = keys[start : start + BATCH]
+            pipe = client.pipeline(transaction=False)
+            for key in batch:
+                pipe.delete(key)
+            results = pipe.execute(raise_on_error=False)
+            for key, result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    if _redirect_of(result) is None:
+                        raise result
+                    # The slot moved during the outage: delete it where it lives now.
+                    result = self.manager.execute_command("DEL", key)
+                deleted += int(result)
+        return deleted
+
+    def _forget_fallback(
+        self, endpoint: LogicalEndpoint, keys: dict[str, tuple[tuple[Any, int | None], int]]
+    ) -> None:
+        store = self._private.get(id(endpoint.breaker))
+        if store is not None:
+            store.clear()
+            return
+        shared = self.fallback(endpoint)
+        if shared is not None:
+            for (key, version), _ in keys.values():
+                shared.delete(key, version=version)
+
+    def _schedule_drain(self) -> None:
+        """Drain journals of closed breakers soon, on the background thread."""
+        with self._lock:
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        from django_redis_resilience.connection import get_registry
+
+        get_registry().scheduler.call_later(0.05, self._drain_closed, name="drain journals")
+
+    def _drain_closed(self) -> None:
+        with self._lock:
+            self._drain_scheduled = False
+        again = False
+        for endpoint in self.manager.endpoints:
+            journal = self._journals.get(id(endpoint.breaker))
+            if journal is None or not (len(journal) or journal.overflowed):
+                continue
+            with endpoint.breaker.locked() as state:
+                if state is not BreakerState.CLOSED:
+                    continue  # its recovery will drain it
+                try:
+                    self._recover(endpoint)
+                except Exception as exc:
+                    logger.debug("Journal of %s not drained yet: %s", endpoint.display, exc)
+                    again = True
+        if again:
+            self._schedule_drain()
+
+
+def unlink_matching(client: redis.Redis, pattern: str) -> int:
+    """SCAN one node for ``pattern`` and UNLINK what it finds, in batches; never KEYS."""
+    removed = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= BATCH:
+            removed += int(client.unlink(*batch))
+            batch = []
+    if batch:
+        removed += int(client.unlink(*batch))
+    return removed
+
+
+_states: weakref.WeakKeyDictionary[ConnectionManager, CacheState] = weakref.WeakKeyDictionary()
+_states_lock = threading.Lock()
+
+
+def state_for(manager: ConnectionManager, settings: Callable[[], CacheSettings]) -> CacheState:
+    """The state of ``manager``'s cache, built on first use."""
+    state = _states.get(manager)
+    if state is None:
+        with _states_lock:
+            state = _states.get(manager)
+            if state is None:
+                state = CacheState(manager=manager, settings=settings())
+                _states[manager] = state
+    return state
+
+
+def chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
