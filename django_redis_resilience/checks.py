@@ -8,7 +8,8 @@ E004 bad or unknown cache ``OPTIONS`` value ·
 E005 a pool argument that would break the no-double-apply guarantee ·
 W001 a django-redis option that has no effect here ·
 W002 a socket timeout of ``None`` (waits forever) ·
-W003 TLS certificate or host name verification turned off.
+W003 TLS certificate or host name verification turned off ·
+W004 sessions stored only in a resilient cache whose outage fallback is in-process.
 """
 
 from __future__ import annotations

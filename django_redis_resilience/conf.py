@@ -270,7 +270,7 @@ class Settings:
         found = self._global_problems()
         for alias in self.resilient_aliases():
             found += self._alias_problems(alias)
-        return found
+        return found + _session_problems(self.resilient_aliases())
 
     def _global_problems(self) -> list[Problem]:
         raw = getattr(settings, "REDIS_RESILIENCE", {})
@@ -351,6 +351,7 @@ class Settings:
                 Problem(PREFIX + "E004", "error", f"{base}['OPTIONS']['READ_FROM_REPLICAS']",
                         options["READ_FROM_REPLICAS"], "must be True or False")
             )  # fmt: skip
+        found += _cache_option_problems(options, base, alias)
         sentinel_kwargs = options.get("SENTINEL_KWARGS")
         if sentinel_kwargs is not None and not isinstance(sentinel_kwargs, Mapping):
             found.append(
@@ -396,6 +397,101 @@ class Settings:
             raise InvalidOption(
                 f"{len(errors)} invalid settings for django_redis_resilience:\n{lines}"
             )
+
+
+_CHOICES = {
+    "DEGRADED_COUNTERS": ("raise", "local"),
+    "RECOVERY": ("journal", "invalidate_namespace"),
+}
+
+
+def _cache_option_problems(options: Mapping[str, Any], base: str, alias: str) -> list[Problem]:
+    """The cache backend's own options: choices, booleans, importable classes, fallbacks."""
+    found: list[Problem] = []
+
+    def bad(key: str, message: str, hint: str | None = None) -> None:
+        found.append(
+            Problem(PREFIX + "E004", "error", f"{base}['OPTIONS'][{key!r}]", options[key], message,
+                    hint)
+        )  # fmt: skip
+
+    for key, choices in _CHOICES.items():
+        if key in options and options[key] not in choices:
+            bad(key, "must be one of " + ", ".join(repr(c) for c in choices))
+    for key in ("CLEAR_FLUSHES_DB", "IGNORE_EXCEPTIONS"):
+        if key in options and not isinstance(options[key], bool):
+            bad(key, "must be True or False")
+    for key in ("SERIALIZER", "COMPRESSOR"):
+        if key in options and not _importable(options[key]):
+            bad(key, "is not an importable class (a dotted path such as "
+                "'django_redis.serializers.json.JSONSerializer')")  # fmt: skip
+    if "FALLBACK" in options:
+        fallback = options["FALLBACK"]
+        caches_setting: Mapping[str, Any] = getattr(settings, "CACHES", {})
+        if fallback is None:
+            pass
+        elif not isinstance(fallback, str):
+            bad("FALLBACK", "must be a cache alias, a cache backend's dotted path, or None")
+        elif fallback == alias:
+            bad("FALLBACK", "names the cache itself", hint="use another alias or None")
+        elif "." not in fallback and fallback not in caches_setting:
+            bad(
+                "FALLBACK",
+                "is not an alias in CACHES",
+                hint="aliases: " + ", ".join(caches_setting),
+            )
+        elif "." in fallback and not _importable(fallback):
+            bad("FALLBACK", "is not an importable cache backend class")
+        elif "." not in fallback and caches_setting[fallback].get("BACKEND") == BACKEND:
+            bad("FALLBACK", "is another Redis cache of this app, which fails with Redis",
+                hint="use an in-process or database cache")  # fmt: skip
+    return found
+
+
+def _session_problems(aliases: list[str]) -> list[Problem]:
+    """W004: sessions only in a cache whose outage fallback lives in each process."""
+    engine = getattr(settings, "SESSION_ENGINE", "")
+    alias = getattr(settings, "SESSION_CACHE_ALIAS", "default")
+    if engine != "django.contrib.sessions.backends.cache" or alias not in aliases:
+        return []
+    options = (getattr(settings, "CACHES", {})[alias].get("OPTIONS")) or {}
+    fallback = options.get("FALLBACK", "private")
+    if fallback is None:
+        local = False
+    elif isinstance(fallback, str) and "." not in fallback and fallback != "private":
+        cfg = getattr(settings, "CACHES", {}).get(fallback, {})
+        local = "locmem" in str(cfg.get("BACKEND", "")).lower()
+    else:
+        local = fallback == "private" or "locmem" in str(fallback).lower()
+    if not local:
+        return []
+    return [
+        Problem(
+            PREFIX + "W004",
+            "warning",
+            "SESSION_ENGINE",
+            engine,
+            f"sessions live only in the cache {alias!r}, whose fallback during a Redis outage "
+            "is in-process memory: users would be logged out whenever a request reaches "
+            "another worker",
+            hint="use 'django.contrib.sessions.backends.cached_db', which falls back to the "
+            "database",
+        )
+    ]
+
+
+def _importable(path: object) -> bool:
+    if isinstance(path, type):
+        return True
+    if not isinstance(path, str):
+        return False
+    from django.utils.module_loading import import_string
+
+    try:
+        import_string(path)
+    except ImportError:
+        return False
+    return True
 
 
 def _sentinel_location(location: object, sentinels: object, alias: str) -> str:

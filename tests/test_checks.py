@@ -193,3 +193,39 @@ def test_other_backends_are_not_checked() -> None:
         }
     ):
         assert checks.check_settings() == []
+
+
+SESSIONS_IN_CACHE = "django.contrib.sessions.backends.cache"
+
+
+@pytest.mark.parametrize(
+    ("options", "extra", "warned"),
+    [
+        ({}, {}, True),  # the default fallback: private, in-process
+        (
+            {"FALLBACK": "local"},
+            {"local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+            True,
+        ),
+        (
+            {"FALLBACK": "db"},
+            {"db": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}},
+            False,
+        ),
+        ({"FALLBACK": None}, {}, False),
+    ],
+)
+def test_w004_sessions_only_in_a_cache_with_an_in_process_fallback(
+    options: dict[str, Any], extra: dict[str, Any], warned: bool
+) -> None:
+    settings = {**caches(options), **extra}
+    with override_settings(CACHES=settings, SESSION_ENGINE=SESSIONS_IN_CACHE):
+        messages = [m for m in checks.check_settings() if m.id.endswith("W004")]
+    assert bool(messages) is warned
+    if warned:
+        assert messages[0].level == django_checks.WARNING
+        assert "cached_db" in messages[0].hint
+    with override_settings(
+        CACHES=settings, SESSION_ENGINE="django.contrib.sessions.backends.cached_db"
+    ):
+        assert not [m for m in checks.check_settings() if m.id.endswith("W004")]

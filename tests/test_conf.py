@@ -354,6 +354,20 @@ def _option_cases() -> list[Any]:
         cases.append(({"CONNECTION_POOL_KWARGS": {key: None}}, "E005", setting, "None"))
     # Django's RedisCache passes lowercase OPTIONS to the pool: the same keys are refused.
     cases.append(({"retry_on_timeout": True}, "E005", f"{OPTS}['retry_on_timeout']", "True"))
+    # The cache backend's own options.
+    for key, value in (
+        ("SERIALIZER", "x.Y"),
+        ("COMPRESSOR", "django_redis.compressors.nope.Nope"),
+        ("DEGRADED_COUNTERS", "maybe"),
+        ("RECOVERY", "flushdb"),
+        ("CLEAR_FLUSHES_DB", "yes"),
+        ("IGNORE_EXCEPTIONS", 1),
+        ("FALLBACK", 3),
+        ("FALLBACK", "nope"),
+        ("FALLBACK", "default"),
+        ("FALLBACK", "django.core.cache.backends.nope.NopeCache"),
+    ):
+        cases.append(({key: value}, "E004", f"{OPTS}[{key!r}]", repr(value)))
     return cases
 
 
@@ -496,7 +510,13 @@ VALID_OPTIONS: list[dict[str, Any]] = [
     {"PASSWORD": SECRET, "USERNAME": "app", "READ_FROM_REPLICAS": False},
     {"CONNECTION_POOL_KWARGS": {"client_name": "web"}, "socket_keepalive": True},
     {"CLIENT_CLASS": "django_redis.client.DefaultClient", "PARSER_CLASS": "x"},
-    {"SERIALIZER": "x.Y", "COMPRESSOR": "x.Z", "IGNORE_EXCEPTIONS": True},
+    {
+        "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
+        "COMPRESSOR": "django_redis.compressors.zlib.ZlibCompressor",
+        "IGNORE_EXCEPTIONS": True,
+    },
+    {"FALLBACK": None, "DEGRADED_COUNTERS": "local", "RECOVERY": "invalidate_namespace"},
+    {"FALLBACK": "django.core.cache.backends.locmem.LocMemCache", "CLEAR_FLUSHES_DB": True},
 ]
 
 
