@@ -326,17 +326,28 @@ class CacheState:
 
 
 def unlink_matching(client: redis.Redis, pattern: str) -> int:
-    """SCAN one node for ``pattern`` and UNLINK what it finds, in batches; never KEYS."""
+    """SCAN one node for ``pattern`` and UNLINK what it finds; never KEYS.
+
+    One UNLINK per key, pipelined in batches: a cluster node refuses a
+    multi-key UNLINK whose keys hash to different slots.
+    """
     removed = 0
     batch: list[bytes] = []
     for key in client.scan_iter(match=pattern, count=1000):
         batch.append(key)
         if len(batch) >= BATCH:
-            removed += int(client.unlink(*batch))
+            removed += _unlink(client, batch)
             batch = []
     if batch:
-        removed += int(client.unlink(*batch))
+        removed += _unlink(client, batch)
     return removed
+
+
+def _unlink(client: redis.Redis, keys: list[bytes]) -> int:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.unlink(key)
+    return sum(int(r) for r in pipe.execute())
 
 
 _states: weakref.WeakKeyDictionary[ConnectionManager, CacheState] = weakref.WeakKeyDictionary()
@@ -353,14 +364,3 @@ def state_for(manager: ConnectionManager, settings: Callable[[], CacheSettings])
                 state = CacheState(manager=manager, settings=settings())
                 _states[manager] = state
     return state
-
-
-def chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -1,0 +1,75 @@
+"""A ``ResilientRedisCache`` on every topology, configured through ``CACHES`` as users do.
+
+``cache`` runs a test once per topology on servers shared by the session, so
+its tests must not break them; each test gets its own ``KEY_PREFIX``, so keys
+never collide. Tests that break servers build their own with the harness's
+factories and :func:`resilient_caches`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.core.cache import caches
+from django.test import override_settings
+
+from django_redis_resilience.cache import ResilientRedisCache
+
+BACKEND = "django_redis_resilience.cache.ResilientRedisCache"
+TOPOLOGIES = ["standalone", "replicas", "sentinel", "cluster"]
+#: Opens after 2 failures and probes again within ~0.1 s: outages in tests stay short.
+FAST_BREAKER = {"FAILURE_THRESHOLD": 2, "RECOVERY_TIMEOUT": 0.05, "MAX_RECOVERY_TIMEOUT": 0.2}
+
+
+def resilient_caches(location: Any, **options: Any) -> dict[str, Any]:
+    """``CACHES`` with one resilient ``default`` cache; ``KEY_PREFIX`` unique per call."""
+    prefix = options.pop("KEY_PREFIX", f"t{uuid.uuid4().hex[:8]}")
+    return {
+        "default": {
+            "BACKEND": BACKEND,
+            "LOCATION": location,
+            "KEY_PREFIX": prefix,
+            "OPTIONS": options,
+        }
+    }
+
+
+@pytest.fixture(params=TOPOLOGIES)
+def topology(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def location(request: pytest.FixtureRequest, topology: str) -> Any:
+    """A location of the session's shared servers for ``topology``."""
+    if topology == "standalone":
+        return request.getfixturevalue("drr_redis_server").url
+    if topology == "replicas":
+        group = request.getfixturevalue("drr_replica_group")
+        return group.location
+    if topology == "sentinel":
+        return request.getfixturevalue("drr_sentinel_group").location
+    return request.getfixturevalue("drr_cluster").location
+
+
+@pytest.fixture
+def cache(location: Any) -> Iterator[ResilientRedisCache]:
+    """``caches["default"]``, a resilient cache on ``topology``'s shared servers."""
+    with override_settings(CACHES=resilient_caches(location)):
+        backend = caches["default"]
+        assert isinstance(backend, ResilientRedisCache)
+        yield backend
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes (no timing assertions)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
