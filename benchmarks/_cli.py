@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from benchmarks import cluster, connection
+from benchmarks import cache, cluster, connection
 from benchmarks._env import BenchEnv, bench_env, describe
 from benchmarks._report import json_report, text_report
 from benchmarks._runner import BenchmarkResult, BenchmarkSkipped, run_benchmark
@@ -16,7 +16,11 @@ DEFAULT_ROUNDS = 7
 QUICK_ROUNDS = 3
 
 #: Every benchmark, in the order they run and print; each module declares its own.
-BENCHMARKS: dict[str, BenchmarkFactory] = {**connection.BENCHMARKS, **cluster.BENCHMARKS}
+BENCHMARKS: dict[str, BenchmarkFactory] = {
+    **connection.BENCHMARKS,
+    **cache.BENCHMARKS,
+    **cluster.BENCHMARKS,
+}
 
 
 def _positive_int(text: str) -> int:

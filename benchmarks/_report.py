@@ -111,6 +111,10 @@ def text_report(
     if verdicts:
         lines.append("")
         lines += [verdict_line(v) for v in verdicts]
+    notes = [f"{r.benchmark.name}: {note}" for r in results for note in r.benchmark.notes]
+    if notes:
+        lines.append("")
+        lines += notes
     return "\n".join(lines)
 
 
@@ -121,6 +125,7 @@ def _result_json(result: BenchmarkResult) -> dict[str, object]:
         "ops": result.ops,
         "rounds": result.rounds,
         "baseline": result.benchmark.baseline.name,
+        "notes": list(result.benchmark.notes),
         "contenders": [
             {
                 "name": c.name,

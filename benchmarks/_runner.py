@@ -57,6 +57,9 @@ class Benchmark:
     ops: int
     quick_ops: int
     targets: tuple[Target, ...] = ()
+    #: Figures measured outside the per-operation rounds (counts, percentiles,
+    #: recovery times), one sentence each, printed under the table.
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.contenders:

@@ -12,7 +12,19 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-EXPECTED = {"breaker", "get", "set", "cluster_get", "cluster_startup", "cluster_down"}
+EXPECTED = {
+    "breaker",
+    "get",
+    "set",
+    "cache_get",
+    "cache_set",
+    "cache_get_many",
+    "cache_set_many",
+    "cache_outage",
+    "cluster_get",
+    "cluster_startup",
+    "cluster_down",
+}
 # -X dev shows ResourceWarnings, which are otherwise silent outside pytest.
 COMMAND = ("-X", "dev", "-W", "error::ResourceWarning", "-m", "benchmarks", "--quick", "--json")
 

@@ -12,9 +12,11 @@ encoded as django-redis encodes them, so existing data and tools keep working.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import redis
@@ -42,6 +44,12 @@ T = TypeVar("T")
 _MISSING = object()
 
 _INCR = LuaScript("django_redis_resilience.cache", "incr")
+
+
+#: What Django's ``memcache_key_warnings`` looks for, compiled eagerly: Django's
+#: lazily compiled pattern costs a proxy lookup per key, which ``get_many`` pays 100 times.
+_UNSAFE_KEY = re.compile(r"[\x00-\x20\x7f]")
+_MAX_KEY_LENGTH = 250
 
 
 def _glob_escape(text: str) -> str:
@@ -135,7 +143,11 @@ class ResilientRedisCache(BaseCache):
 
     @property
     def state(self) -> CacheState:
-        return state_for(self.manager, self._cache_settings)
+        return self._state_of(self.manager)
+
+    def _state_of(self, manager: ConnectionManager) -> CacheState:
+        state: CacheState | None = manager.extensions.get("cache")
+        return state if state is not None else state_for(manager, self._cache_settings)
 
     def _cache_settings(self) -> CacheSettings:
         return CacheSettings(
@@ -172,9 +184,9 @@ class ResilientRedisCache(BaseCache):
         default: T,
     ) -> T:
         """Run a read on Redis; on an outage (or a key journaled) ask the fallback."""
-        state = self.state
         manager = self.manager
-        if state.pending() and redis_key in state.journal(self._endpoint(redis_key)):
+        state = self._state_of(manager)
+        if state.journaled(redis_key, lambda: self._endpoint(redis_key)):
             return self._from_fallback(state, redis_key, fallback, default)
         try:
             return manager.execute(fn, key=redis_key, write=False)
@@ -235,7 +247,10 @@ class ResilientRedisCache(BaseCache):
         return None if timeout is None else int(timeout * 1000)
 
     def _key(self, key: Any, version: int | None) -> str:
-        return str(self.make_and_validate_key(key, version=version))
+        made = str(self.make_key(key, version=version))
+        if len(made) > _MAX_KEY_LENGTH or _UNSAFE_KEY.search(made):
+            self.validate_key(made)  # Django's own warnings, word for word
+        return made
 
     # --- Django's cache API ---------------------------------------------------------------
 
@@ -396,9 +411,9 @@ class ResilientRedisCache(BaseCache):
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         made = {self._key(key, version): key for key in keys}
         found: dict[Any, Any] = {}
-        state = self.state
         manager = self.manager
-        journaled = {k for k in made if state.pending() and k in state.journal(self._endpoint(k))}
+        state = self._state_of(manager)
+        journaled = {k for k in made if state.journaled(k, partial(self._endpoint, k))}
         in_redis = [k for k in made if k not in journaled]
         fetch = self._mget if manager.cluster is None else self._pipelined_get
         degraded: list[str] = sorted(journaled)

@@ -20,7 +20,6 @@ import itertools
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,6 +176,12 @@ class CacheState:
     def pending(self) -> int:
         """Keys journaled over every endpoint."""
         return sum(len(j) for j in list(self._journals.values()))
+
+    def journaled(self, redis_key: str, endpoint: Callable[[], LogicalEndpoint]) -> bool:
+        """Whether ``redis_key`` waits in its endpoint's journal (cheap while none does)."""
+        if not any(self._journals.values()):
+            return False
+        return redis_key in self.journal(endpoint())
 
     # --- fallback stores ---------------------------------------------------------------
 
@@ -350,17 +355,16 @@ def _unlink(client: redis.Redis, keys: list[bytes]) -> int:
     return sum(int(r) for r in pipe.execute())
 
 
-_states: weakref.WeakKeyDictionary[ConnectionManager, CacheState] = weakref.WeakKeyDictionary()
 _states_lock = threading.Lock()
 
 
 def state_for(manager: ConnectionManager, settings: Callable[[], CacheSettings]) -> CacheState:
-    """The state of ``manager``'s cache, built on first use."""
-    state = _states.get(manager)
+    """The state of ``manager``'s cache, built on first use; it lives as long as the manager."""
+    state: CacheState | None = manager.extensions.get("cache")
     if state is None:
         with _states_lock:
-            state = _states.get(manager)
+            state = manager.extensions.get("cache")
             if state is None:
                 state = CacheState(manager=manager, settings=settings())
-                _states[manager] = state
+                manager.extensions["cache"] = state
     return state

@@ -273,6 +273,9 @@ class ConnectionManager:
         self.alias = alias
         self.topology = topology
         self.options = options
+        #: Per-feature state that lives as long as this manager (e.g. the cache's
+        #: journals), so it is rebuilt with it when the configuration changes.
+        self.extensions: dict[str, Any] = {}
         self.sentinel: SentinelService | None = None
         self.cluster: ClusterRouter | None = None
         self.primary: Endpoint | None = None
