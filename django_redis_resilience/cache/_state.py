@@ -77,8 +77,12 @@ class OutageJournal:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def __bool__(self) -> bool:
+        return self.overflowed or bool(self._keys)
+
     def __contains__(self, redis_key: object) -> bool:
-        return redis_key in self._keys  # a dict lookup: atomic, no lock needed
+        # Overflowed: any key may be outdated in Redis until the namespace is invalidated.
+        return self.overflowed or redis_key in self._keys  # dict lookups: atomic
 
     def add(self, redis_key: str, original: tuple[Any, int | None]) -> None:
         with self._lock:
@@ -144,8 +148,11 @@ class CacheState:
         with self._lock:
             self._journals[id(breaker)] = OutageJournal()
 
-        def before_close() -> int:
-            return self._recover(endpoint)
+        def prepare() -> int:  # the bulk of it, while degraded writes may still arrive
+            return self._recover(endpoint, bulk=True)
+
+        def before_close() -> int:  # under the breaker's lock: only what arrived meanwhile
+            return self._recover(endpoint, bulk=False)
 
         def listener(
             breaker: CircuitBreaker,
@@ -163,7 +170,7 @@ class CacheState:
             elif new is BreakerState.CLOSED:
                 self.counters.last_outage_end = time.time()
 
-        breaker.add_before_close(before_close)
+        breaker.add_before_close(before_close, prepare=prepare)
         breaker.add_listener(listener)
 
     def journal(self, endpoint: LogicalEndpoint) -> OutageJournal:
@@ -243,11 +250,19 @@ class CacheState:
 
     # --- recovery --------------------------------------------------------------------
 
-    def _recover(self, endpoint: LogicalEndpoint) -> int:
-        """Before the breaker closes: make Redis forget what the fallback saw."""
+    def _recover(self, endpoint: LogicalEndpoint, *, bulk: bool) -> int:
+        """Before the breaker closes: make Redis forget what the fallback saw.
+
+        ``bulk`` (the first pass, without the breaker's lock) also invalidates
+        the whole namespace when ``RECOVERY="invalidate_namespace"``; the pass
+        under the lock only handles what was journaled since.
+        """
         journal = self.journal(endpoint)
         keys, overflowed = journal.snapshot()
-        count = self._invalidate(endpoint, keys, overflowed=overflowed)
+        if not bulk and not keys and not overflowed:
+            return 0
+        namespace = overflowed or (bulk and self.settings.recovery == "invalidate_namespace")
+        count = self._invalidate(endpoint, keys, namespace=namespace)
         journal.discard(keys, overflowed)
         self._forget_fallback(endpoint, keys)
         self.counters.invalidated_keys += count
@@ -264,10 +279,10 @@ class CacheState:
         endpoint: LogicalEndpoint,
         keys: dict[str, tuple[tuple[Any, int | None], int]],
         *,
-        overflowed: bool,
+        namespace: bool,
     ) -> int:
         client = endpoint.client
-        if overflowed or self.settings.recovery == "invalidate_namespace":
+        if namespace:
             return unlink_matching(client, self.settings.namespace)
         return self._delete(client, list(keys))
 
@@ -300,7 +315,7 @@ class CacheState:
             for (key, version), _ in keys.values():
                 shared.delete(key, version=version)
 
-    def _schedule_drain(self) -> None:
+    def _schedule_drain(self, delay: float = 0.05) -> None:
         """Drain journals of closed breakers soon, on the background thread."""
         with self._lock:
             if self._drain_scheduled:
@@ -308,7 +323,7 @@ class CacheState:
             self._drain_scheduled = True
         from django_redis_resilience.connection import get_registry
 
-        get_registry().scheduler.call_later(0.05, self._drain_closed, name="drain journals")
+        get_registry().scheduler.call_later(delay, self._drain_closed, name="drain journals")
 
     def _drain_closed(self) -> None:
         with self._lock:
@@ -316,18 +331,17 @@ class CacheState:
         again = False
         for endpoint in self.manager.endpoints:
             journal = self._journals.get(id(endpoint.breaker))
-            if journal is None or not (len(journal) or journal.overflowed):
-                continue
-            with endpoint.breaker.locked() as state:
-                if state is not BreakerState.CLOSED:
-                    continue  # its recovery will drain it
-                try:
-                    self._recover(endpoint)
-                except Exception as exc:
-                    logger.debug("Journal of %s not drained yet: %s", endpoint.display, exc)
-                    again = True
-        if again:
-            self._schedule_drain()
+            if not journal or not endpoint.breaker.closed:
+                continue  # nothing to do, or its recovery will drain it
+            # No lock: entries journaled meanwhile keep their sequence number
+            # and survive ``discard``; the breaker's own recovery may run too.
+            try:
+                self._recover(endpoint, bulk=False)
+            except Exception as exc:
+                logger.debug("Journal of %s not drained yet: %s", endpoint.display, exc)
+                again = endpoint.breaker.closed
+        if again:  # Redis fails but the breaker has not opened (yet): not in a tight loop
+            self._schedule_drain(0.5)
 
 
 def unlink_matching(client: redis.Redis, pattern: str) -> int:

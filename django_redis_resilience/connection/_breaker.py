@@ -82,6 +82,7 @@ class CircuitBreaker:
         self._last_error: BaseException | None = None
         self._job: Job | None = None
         self._listeners: list[Listener] = []
+        self._prepare_close: list[BeforeClose] = []
         self._before_close: list[BeforeClose] = []
         self.last_outage_seconds: float | None = None
         self.last_recovered_count = 0
@@ -122,7 +123,15 @@ class CircuitBreaker:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def add_before_close(self, hook: BeforeClose) -> None:
+    def add_before_close(self, hook: BeforeClose, *, prepare: BeforeClose | None = None) -> None:
+        """Run ``hook`` under the lock just before closing; ``prepare`` first, without the lock.
+
+        ``prepare`` does the slow part (e.g. deleting thousands of keys) while
+        callers may still record things; ``hook`` then deals with what they
+        recorded meanwhile, briefly, with the lock held.
+        """
+        if prepare is not None:
+            self._prepare_close.append(prepare)
         self._before_close.append(hook)
 
     # --- recording ---------------------------------------------------------
@@ -220,10 +229,11 @@ class CircuitBreaker:
         try:
             if probe:
                 self._probe()  # outside the lock: it may take up to its timeout
+            prepared = sum(hook() for hook in self._prepare_close)
             with self._lock:
                 if self.closed:
                     return
-                recovered = sum(hook() for hook in self._before_close)
+                recovered = prepared + sum(hook() for hook in self._before_close)
                 old = self._state
                 self.last_outage_seconds = self._clock() - self._opened_at
                 self.last_recovered_count = recovered
