@@ -72,5 +72,31 @@ class Command(BaseCommand):
                 time.sleep(0.05)
             for _ in range(3):
                 self._timed("recovered")
+            self._cache_outage(server)
         finally:
             signals.redis_recovered.disconnect(on_recovered)
+
+    def _cache_outage(self, server: RedisServer) -> None:
+        """The cache backend through an outage: served by the fallback, no stale read after."""
+        from django.core.cache import cache
+
+        self.stdout.write("4. The cache during an outage:")
+        cache.set("page", "v1 (before the outage)")
+        self.stdout.write(f"  get('page') = {cache.get('page')!r}")
+        server.hang()  # SIGSTOP: the server keeps v1 in memory
+        for _ in range(3):  # each waits the socket timeout; then the breaker opens
+            cache.get("page")
+        started = time.perf_counter()
+        cache.set("page", "v2 (written during the outage)")
+        value = cache.get("page")
+        elapsed = (time.perf_counter() - started) * 1e6
+        self.stdout.write(f"  set + get in {elapsed:.0f} µs from the fallback: {value!r}")
+        server.resume()  # Redis comes back still holding v1
+        breaker = get_manager().primary.breaker
+        deadline = time.monotonic() + 10
+        while not breaker.closed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.stdout.write(
+            f"  after recovery get('page') = {cache.get('page')!r}: the outage's write was "
+            "invalidated in Redis, so the stale v1 is never served"
+        )
