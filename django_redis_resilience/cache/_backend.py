@@ -24,6 +24,7 @@ import redis.exceptions as rex
 import redis.lock
 from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.utils.module_loading import import_string
 
 from django_redis_resilience._lua import LuaScript
 from django_redis_resilience.cache._codec import DEFAULT_COMPRESSOR, DEFAULT_SERIALIZER, Codec
@@ -53,14 +54,24 @@ _MAX_KEY_LENGTH = 250
 
 
 def _glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
+    """Escape Redis glob characters with a backslash (Redis has no ``[]]`` form)."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
-def _find_alias(location: Any, params: Mapping[str, Any]) -> str:
+def _backend_class(path: object) -> object:
+    try:
+        return import_string(str(path))
+    except ImportError:
+        return None
+
+
+def _find_alias(cls: type, location: Any, params: Mapping[str, Any]) -> str:
     """The ``CACHES`` alias this backend was built for (Django does not pass it)."""
     for alias, cfg in getattr(settings, "CACHES", {}).items():
         if not isinstance(cfg, Mapping) or cfg.get("LOCATION", "") != location:
             continue
+        if _backend_class(cfg.get("BACKEND")) is not cls:
+            continue  # e.g. a django-redis alias with the same settings, kept while migrating
         if all(cfg.get(k) == v for k, v in params.items()) and all(
             params.get(k) == v for k, v in cfg.items() if k not in ("BACKEND", "LOCATION")
         ):
@@ -128,7 +139,7 @@ class ResilientRedisCache(BaseCache):
         self._clear_flushes_db = bool(options.get("CLEAR_FLUSHES_DB", False))
         self._recovery = options.get("RECOVERY", "journal")
         self._fallback_spec: str | type | None = options.get("FALLBACK", PRIVATE)
-        self._alias = _find_alias(server, params)
+        self._alias = _find_alias(type(self), server, params)
         #: ``django_redis.get_redis_connection(alias)`` reads ``cache.client.get_client``.
         self.client = _ClientShim(self)
 
@@ -387,9 +398,9 @@ class ResilientRedisCache(BaseCache):
             return int(store.incr(key, delta, version=version))
         if value is None:
             raise ValueError(f"Key '{key}' not found.")
-        return int(value)
+        return value  # type: ignore[no-any-return]
 
-    def _incr_in_redis(self, client: redis.Redis, k: str, delta: int) -> int | None:
+    def _incr_in_redis(self, client: redis.Redis, k: str, delta: int) -> Any:
         try:
             result = _INCR(client, [k], [delta])
         except rex.ResponseError as exc:
@@ -402,7 +413,7 @@ class ResilientRedisCache(BaseCache):
                 return None
             value = self._codec.decode(raw) + delta
             client.set(k, self._codec.encode(value), keepttl=True)
-            return int(value)
+            return value
         return None if result is None else int(result)
 
     def decr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
@@ -607,7 +618,14 @@ class ResilientRedisCache(BaseCache):
             if isinstance(result, RedisUnavailable):
                 raise result
             for key in result:
-                yield key.split(":", 2)[2] if key.count(":") >= 2 else key
+                yield self._reverse_key(key)
+
+    def _reverse_key(self, made: str) -> str:
+        """The caller's key inside a Redis key made by Django's default key function."""
+        head = f"{self.key_prefix}:"
+        if self._params.get("KEY_FUNCTION") is None and made.startswith(head):
+            return made[len(head) :].split(":", 1)[-1]
+        return made.split(":", 2)[2] if made.count(":") >= 2 else made
 
     def keys(self, search: str, version: int | None = None) -> list[str]:
         return list(self.iter_keys(search, version=version))
