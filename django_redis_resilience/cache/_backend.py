@@ -198,6 +198,7 @@ class ResilientRedisCache(BaseCache):
         manager = self.manager
         state = self._state_of(manager)
         if state.journaled(redis_key, lambda: self._endpoint(redis_key)):
+            self._strict_check(redis_key)
             return self._from_fallback(state, redis_key, fallback, default)
         try:
             return manager.execute(fn, key=redis_key, write=False)
@@ -206,6 +207,18 @@ class ResilientRedisCache(BaseCache):
             if self._fallback_spec is None and not self._ignore_exceptions:
                 raise
             return self._from_fallback(state, redis_key, fallback, default)
+
+    def _strict_check(self, redis_key: str) -> None:
+        """Without a fallback and with errors asked for, a journaled key is an error too:
+        its value in Redis may be older than the caller's last (failed) write."""
+        if self._fallback_spec is None and not self._ignore_exceptions:
+            endpoint = self._endpoint(redis_key)
+            raise translate(
+                rex.ConnectionError("a write of this key failed; its Redis value may be outdated"),
+                ErrorKind.UNREACHABLE,
+                endpoint=endpoint.display,
+                alias=self._alias,
+            )
 
     def _from_fallback(
         self, state: CacheState, redis_key: str, fallback: Callable[[BaseCache], T], default: T
@@ -395,6 +408,9 @@ class ResilientRedisCache(BaseCache):
             store = state.fallback(self._endpoint(k))
             if self._degraded_counters != "local" or store is None:
                 raise
+            # Approximate by design: the real count is in Redis, out of reach;
+            # the local one starts from zero and is dropped when Redis returns.
+            store.add(key, 0, version=version)
             return int(store.incr(key, delta, version=version))
         if value is None:
             raise ValueError(f"Key '{key}' not found.")
@@ -427,6 +443,8 @@ class ResilientRedisCache(BaseCache):
         journaled = {k for k in made if state.journaled(k, partial(self._endpoint, k))}
         in_redis = [k for k in made if k not in journaled]
         fetch = self._mget if manager.cluster is None else self._pipelined_get
+        for k in journaled:
+            self._strict_check(k)
         degraded: list[str] = sorted(journaled)
         for group, result in manager.execute_grouped(in_redis, fetch, write=False):
             if isinstance(result, RedisUnavailable):
@@ -539,6 +557,8 @@ class ResilientRedisCache(BaseCache):
                 state.note_unavailable(result)
                 with endpoint.breaker.locked():
                     state.journal(endpoint).invalidate_all()
+                if endpoint.breaker.closed:
+                    state.schedule_drain()  # the breaker may never open: drain it anyway
 
     def close(self, **kwargs: Any) -> None:
         """Nothing to do: pools live in the process-wide registry, not on this object."""
@@ -652,4 +672,9 @@ class ResilientRedisCache(BaseCache):
     def stats(self) -> dict[str, Any]:
         """This process's counters for this cache, and how many keys wait in the journal."""
         state: CacheState = self.state
-        return {**state.counters.snapshot(), "journal_size": state.pending(), "at": time.time()}
+        return {
+            **state.counters.snapshot(),
+            "journal_size": state.pending(),
+            "journal_overflowed": state.overflowed(),
+            "at": time.time(),
+        }

@@ -184,6 +184,10 @@ class CacheState:
         """Keys journaled over every endpoint."""
         return sum(len(j) for j in list(self._journals.values()))
 
+    def overflowed(self) -> bool:
+        """Whether some endpoint's namespace is to be invalidated (overflow or ``clear()``)."""
+        return any(j.overflowed for j in list(self._journals.values()))
+
     def journaled(self, redis_key: str, endpoint: Callable[[], LogicalEndpoint]) -> bool:
         """Whether ``redis_key`` waits in its endpoint's journal (cheap while none does)."""
         if not any(self._journals.values()):
@@ -239,7 +243,7 @@ class CacheState:
                 return False
             self.journal(endpoint).add(redis_key, original)
         if state is BreakerState.CLOSED:
-            self._schedule_drain()  # the breaker did not open: nothing else would drain it
+            self.schedule_drain()  # the breaker did not open: nothing else would drain it
         return True
 
     def note_unavailable(self, error: RedisUnavailable) -> None:
@@ -315,7 +319,7 @@ class CacheState:
             for (key, version), _ in keys.values():
                 shared.delete(key, version=version)
 
-    def _schedule_drain(self, delay: float = 0.05) -> None:
+    def schedule_drain(self, delay: float = 0.05) -> None:
         """Drain journals of closed breakers soon, on the background thread."""
         with self._lock:
             if self._drain_scheduled:
@@ -341,7 +345,7 @@ class CacheState:
                 logger.debug("Journal of %s not drained yet: %s", endpoint.display, exc)
                 again = endpoint.breaker.closed
         if again:  # Redis fails but the breaker has not opened (yet): not in a tight loop
-            self._schedule_drain(0.5)
+            self.schedule_drain(0.5)
 
 
 def unlink_matching(client: redis.Redis, pattern: str) -> int:
