@@ -705,3 +705,32 @@ def test_sentinel_failover_mid_traffic_never_reaches_the_caller(drr_sentinel_fac
         before = _calls(new, "get")
         assert cache.get("after") == "x"
         assert _calls(new, "get") == before + 1
+
+
+@pytest.mark.chaos
+def test_every_extra_degrades_or_raises_redis_unavailable_never_a_raw_error(
+    drr_redis_factory,
+) -> None:
+    server = drr_redis_factory()
+    with _resilient(server.url, BREAKER=FAST_BREAKER) as cache:
+        cache.set("k", 1, 60)
+        lock = cache.lock("job", timeout=5)
+        server.kill()
+        _degrade(cache)
+        # Writes of expiry degrade to the fallback (and are journaled), silently.
+        assert cache.touch("k", 30) in (True, False)
+        assert cache.expire("k", 30) in (True, False)
+        assert cache.pexpire("k", 30_000) in (True, False)
+        assert cache.persist("k") in (True, False)
+        # What a fallback cannot answer truthfully raises the documented error.
+        for call in (
+            lambda: cache.ttl("k"),
+            lambda: cache.pttl("k"),
+            lambda: cache.keys("*"),
+            lambda: list(cache.iter_keys("*")),
+            lambda: cache.delete_pattern("*"),
+            lambda: lock.acquire(blocking=False),
+            lambda: cache.incr("k"),
+        ):
+            with pytest.raises(RedisUnavailable):
+                call()
