@@ -8,9 +8,8 @@ factories and :func:`resilient_caches`.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from django.core.cache import caches
 from django.test import override_settings
 
 from django_redis_resilience.cache import ResilientRedisCache
+from tests._polling import wait_for  # noqa: F401 - re-exported for the tests here
 
 BACKEND = "django_redis_resilience.cache.ResilientRedisCache"
 TOPOLOGIES = ["standalone", "replicas", "sentinel", "cluster"]
@@ -63,13 +63,3 @@ def cache(location: Any) -> Iterator[ResilientRedisCache]:
         backend = caches["default"]
         assert isinstance(backend, ResilientRedisCache)
         yield backend
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.02) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` passes (no timing assertions)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()

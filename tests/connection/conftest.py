@@ -15,6 +15,7 @@ from django_redis_resilience.connection import (
     Scheduler,
     parse_location,
 )
+from tests._polling import wait_for  # noqa: F401 - re-exported for the tests here
 
 MakeManager = Callable[..., ConnectionManager]
 
@@ -52,15 +53,3 @@ def make_manager(scheduler: Scheduler) -> Iterator[MakeManager]:
     yield make
     for manager in made:
         manager.close()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.02) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` passes (no timing assertions)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
