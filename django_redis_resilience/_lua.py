@@ -36,3 +36,11 @@ class LuaScript:
         except rex.NoScriptError:
             client.script_load(self.source)
             return client.evalsha(self.sha, len(keys), *keys, *args)
+
+    async def acall(self, client: Any, keys: Sequence[Any], args: Sequence[Any] = ()) -> Any:
+        """The asyncio twin of calling the script."""
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except rex.NoScriptError:
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)

@@ -21,6 +21,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidLocation",
     "InvalidOption",
+    "InvalidRateLimit",
     "LockError",
     "LockLost",
     "LockNotAcquired",
@@ -95,3 +96,10 @@ class LockNotAcquired(LockError):
 
 class LockLost(LockError):
     """The lease expired or could not be renewed while the lock was held."""
+
+
+# --- rate limits -------------------------------------------------------------
+
+
+class InvalidRateLimit(ConfigurationError, ValueError):
+    """A rate, key, algorithm or policy given to ``ratelimit``/``hit`` is invalid."""

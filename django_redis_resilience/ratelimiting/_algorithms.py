@@ -1,0 +1,167 @@
+"""The algorithms: one Lua script each for Redis, and an in-process twin for outages.
+
+The twins follow the scripts step by step (same arithmetic, same result
+tuple) so a limit keeps its meaning when Redis is down; only "now" differs
+(Redis's clock there, this process's here). Results are
+``(allowed, remaining, retry_after_us, reset_after_us)``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django_redis_resilience._lua import LuaScript
+from django_redis_resilience.exceptions import InvalidRateLimit
+from django_redis_resilience.ratelimiting._rates import Rate
+
+Result = tuple[int, int, int, int]
+_PACKAGE = "django_redis_resilience.ratelimiting"
+#: The exact sliding window stores one entry per admitted unit: bounded here.
+SLIDING_WINDOW_MAX = 100_000
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A rate, an algorithm and its burst: what one limit means, validated once."""
+
+    rate: Rate
+    algorithm: str
+    burst: int
+
+    @classmethod
+    def build(cls, rate: Rate, algorithm: str, burst: int | None) -> Policy:
+        if algorithm not in ALGORITHMS:
+            raise InvalidRateLimit(
+                f"Algorithm {algorithm!r} is not known; use one of {', '.join(ALGORITHMS)}."
+            )
+        if burst is not None and (
+            not isinstance(burst, int) or isinstance(burst, bool) or burst < 1
+        ):
+            raise InvalidRateLimit(f"burst={burst!r} is not valid: it must be an integer >= 1.")
+        if burst is not None and algorithm != "gcra":
+            raise InvalidRateLimit(f"burst applies to the gcra algorithm only, not {algorithm!r}.")
+        if algorithm == "sliding_window" and rate.count > SLIDING_WINDOW_MAX:
+            raise InvalidRateLimit(
+                f"Rate {rate} is too large for the exact sliding window (it keeps one entry per "
+                f"request; at most {SLIDING_WINDOW_MAX}): use sliding_window_counter or gcra."
+            )
+        return cls(rate, algorithm, burst if burst is not None else rate.count)
+
+    @property
+    def limit(self) -> int:
+        """What the headers call the quota: the burst for GCRA, the count otherwise."""
+        return self.burst if self.algorithm == "gcra" else self.rate.count
+
+    def args(self, cost: int, peek: bool) -> list[Any]:
+        """ARGV of the script (also the twin's arguments)."""
+        flag = "1" if peek else "0"
+        if self.algorithm == "gcra":
+            interval = round(self.rate.emission_interval * 1_000_000)
+            return [interval, self.burst, cost, flag]
+        return [round(self.rate.period * 1_000_000), self.rate.count, cost, flag]
+
+
+def _gcra(now: int, state: Any, args: list[Any]) -> tuple[Result, Any]:
+    interval, burst, cost = int(args[0]), int(args[1]), int(args[2])
+    tolerance = interval * burst
+    tat = max(state if state is not None else now, now)
+    new_tat = tat + interval * cost
+    allow_at = new_tat - tolerance
+    if allow_at > now:
+        return (0, max((tolerance - (tat - now)) // interval, 0), allow_at - now, tat - now), state
+    return (1, (tolerance - (new_tat - now)) // interval, 0, new_tat - now), new_tat
+
+
+def _fixed_window(now: int, state: Any, args: list[Any]) -> tuple[Result, Any]:
+    period, limit, cost = int(args[0]), int(args[1]), int(args[2])
+    window = now // period
+    ends = (window + 1) * period
+    used = state[1] if state is not None and state[0] == window else 0
+    if used + cost > limit:
+        return (0, max(limit - used, 0), ends - now, ends - now), state
+    return (1, limit - used - cost, 0, ends - now), (window, used + cost)
+
+
+def _sliding_window(now: int, state: Any, args: list[Any]) -> tuple[Result, Any]:
+    period, limit, cost = int(args[0]), int(args[1]), int(args[2])
+    admitted = [t for t in (state or []) if t > now - period]
+    used = len(admitted)
+    if used + cost > limit:
+        index = used + cost - limit - 1
+        retry = admitted[index] + period - now if index < used else period
+        reset = admitted[-1] + period - now if admitted else period
+        return (0, max(limit - used, 0), retry, reset), admitted
+    return (1, limit - used - cost, 0, period), admitted + [now] * cost
+
+
+def _sliding_window_counter(now: int, state: Any, args: list[Any]) -> tuple[Result, Any]:
+    period, limit, cost = int(args[0]), int(args[1]), int(args[2])
+    window = now // period
+    elapsed = now - window * period
+    current = previous = 0
+    if state is not None and state[0] == window:
+        current, previous = state[1], state[2]
+    elif state is not None and state[0] == window - 1:
+        previous = state[1]
+    estimate = previous * (period - elapsed) / period + current
+    if estimate + cost > limit:
+        retry: float = period - elapsed
+        if previous > 0 and current + cost <= limit:
+            retry = max(period - elapsed - (limit - current - cost) * period / previous, 1)
+        remaining = max(math.floor(limit - estimate), 0)
+        return (0, remaining, math.ceil(retry), period - elapsed), state
+    remaining = max(math.floor(limit - estimate - cost), 0)
+    return (1, remaining, 0, period - elapsed), (window, current + cost, previous)
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    script: LuaScript
+    local: Callable[[int, Any, list[Any]], tuple[Result, Any]]
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    name: Algorithm(LuaScript(_PACKAGE, name), local)
+    for name, local in (
+        ("gcra", _gcra),
+        ("sliding_window", _sliding_window),
+        ("sliding_window_counter", _sliding_window_counter),
+        ("fixed_window", _fixed_window),
+    )
+}
+
+
+class LocalLimiter:
+    """Per-process limits for when Redis is unavailable (``on_unavailable="local"``).
+
+    Each process limits on its own, so N processes admit up to N times the
+    limit during an outage. Bounded: the least recently used keys are
+    forgotten beyond ``max_keys``.
+    """
+
+    def __init__(self, *, max_keys: int = 10_000) -> None:
+        self.max_keys = max_keys
+        self._lock = threading.Lock()
+        self._state: OrderedDict[str, Any] = OrderedDict()
+
+    def check(self, key: str, policy: Policy, cost: int, *, peek: bool) -> Result:
+        algorithm = ALGORITHMS[policy.algorithm]
+        now = time.time_ns() // 1000
+        with self._lock:
+            result, state = algorithm.local(now, self._state.get(key), policy.args(cost, peek))
+            if result[0] and not peek:
+                self._state[key] = state
+                self._state.move_to_end(key)
+                while len(self._state) > self.max_keys:
+                    self._state.popitem(last=False)
+        return result
+
+    def clear(self) -> None:
+        with self._lock:
+            self._state.clear()
