@@ -42,6 +42,14 @@ CONNECTION_SETTINGS = (
     "RETRY",
     "CLUSTER",
 )
+#: Settings allowed only in ``REDIS_RESILIENCE``.
+GLOBAL_SETTINGS = ("RATELIMIT",)
+RATELIMIT_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "TRUSTED_PROXY_HOPS": (lambda v: _is_int(v) and 0 <= v <= 10, "an integer from 0 to 10"),
+    "IPV4_PREFIX": (lambda v: _is_int(v) and 0 <= v <= 32, "an integer from 0 to 32"),
+    "IPV6_PREFIX": (lambda v: _is_int(v) and 0 <= v <= 128, "an integer from 0 to 128"),
+    "VIEW": (lambda v: _importable(v), "a dotted path to a view (request, decision)"),
+}
 #: django-redis options read by the cache backend (validated where they are used).
 CACHE_OPTIONS = (
     "SERIALIZER",
@@ -191,6 +199,11 @@ class Settings:
         return self._global("RETRY", {})  # type: ignore[no-any-return]
 
     @property
+    def RATELIMIT(self) -> Mapping[str, Any]:
+        """``TRUSTED_PROXY_HOPS`` (0), ``IPV4_PREFIX`` (32), ``IPV6_PREFIX`` (64), ``VIEW``."""
+        return self._global("RATELIMIT", {})  # type: ignore[no-any-return]
+
+    @property
     def CLUSTER(self) -> Mapping[str, Any]:
         return self._global("CLUSTER", {})  # type: ignore[no-any-return]
 
@@ -278,7 +291,7 @@ class Settings:
             return [Problem(PREFIX + "E001", "error", "REDIS_RESILIENCE", raw, "must be a dict")]
         found: list[Problem] = []
         for key in raw:
-            if key not in CONNECTION_SETTINGS:
+            if key not in CONNECTION_SETTINGS and key not in GLOBAL_SETTINGS:
                 found.append(
                     Problem(
                         PREFIX + "E001",
@@ -286,10 +299,12 @@ class Settings:
                         f"REDIS_RESILIENCE[{key!r}]",
                         raw[key],
                         "is not a known setting",
-                        hint="known settings: " + ", ".join(CONNECTION_SETTINGS),
+                        hint="known settings: "
+                        + ", ".join((*CONNECTION_SETTINGS, *GLOBAL_SETTINGS)),
                     )
                 )
         found += _connection_problems(raw, "REDIS_RESILIENCE", E="E002")
+        found += _ratelimit_problems(raw.get("RATELIMIT", {}))
         return found
 
     def _alias_problems(self, alias: str) -> list[Problem]:
@@ -445,6 +460,23 @@ def _cache_option_problems(options: Mapping[str, Any], base: str, alias: str) ->
         elif "." not in fallback and caches_setting[fallback].get("BACKEND") == BACKEND:
             bad("FALLBACK", "is another Redis cache of this app, which fails with Redis",
                 hint="use an in-process or database cache")  # fmt: skip
+    return found
+
+
+def _ratelimit_problems(value: object) -> list[Problem]:
+    where = "REDIS_RESILIENCE['RATELIMIT']"
+    if not isinstance(value, Mapping):
+        return [Problem(PREFIX + "E002", "error", where, value, "must be a dict",
+                        hint="keys: " + ", ".join(RATELIMIT_KEYS))]  # fmt: skip
+    found: list[Problem] = []
+    for key, sub in value.items():
+        if key not in RATELIMIT_KEYS:
+            hint = "keys: " + ", ".join(RATELIMIT_KEYS)
+            found.append(Problem(PREFIX + "E002", "error", f"{where}[{key!r}]", sub,
+                                 "is not a known key", hint=hint))  # fmt: skip
+        elif not RATELIMIT_KEYS[key][0](sub):
+            found.append(Problem(PREFIX + "E002", "error", f"{where}[{key!r}]", sub,
+                                 f"must be {RATELIMIT_KEYS[key][1]}"))  # fmt: skip
     return found
 
 

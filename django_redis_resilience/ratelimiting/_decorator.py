@@ -1,0 +1,241 @@
+"""``@ratelimit``: function views, class-based views and async views, one EVALSHA per request.
+
+Everything that can be checked is checked when the decorator is applied (the
+rate unless it is a callable, the key, the algorithm, the options), so a typo
+fails at import time, not on the first request in production.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.module_loading import import_string
+
+from django_redis_resilience import signals
+from django_redis_resilience.conf import conf
+from django_redis_resilience.exceptions import InvalidRateLimit
+from django_redis_resilience.ratelimiting._core import (
+    Decision,
+    ahit,
+    check_options,
+    hit,
+    policy_for,
+)
+from django_redis_resilience.ratelimiting._headers import add_headers
+from django_redis_resilience.ratelimiting._keys import KeySpec, resolve_key
+from django_redis_resilience.ratelimiting._rates import Rate
+
+V = TypeVar("V", bound=Callable[..., Any])
+#: ``method=ALL``: every HTTP method is limited.
+ALL = None
+
+
+def _methods(method: str | Iterable[str] | None) -> frozenset[str] | None:
+    if method is None:
+        return None
+    names = [method] if isinstance(method, str) else method
+    if (
+        not isinstance(names, list | tuple | set | frozenset)
+        or not names
+        or not all(isinstance(m, str) and m.isalpha() for m in names)
+    ):
+        raise InvalidRateLimit(
+            f"method={method!r} is not valid: give 'POST', ['GET', 'POST'] or ALL."
+        )
+    return frozenset(m.upper() for m in names)
+
+
+def _request_of(args: tuple[Any, ...]) -> HttpRequest:
+    """The request among a view's arguments: first for functions, second for methods."""
+    for arg in args[:2]:
+        if isinstance(arg, HttpRequest):
+            return arg
+    raise InvalidRateLimit("@ratelimit decorates views: no HttpRequest among the first arguments.")
+
+
+def too_many_requests(request: HttpRequest, decision: Decision) -> HttpResponseBase:
+    """The default 429 response (``REDIS_RESILIENCE["RATELIMIT"]["VIEW"]`` replaces it)."""
+    return HttpResponse("Too Many Requests", status=429, content_type="text/plain")
+
+
+def _blocked_response(
+    request: HttpRequest, decision: Decision, on_unavailable: str
+) -> HttpResponseBase:
+    if decision.degraded and on_unavailable == "deny":
+        return HttpResponse("Service Unavailable", status=503, content_type="text/plain")
+    view_path = conf.RATELIMIT.get("VIEW")
+    view = import_string(view_path) if view_path else too_many_requests
+    response: HttpResponseBase = view(request, decision)
+    return response
+
+
+class _Limit:
+    """One ``@ratelimit``'s configuration, validated, shared by its sync and async wrappers."""
+
+    def __init__(
+        self,
+        *,
+        key: Any,
+        rate: Any,
+        algorithm: str,
+        burst: int | None,
+        method: str | Iterable[str] | None,
+        group: str | None,
+        block: bool,
+        cost: int,
+        cache: str | None,
+        on_unavailable: str,
+    ) -> None:
+        self.key: KeySpec = resolve_key(key)
+        check_options(cost=cost, on_unavailable=on_unavailable, cache=cache)
+        if callable(rate):
+            policy_for(Rate(1, 1), algorithm, burst)  # the algorithm and burst, now
+        else:
+            policy_for(rate, algorithm, burst)
+        self.rate = rate
+        self.algorithm = algorithm
+        self.burst = burst
+        self.methods = _methods(method)
+        self.group = group
+        self.block = block
+        self.cost = cost
+        self.cache = cache
+        self.on_unavailable = on_unavailable
+
+    def applies(self, request: HttpRequest) -> bool:
+        return self.methods is None or str(request.method).upper() in self.methods
+
+    def options(self, group: str, request: HttpRequest) -> dict[str, Any]:
+        rate = self.rate(group, request) if callable(self.rate) else self.rate
+        return {
+            "rate": rate,
+            "algorithm": self.algorithm,
+            "cost": self.cost,
+            "cache": self.cache,
+            "burst": self.burst,
+            "on_unavailable": self.on_unavailable,
+            "name": group,
+        }
+
+    def run(self, name: str, request: HttpRequest, view: Callable[[], Any]) -> Any:
+        """Check the limit, then call ``view()`` unless it is refused; add the headers."""
+        if not self.applies(request):
+            return view()
+        identity = self.key.resolve(name, request)
+        if identity is None:
+            return view()
+        decision = hit(f"{name}:{identity}", **self.options(name, request))
+        response = self.refused(request, decision) or view()
+        add_headers(response, decision)
+        return response
+
+    async def arun(self, name: str, request: HttpRequest, view: Callable[[], Any]) -> Any:
+        """The asyncio twin of :meth:`run` (``view()`` returns an awaitable)."""
+        if not self.applies(request):
+            return await view()
+        identity = await self.key.aresolve(name, request)
+        if identity is None:
+            return await view()
+        decision = await ahit(f"{name}:{identity}", **self.options(name, request))
+        response = self.refused(request, decision) or await view()
+        add_headers(response, decision)
+        return response
+
+    def refused(self, request: HttpRequest, decision: Decision) -> HttpResponseBase | None:
+        """Record the decision on the request; the response that replaces the view, if any."""
+        current = getattr(request, "ratelimit", None)
+        if current is None or not decision.allowed or current.remaining > decision.remaining:
+            request.ratelimit = decision  # type: ignore[attr-defined]
+        if decision.allowed:
+            return None
+        signals.ratelimit_exceeded.send(sender=_Limit, request=request, decision=decision)
+        if not self.block and not (decision.degraded and self.on_unavailable == "deny"):
+            return None
+        return _blocked_response(request, decision, self.on_unavailable)
+
+
+def ratelimit(
+    *,
+    key: Any,
+    rate: Any,
+    algorithm: str = "gcra",
+    burst: int | None = None,
+    method: str | Iterable[str] | None = ALL,
+    group: str | None = None,
+    block: bool = True,
+    cost: int = 1,
+    cache: str | None = None,
+    on_unavailable: str = "local",
+) -> Callable[[V], V]:
+    """Limit a view: over the limit it answers 429 with ``Retry-After``; every limited
+    response carries the IETF ``RateLimit-Policy`` and ``RateLimit`` fields.
+
+    ``key`` says who a request counts as (``"ip"``, ``"user"``, ``"user_or_ip"``,
+    ``"header:<name>"``, ``"get:<name>"``, ``"post:<name>"``, a callable
+    ``(group, request)`` or its dotted path); a request whose key is ``None``
+    (``"user"`` for an anonymous user) is not limited. ``rate`` is ``"100/m"``,
+    ``"5/10s"``, a ``(count, seconds)`` tuple or a callable ``(group, request)``
+    returning one. ``block=False`` only sets ``request.ratelimit``. When Redis is
+    unavailable, ``on_unavailable`` decides: ``"local"`` (limit in this process),
+    ``"allow"``, or ``"deny"`` (503).
+    """
+    limit = _Limit(key=key, rate=rate, algorithm=algorithm, burst=burst, method=method,
+                   group=group, block=block, cost=cost, cache=cache,
+                   on_unavailable=on_unavailable)  # fmt: skip
+
+    def decorator(view: V) -> V:
+        name = limit.group or f"{view.__module__}.{view.__qualname__}"
+
+        if inspect.iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await limit.arun(name, _request_of(args), lambda: view(*args, **kwargs))
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return limit.run(name, _request_of(args), lambda: view(*args, **kwargs))
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+class RateLimitMixin:
+    """Class-based views: ``ratelimit_key`` and ``ratelimit_rate`` (and the decorator's
+    other options as ``ratelimit_<name>``) limit ``dispatch``, so every method is covered.
+    The options are checked on the first request (class attributes may be set late)."""
+
+    ratelimit_key: Any = "ip"
+    ratelimit_rate: Any = None
+    ratelimit_algorithm: str = "gcra"
+    ratelimit_method: str | Iterable[str] | None = ALL
+    ratelimit_block: bool = True
+    ratelimit_cost: int = 1
+    ratelimit_cache: str | None = None
+    ratelimit_on_unavailable: str = "local"
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        cls = type(self)
+        limit: _Limit | None = cls.__dict__.get("_drr_limit")
+        if limit is None:
+            if cls.ratelimit_rate is None:
+                raise InvalidRateLimit(f"{cls.__name__}.ratelimit_rate is not set.")
+            # Read on the class: a function stored there is not bound to the view.
+            limit = _Limit(key=cls.ratelimit_key, rate=cls.ratelimit_rate,
+                           algorithm=cls.ratelimit_algorithm, burst=None,
+                           method=cls.ratelimit_method, group=None, block=cls.ratelimit_block,
+                           cost=cls.ratelimit_cost, cache=cls.ratelimit_cache,
+                           on_unavailable=cls.ratelimit_on_unavailable)  # fmt: skip
+            cls._drr_limit = limit  # type: ignore[attr-defined]
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        parent = super().dispatch  # type: ignore[misc]
+        if getattr(cls, "view_is_async", False):
+            return limit.arun(name, request, lambda: parent(request, *args, **kwargs))
+        return limit.run(name, request, lambda: parent(request, *args, **kwargs))

@@ -1,0 +1,193 @@
+"""``@ratelimit`` through Django's test client: status codes, headers, keys, outages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import AsyncClient, Client, override_settings
+
+from django_redis_resilience import ratelimit, signals
+from django_redis_resilience.exceptions import InvalidRateLimit
+from django_redis_resilience.ratelimiting import client_ip
+from tests.cache.conftest import FAST_BREAKER, resilient_caches
+
+POLICY = re.compile(r'^"(?P<name>[^"]+)";q=(?P<q>\d+);w=(?P<w>\d+)$')
+STATE = re.compile(r'^"(?P<name>[^"]+)";r=(?P<r>\d+);t=(?P<t>\d+)$')
+
+
+@pytest.fixture
+def site(drr_redis_server: Any) -> Iterator[None]:
+    with override_settings(
+        CACHES=resilient_caches(drr_redis_server.url), ROOT_URLCONF="tests.ratelimiting.urls"
+    ):
+        yield
+
+
+def _statuses(client: Client, url: str, n: int, **extra: Any) -> list[int]:
+    return [client.get(url, **extra).status_code for _ in range(n)]
+
+
+def test_function_view_answers_429_with_retry_after_and_ietf_fields(site: None) -> None:
+    client = Client(REMOTE_ADDR="10.0.0.1")
+    responses = [client.get("/fn/") for _ in range(4)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    first, refused = responses[0], responses[-1]
+    policy = POLICY.match(first.headers["RateLimit-Policy"])
+    assert policy is not None
+    assert policy.group("name", "q", "w") == ("fn", "3", "60")
+    state = STATE.match(first.headers["RateLimit"])
+    assert state is not None
+    assert state.group("name", "r") == ("fn", "2")
+    assert int(state.group("t")) >= 1
+    assert STATE.match(refused.headers["RateLimit"]).group("r") == "0"  # type: ignore[union-attr]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 20  # GCRA: one every 20 s after the burst
+    assert "Retry-After" not in first.headers
+    # Another client has its own quota.
+    assert Client(REMOTE_ADDR="10.0.0.2").get("/fn/").status_code == 200
+
+
+def test_async_view_limits_by_user_or_ip(site: None) -> None:
+    client = AsyncClient(REMOTE_ADDR="10.0.1.1")
+
+    async def three() -> list[int]:
+        return [(await client.get("/async/")).status_code for _ in range(3)]
+
+    from asgiref.sync import async_to_sync
+
+    assert async_to_sync(three)() == [200, 200, 429]
+
+
+def test_block_false_only_annotates(site: None) -> None:
+    client = Client(REMOTE_ADDR="10.0.2.1")
+    first, second = client.get("/annotate/"), client.get("/annotate/")
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json() == {"allowed": True, "remaining": 0}
+    assert second.json()["allowed"] is False
+
+
+def test_only_the_given_methods_are_limited(site: None) -> None:
+    client = Client(REMOTE_ADDR="10.0.3.1")
+    assert _statuses(client, "/post-only/", 3) == [200, 200, 200]
+    assert "RateLimit" not in client.get("/post-only/").headers
+    assert [client.post("/post-only/").status_code for _ in range(2)] == [200, 429]
+
+
+def test_two_limits_add_two_members_to_each_field(site: None) -> None:
+    client = Client(REMOTE_ADDR="10.0.4.1")
+    response = client.get("/two/", HTTP_X_API_KEY="k1")
+    assert [m.strip() for m in response.headers["RateLimit-Policy"].split(",")] == [
+        '"by-ip";q=100;w=60',
+        '"by-header";q=2;w=60',
+    ]
+    assert len(response.headers["RateLimit"].split(",")) == 2
+    assert client.get("/two/", HTTP_X_API_KEY="k1").status_code == 200
+    assert client.get("/two/", HTTP_X_API_KEY="k1").status_code == 429
+    assert client.get("/two/", HTTP_X_API_KEY="k2").status_code == 200
+
+
+@pytest.mark.parametrize("url", ["/cbv-method/", "/mixin/", "/async-mixin/"])
+def test_class_based_views(site: None, url: str) -> None:
+    client = Client(REMOTE_ADDR="10.0.5.1")
+    statuses = _statuses(client, url, 3)
+    assert statuses == [200, 200, 429]
+
+
+def test_exceeded_signal_carries_the_request_and_decision(site: None) -> None:
+    seen: list[Any] = []
+
+    def receiver(sender: object, request: Any, decision: Any, **kwargs: Any) -> None:
+        seen.append((request.path, decision.allowed, decision.name))
+
+    signals.ratelimit_exceeded.connect(receiver)
+    try:
+        _statuses(Client(REMOTE_ADDR="10.0.6.1"), "/fn/", 4)
+    finally:
+        signals.ratelimit_exceeded.disconnect(receiver)
+    assert seen == [("/fn/", False, "fn")]
+
+
+# --- who a request is ---------------------------------------------------------------------
+
+
+class _Request:
+    def __init__(self, remote: str, forwarded: str = "") -> None:
+        self.META = {"REMOTE_ADDR": remote}
+        if forwarded:
+            self.META["HTTP_X_FORWARDED_FOR"] = forwarded
+
+
+@pytest.mark.parametrize(
+    ("hops", "remote", "forwarded", "expected"),
+    [
+        (0, "203.0.113.9", "198.51.100.1", "203.0.113.9/32"),  # no trusted proxy: XFF ignored
+        (1, "10.0.0.2", "6.6.6.6, 198.51.100.1", "198.51.100.1/32"),  # the proxy's view wins
+        (2, "10.0.0.2", "6.6.6.6, 198.51.100.1, 10.0.0.3", "198.51.100.1/32"),
+        (2, "10.0.0.2", "198.51.100.1", "10.0.0.2/32"),  # fewer hops than trusted: REMOTE_ADDR
+        (0, "2001:db8:1:2:3:4:5:6", "", "2001:db8:1:2::/64"),
+        (0, "not-an-ip", "", "not-an-ip"),
+    ],
+)
+def test_client_ip_trusts_only_the_configured_hops(
+    hops: int, remote: str, forwarded: str, expected: str
+) -> None:
+    with override_settings(REDIS_RESILIENCE={"RATELIMIT": {"TRUSTED_PROXY_HOPS": hops}}):
+        assert client_ip(_Request(remote, forwarded)) == expected  # type: ignore[arg-type]
+
+
+def test_ipv6_addresses_in_one_64_share_a_quota(site: None) -> None:
+    first = Client(REMOTE_ADDR="2001:db8:7::1")
+    second = Client(REMOTE_ADDR="2001:db8:7::ffff")
+    assert [first.get("/fn/").status_code for _ in range(3)] == [200, 200, 200]
+    assert second.get("/fn/").status_code == 429
+
+
+def test_spoofed_forwarded_for_does_not_buy_a_new_quota(site: None) -> None:
+    client = Client(REMOTE_ADDR="10.0.7.1")
+    statuses = [
+        client.get("/fn/", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}").status_code for i in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]
+
+
+# --- outages ------------------------------------------------------------------------------
+
+
+@pytest.mark.chaos
+def test_outage_policies_deny_allow_and_local(drr_redis_factory: Any) -> None:
+    server = drr_redis_factory()
+    caches = resilient_caches(server.url, BREAKER=FAST_BREAKER)
+    with override_settings(CACHES=caches, ROOT_URLCONF="tests.ratelimiting.urls"):
+        client = Client(REMOTE_ADDR="10.0.8.1")
+        server.kill()
+        denied = client.get("/deny/")
+        assert denied.status_code == 503
+        assert int(denied.headers["Retry-After"]) >= 1
+        assert _statuses(client, "/allow/", 4) == [200, 200, 200, 200]
+        # "local" (the default): the same algorithm in this process.
+        assert _statuses(client, "/fn/", 4) == [200, 200, 200, 429]
+
+
+# --- bad arguments fail when decorating ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"key": "ip", "rate": "ten/m"}, "'ten/m'"),
+        ({"key": "nope", "rate": "1/m"}, "'nope'"),
+        ({"key": "ip", "rate": "1/m", "algorithm": "leaky"}, "'leaky'"),
+        ({"key": "ip", "rate": "1/m", "cost": 0}, "cost=0"),
+        ({"key": "ip", "rate": "1/m", "on_unavailable": "maybe"}, "'maybe'"),
+        ({"key": "ip", "rate": "1/m", "method": 3}, "method=3"),
+        ({"key": "ip", "rate": "1/m", "algorithm": "fixed_window", "burst": 5}, "burst"),
+    ],
+)
+def test_bad_arguments_fail_when_the_decorator_is_applied(
+    kwargs: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(InvalidRateLimit) as error:
+        ratelimit(**kwargs)
+    assert named in str(error.value)
