@@ -1,11 +1,21 @@
-"""Rate limits on Redis: ``hit()``/``peek()`` for any code, ``ratelimit`` for views.
+"""Rate limits on Redis: ``hit()``/``peek()``/``check_many()`` for any code, ``ratelimit``
+for views, ``RateLimitMiddleware`` for rules in settings.
 
 Algorithms: ``gcra`` (default), ``sliding_window`` (exact), ``sliding_window_counter``
 (O(1), approximate) and ``fixed_window``; each check is one EVALSHA on Redis's clock.
 """
 
 from django_redis_resilience.ratelimiting._algorithms import ALGORITHMS, LocalLimiter, Policy
-from django_redis_resilience.ratelimiting._core import Decision, ahit, apeek, hit, peek
+from django_redis_resilience.ratelimiting._core import (
+    Decision,
+    Limit,
+    acheck_many,
+    ahit,
+    apeek,
+    check_many,
+    hit,
+    peek,
+)
 from django_redis_resilience.ratelimiting._decorator import ALL, RateLimitMixin, ratelimit
 from django_redis_resilience.ratelimiting._headers import DRAFT
 from django_redis_resilience.ratelimiting._keys import client_ip
@@ -16,12 +26,15 @@ __all__ = [
     "ALL",
     "DRAFT",
     "Decision",
+    "Limit",
     "LocalLimiter",
     "Policy",
     "Rate",
     "RateLimitMixin",
+    "acheck_many",
     "ahit",
     "apeek",
+    "check_many",
     "client_ip",
     "hit",
     "parse_rate",

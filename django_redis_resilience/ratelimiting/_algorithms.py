@@ -1,8 +1,9 @@
-"""The algorithms: one Lua script each for Redis, and an in-process twin for outages.
+"""The algorithms: one Lua script for Redis (``lua/limits.lua``) and in-process twins.
 
-The twins follow the scripts step by step (same arithmetic, same result
-tuple) so a limit keeps its meaning when Redis is down; only "now" differs
-(Redis's clock there, this process's here). Results are
+The script checks any number of limits in one call, all or nothing. The
+twins follow it step by step (same arithmetic, same result tuple, same
+all-or-nothing rule) so a limit keeps its meaning when Redis is down; only
+"now" differs (Redis's clock there, this process's here). Results are
 ``(allowed, remaining, retry_after_us, reset_after_us)``.
 """
 
@@ -58,13 +59,12 @@ class Policy:
         """What the headers call the quota: the burst for GCRA, the count otherwise."""
         return self.burst if self.algorithm == "gcra" else self.rate.count
 
-    def args(self, cost: int, peek: bool) -> list[Any]:
-        """ARGV of the script (also the twin's arguments)."""
-        flag = "1" if peek else "0"
+    def args(self, cost: int) -> list[Any]:
+        """This limit's four ARGV values in the script (the twin takes the last three)."""
         if self.algorithm == "gcra":
             interval = round(self.rate.emission_interval * 1_000_000)
-            return [interval, self.burst, cost, flag]
-        return [round(self.rate.period * 1_000_000), self.rate.count, cost, flag]
+            return [self.algorithm, interval, self.burst, cost]
+        return [self.algorithm, round(self.rate.period * 1_000_000), self.rate.count, cost]
 
 
 def _gcra(now: int, state: Any, args: list[Any]) -> tuple[Result, Any]:
@@ -120,21 +120,18 @@ def _sliding_window_counter(now: int, state: Any, args: list[Any]) -> tuple[Resu
     return (1, remaining, 0, period - elapsed), (window, current + cost, previous)
 
 
-@dataclass(frozen=True)
-class Algorithm:
-    script: LuaScript
-    local: Callable[[int, Any, list[Any]], tuple[Result, Any]]
+Twin = Callable[[int, Any, list[Any]], tuple[Result, Any]]
 
-
-ALGORITHMS: dict[str, Algorithm] = {
-    name: Algorithm(LuaScript(_PACKAGE, name), local)
-    for name, local in (
-        ("gcra", _gcra),
-        ("sliding_window", _sliding_window),
-        ("sliding_window_counter", _sliding_window_counter),
-        ("fixed_window", _fixed_window),
-    )
+#: The algorithms by name, with their in-process twins.
+ALGORITHMS: dict[str, Twin] = {
+    "gcra": _gcra,
+    "sliding_window": _sliding_window,
+    "sliding_window_counter": _sliding_window_counter,
+    "fixed_window": _fixed_window,
 }
+#: Checks N limits in one EVALSHA: KEYS are the limits' keys, ARGV = peek, token, then
+#: ``Policy.args(cost)`` per limit.
+LIMITS = LuaScript(_PACKAGE, "limits")
 
 
 class LocalLimiter:
@@ -150,17 +147,21 @@ class LocalLimiter:
         self._lock = threading.Lock()
         self._state: OrderedDict[str, Any] = OrderedDict()
 
-    def check(self, key: str, policy: Policy, cost: int, *, peek: bool) -> Result:
-        algorithm = ALGORITHMS[policy.algorithm]
+    def check(self, checks: list[tuple[str, Policy, int]], *, peek: bool) -> list[Result]:
+        """Like the script: every limit checked, units consumed only if all admit."""
         now = time.time_ns() // 1000
         with self._lock:
-            result, state = algorithm.local(now, self._state.get(key), policy.args(cost, peek))
-            if result[0] and not peek:
-                self._state[key] = state
-                self._state.move_to_end(key)
+            outcomes = [
+                ALGORITHMS[policy.algorithm](now, self._state.get(key), policy.args(cost)[1:])
+                for key, policy, cost in checks
+            ]
+            if not peek and all(result[0] for result, _ in outcomes):
+                for (key, _, _), (_, state) in zip(checks, outcomes, strict=True):
+                    self._state[key] = state
+                    self._state.move_to_end(key)
                 while len(self._state) > self.max_keys:
                     self._state.popitem(last=False)
-        return result
+        return [result for result, _ in outcomes]
 
     def clear(self) -> None:
         with self._lock:

@@ -1,15 +1,16 @@
-"""``hit()`` and ``peek()``: one limit check, one round trip (one EVALSHA), Redis's clock.
+"""``hit()``, ``peek()`` and ``check_many()``: one EVALSHA per check (per slot), Redis's clock.
 
 The sync and async functions share everything but the call itself:
-:func:`_prepare` validates and builds the script call, :func:`_decide` reads
-its answer, :func:`_degraded` applies the outage policy.
+:func:`_checks` validates and builds the keys, :func:`_args` the script's
+arguments, :func:`_collect` reads its answers and applies the outage policy
+to the slots that could not be asked.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.exceptions import InvalidRateLimit, RedisUnavailable
-from django_redis_resilience.ratelimiting._algorithms import ALGORITHMS, LocalLimiter, Policy
+from django_redis_resilience.ratelimiting._algorithms import LIMITS, LocalLimiter, Policy
 from django_redis_resilience.ratelimiting._rates import Rate, parse_rate
 
 ON_UNAVAILABLE = ("local", "allow", "deny")
@@ -47,13 +48,22 @@ class Decision:
 
 
 @dataclass(frozen=True)
-class _Call:
-    manager: ConnectionManager
+class Limit:
+    """One limit to check, for :func:`hit_many` (and the middleware's rules)."""
+
+    key: str
+    rate: Any
+    algorithm: str = "gcra"
+    cost: int = 1
+    burst: int | None = None
+    name: str = "default"
+
+
+@dataclass(frozen=True)
+class _Check:
     redis_key: str
     policy: Policy
-    args: list[Any]
     cost: int
-    peek: bool
     name: str
 
 
@@ -96,88 +106,131 @@ def redis_key(prefix: str, key: str, policy: Policy) -> str:
     return f"{prefix}:drr:rl:{{{digest}}}:{policy.algorithm}:{rate.count}/{rate.period:g}"
 
 
-def _prepare(
-    key: str,
-    rate: Any,
-    *,
-    algorithm: str,
-    cost: int,
-    cache: str | None,
-    burst: int | None,
-    peek: bool,
-    name: str,
-    on_unavailable: str,
-) -> _Call:
-    if not isinstance(key, str):
-        raise InvalidRateLimit(f"key={key!r} is not valid: hit() and peek() take a string.")
-    check_options(cost=cost, on_unavailable=on_unavailable, cache=cache)
-    policy = policy_for(rate, algorithm, burst)
+def _checks(
+    limits: Sequence[Limit], *, cache: str | None, on_unavailable: str
+) -> tuple[ConnectionManager, list[_Check]]:
+    check_options(cost=1, on_unavailable=on_unavailable, cache=cache)
     alias = _alias(cache)
     caches: Mapping[str, Any] = settings.CACHES
     prefix = str(caches[alias].get("KEY_PREFIX", ""))
-    args = policy.args(cost, peek)
-    if algorithm == "sliding_window":
-        args.append(uuid.uuid4().hex)  # members of the sorted set must not collide
-    return _Call(get_manager(alias), redis_key(prefix, key, policy), policy, args, cost, peek, name)
+    checks: list[_Check] = []
+    for limit in limits:
+        if not isinstance(limit.key, str):
+            raise InvalidRateLimit(f"key={limit.key!r} is not valid: limits take a string key.")
+        check_options(cost=limit.cost, on_unavailable=on_unavailable, cache=cache)
+        policy = policy_for(limit.rate, limit.algorithm, limit.burst)
+        checks.append(_Check(redis_key(prefix, limit.key, policy), policy, limit.cost, limit.name))
+    return get_manager(alias), checks
 
 
-def _decide(call: _Call, raw: Any, *, degraded: bool = False) -> Decision:
+def _args(checks: Sequence[_Check], peek: bool) -> list[Any]:
+    args: list[Any] = ["1" if peek else "0", uuid.uuid4().hex]
+    for check in checks:
+        args += check.policy.args(check.cost)
+    return args
+
+
+def _decision(check: _Check, raw: Sequence[Any], *, degraded: bool) -> Decision:
     allowed, remaining, retry_us, reset_us = (int(x) for x in raw)
     return Decision(
         allowed=bool(allowed),
-        limit=call.policy.limit,
+        limit=check.policy.limit,
         remaining=max(remaining, 0),
         retry_after=max(retry_us, 0) / 1_000_000,
         reset_after=max(reset_us, 0) / 1_000_000,
-        rate=call.policy.rate,
-        algorithm=call.policy.algorithm,
+        rate=check.policy.rate,
+        algorithm=check.policy.algorithm,
         degraded=degraded,
-        name=call.name,
+        name=check.name,
     )
 
 
-def _degraded(call: _Call, on_unavailable: str) -> Decision:
-    policy = call.policy
+def _degraded(checks: Sequence[_Check], peek: bool, on_unavailable: str) -> list[Decision]:
     if on_unavailable == "local":
-        result = _local.check(call.redis_key, policy, call.cost, peek=call.peek)
-        return _decide(call, result, degraded=True)
+        results = _local.check([(c.redis_key, c.policy, c.cost) for c in checks], peek=peek)
+        return [_decision(c, r, degraded=True) for c, r in zip(checks, results, strict=True)]
     allowed = on_unavailable == "allow"
-    period = policy.rate.period
-    return Decision(
-        allowed=allowed,
-        limit=policy.limit,
-        remaining=policy.limit if allowed else 0,
-        retry_after=0.0 if allowed else min(period, 1.0),
-        reset_after=0.0,
-        rate=policy.rate,
-        algorithm=policy.algorithm,
-        degraded=True,
-        name=call.name,
-    )
-
-
-def _run(call: _Call, on_unavailable: str) -> Decision:
-    script = ALGORITHMS[call.policy.algorithm].script
-    try:
-        raw = call.manager.execute(
-            lambda c: script(c, [call.redis_key], call.args), key=call.redis_key, idempotent=False
+    return [
+        Decision(
+            allowed=allowed,
+            limit=c.policy.limit,
+            remaining=c.policy.limit if allowed else 0,
+            retry_after=0.0 if allowed else min(c.policy.rate.period, 1.0),
+            reset_after=0.0,
+            rate=c.policy.rate,
+            algorithm=c.policy.algorithm,
+            degraded=True,
+            name=c.name,
         )
-    except RedisUnavailable:
-        return _degraded(call, on_unavailable)
-    return _decide(call, raw)
+        for c in checks
+    ]
 
 
-async def _arun(call: _Call, on_unavailable: str) -> Decision:
-    script = ALGORITHMS[call.policy.algorithm].script
-    try:
-        raw = await call.manager.aexecute(
-            lambda c: script.acall(c, [call.redis_key], call.args),
-            key=call.redis_key,
-            idempotent=False,
-        )
-    except RedisUnavailable:
-        return _degraded(call, on_unavailable)
-    return _decide(call, raw)
+def _collect(
+    checks: Sequence[_Check],
+    groups: Sequence[tuple[list[str], Any]],
+    peek: bool,
+    on_unavailable: str,
+) -> list[Decision]:
+    """Decisions in the order of ``checks`` from the per-slot answers."""
+    by_key: dict[str, Decision] = {}
+    index = {c.redis_key: c for c in checks}
+    for keys, result in groups:
+        group = [index[k] for k in keys]
+        if isinstance(result, RedisUnavailable):
+            decisions = _degraded(group, peek, on_unavailable)
+        else:
+            raw = list(result)
+            decisions = [
+                _decision(c, raw[i * 4 : i * 4 + 4], degraded=False) for i, c in enumerate(group)
+            ]
+        by_key.update((c.redis_key, d) for c, d in zip(group, decisions, strict=True))
+    return [by_key[c.redis_key] for c in checks]
+
+
+def check_many(
+    limits: Sequence[Limit],
+    *,
+    peek: bool = False,
+    cache: str | None = None,
+    on_unavailable: str = "local",
+) -> list[Decision]:
+    """Check several limits in one EVALSHA per cluster slot (one in all elsewhere).
+
+    All or nothing within a slot: units are consumed only if every limit in
+    it admits the call. Limits of one identity share a slot (hash tags), so
+    a request's limits on one key are all or nothing everywhere.
+    """
+    manager, checks = _checks(limits, cache=cache, on_unavailable=on_unavailable)
+    by_key = {c.redis_key: c for c in checks}
+    if len(by_key) != len(checks):
+        raise InvalidRateLimit("The same limit (key, rate and algorithm) is given twice.")
+
+    def run(client: Any, keys: list[str]) -> Any:
+        return LIMITS(client, keys, _args([by_key[k] for k in keys], peek))
+
+    groups = manager.execute_grouped([c.redis_key for c in checks], run, idempotent=False)
+    return _collect(checks, groups, peek, on_unavailable)
+
+
+async def acheck_many(
+    limits: Sequence[Limit],
+    *,
+    peek: bool = False,
+    cache: str | None = None,
+    on_unavailable: str = "local",
+) -> list[Decision]:
+    """The asyncio twin of :func:`check_many`, on ``redis.asyncio`` (no thread hop)."""
+    manager, checks = _checks(limits, cache=cache, on_unavailable=on_unavailable)
+    by_key = {c.redis_key: c for c in checks}
+    if len(by_key) != len(checks):
+        raise InvalidRateLimit("The same limit (key, rate and algorithm) is given twice.")
+
+    async def run(client: Any, keys: list[str]) -> Any:
+        return await LIMITS.acall(client, keys, _args([by_key[k] for k in keys], peek))
+
+    groups = await manager.aexecute_grouped([c.redis_key for c in checks], run, idempotent=False)
+    return _collect(checks, groups, peek, on_unavailable)
 
 
 def hit(
@@ -198,9 +251,8 @@ def hit(
     ``"local"`` limits in this process, ``"allow"`` admits, ``"deny"`` refuses;
     the decision then says ``degraded=True``.
     """
-    call = _prepare(key, rate, algorithm=algorithm, cost=cost, cache=cache, burst=burst,
-                    peek=False, name=name, on_unavailable=on_unavailable)  # fmt: skip
-    return _run(call, on_unavailable)
+    limit = Limit(key, rate, algorithm, cost, burst, name)
+    return check_many([limit], cache=cache, on_unavailable=on_unavailable)[0]
 
 
 def peek(
@@ -215,9 +267,8 @@ def peek(
     name: str = "default",
 ) -> Decision:
     """Whether ``cost`` units would be admitted now, consuming nothing."""
-    call = _prepare(key, rate, algorithm=algorithm, cost=cost, cache=cache, burst=burst,
-                    peek=True, name=name, on_unavailable=on_unavailable)  # fmt: skip
-    return _run(call, on_unavailable)
+    limit = Limit(key, rate, algorithm, cost, burst, name)
+    return check_many([limit], peek=True, cache=cache, on_unavailable=on_unavailable)[0]
 
 
 async def ahit(
@@ -231,10 +282,9 @@ async def ahit(
     on_unavailable: str = "local",
     name: str = "default",
 ) -> Decision:
-    """The asyncio twin of :func:`hit`, on ``redis.asyncio`` (no thread hop)."""
-    call = _prepare(key, rate, algorithm=algorithm, cost=cost, cache=cache, burst=burst,
-                    peek=False, name=name, on_unavailable=on_unavailable)  # fmt: skip
-    return await _arun(call, on_unavailable)
+    """The asyncio twin of :func:`hit`."""
+    limit = Limit(key, rate, algorithm, cost, burst, name)
+    return (await acheck_many([limit], cache=cache, on_unavailable=on_unavailable))[0]
 
 
 async def apeek(
@@ -249,6 +299,5 @@ async def apeek(
     name: str = "default",
 ) -> Decision:
     """The asyncio twin of :func:`peek`."""
-    call = _prepare(key, rate, algorithm=algorithm, cost=cost, cache=cache, burst=burst,
-                    peek=True, name=name, on_unavailable=on_unavailable)  # fmt: skip
-    return await _arun(call, on_unavailable)
+    limit = Limit(key, rate, algorithm, cost, burst, name)
+    return (await acheck_many([limit], peek=True, cache=cache, on_unavailable=on_unavailable))[0]
