@@ -27,7 +27,7 @@ from django_redis_resilience.connection import (
 )
 from django_redis_resilience.connection import _tls as tls
 from django_redis_resilience.connection._tls import TLS_DEFAULTS, is_tls_option
-from django_redis_resilience.exceptions import InvalidLocation, InvalidOption
+from django_redis_resilience.exceptions import ConfigurationError, InvalidLocation, InvalidOption
 
 BACKEND = "django_redis_resilience.cache.ResilientRedisCache"
 
@@ -49,6 +49,9 @@ RATELIMIT_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "IPV4_PREFIX": (lambda v: _is_int(v) and 0 <= v <= 32, "an integer from 0 to 32"),
     "IPV6_PREFIX": (lambda v: _is_int(v) and 0 <= v <= 128, "an integer from 0 to 128"),
     "VIEW": (lambda v: _importable(v), "a dotted path to a view (request, decision)"),
+    "CACHE": (lambda v: isinstance(v, str), "a CACHES alias of a ResilientRedisCache"),
+    "ON_UNAVAILABLE": (lambda v: v in ("local", "allow", "deny"), "'local', 'allow' or 'deny'"),
+    "RULES": (lambda v: _rules_problem(v) is None, "a list of valid rules"),
 }
 #: django-redis options read by the cache backend (validated where they are used).
 CACHE_OPTIONS = (
@@ -463,6 +466,17 @@ def _cache_option_problems(options: Mapping[str, Any], base: str, alias: str) ->
     return found
 
 
+def _rules_problem(rules: object) -> str | None:
+    """Why the middleware's rules are invalid, or ``None``."""
+    from django_redis_resilience.ratelimiting._middleware import load_rules
+
+    try:
+        load_rules({"RULES": rules})
+    except ConfigurationError as exc:
+        return str(exc)
+    return None
+
+
 def _ratelimit_problems(value: object) -> list[Problem]:
     where = "REDIS_RESILIENCE['RATELIMIT']"
     if not isinstance(value, Mapping):
@@ -474,6 +488,8 @@ def _ratelimit_problems(value: object) -> list[Problem]:
             hint = "keys: " + ", ".join(RATELIMIT_KEYS)
             found.append(Problem(PREFIX + "E002", "error", f"{where}[{key!r}]", sub,
                                  "is not a known key", hint=hint))  # fmt: skip
+        elif key == "RULES" and (reason := _rules_problem(sub)) is not None:
+            found.append(Problem(PREFIX + "E002", "error", f"{where}['RULES']", sub, reason))
         elif not RATELIMIT_KEYS[key][0](sub):
             found.append(Problem(PREFIX + "E002", "error", f"{where}[{key!r}]", sub,
                                  f"must be {RATELIMIT_KEYS[key][1]}"))  # fmt: skip

@@ -19,6 +19,7 @@ from django_redis_resilience.ratelimiting._core import (
 from django_redis_resilience.ratelimiting._decorator import ALL, RateLimitMixin, ratelimit
 from django_redis_resilience.ratelimiting._headers import DRAFT
 from django_redis_resilience.ratelimiting._keys import client_ip
+from django_redis_resilience.ratelimiting._middleware import RateLimitMiddleware
 from django_redis_resilience.ratelimiting._rates import Rate, parse_rate
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "LocalLimiter",
     "Policy",
     "Rate",
+    "RateLimitMiddleware",
     "RateLimitMixin",
     "acheck_many",
     "ahit",

@@ -1,0 +1,142 @@
+"""``RateLimitMiddleware``: limits from ``REDIS_RESILIENCE["RATELIMIT"]["RULES"]``.
+
+All the rules a request matches are checked in one EVALSHA per cluster slot
+(one in all off-cluster), all or nothing. It runs before the view, so it sees
+session users (``AuthenticationMiddleware`` must come first), not users that
+DRF authenticates by token inside the view: limit those with a DRF throttle.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
+
+from django_redis_resilience.conf import conf
+from django_redis_resilience.exceptions import InvalidRateLimit
+from django_redis_resilience.ratelimiting._core import Decision, Limit, acheck_many, check_many
+from django_redis_resilience.ratelimiting._decorator import _Limit
+from django_redis_resilience.ratelimiting._headers import add_headers
+
+RULE_KEYS = ("PATH", "METHOD", "KEY", "RATE", "ALGORITHM", "BURST", "COST", "NAME", "BLOCK")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: which requests (path pattern, methods), who they count as, at what rate."""
+
+    name: str
+    path: re.Pattern[str]
+    limit: _Limit
+
+
+def load_rules(settings: Mapping[str, Any]) -> list[Rule]:
+    """Compile and check every rule; :class:`InvalidRateLimit` names the rule and the key."""
+    rules = settings.get("RULES", [])
+    if not isinstance(rules, list | tuple):
+        raise InvalidRateLimit("REDIS_RESILIENCE['RATELIMIT']['RULES'] must be a list of dicts.")
+    on_unavailable = settings.get("ON_UNAVAILABLE", "local")
+    cache = settings.get("CACHE")
+    compiled: list[Rule] = []
+    for index, rule in enumerate(rules):
+        where = f"REDIS_RESILIENCE['RATELIMIT']['RULES'][{index}]"
+        if not isinstance(rule, Mapping):
+            raise InvalidRateLimit(f"{where} must be a dict, not {rule!r}.")
+        unknown = sorted(set(rule) - set(RULE_KEYS))
+        if unknown:
+            raise InvalidRateLimit(f"{where} has unknown keys {unknown}; known: {RULE_KEYS}.")
+        for required in ("PATH", "KEY", "RATE"):
+            if required not in rule:
+                raise InvalidRateLimit(f"{where} needs {required!r}.")
+        try:
+            path = re.compile(rule["PATH"])
+        except (re.error, TypeError) as exc:
+            message = f"{where}['PATH'] = {rule['PATH']!r} is not a regex: {exc}."
+            raise InvalidRateLimit(message) from None
+        try:
+            limit = _Limit(key=rule["KEY"], rate=rule["RATE"],
+                           algorithm=rule.get("ALGORITHM", "gcra"), burst=rule.get("BURST"),
+                           method=rule.get("METHOD"), group=None,
+                           block=rule.get("BLOCK", True), cost=rule.get("COST", 1),
+                           cache=cache, on_unavailable=on_unavailable)  # fmt: skip
+        except InvalidRateLimit as exc:
+            raise InvalidRateLimit(f"{where}: {exc}") from None
+        compiled.append(Rule(str(rule.get("NAME", f"rule{index}")), path, limit))
+    return compiled
+
+
+class RateLimitMiddleware:
+    """Applies the ``RULES`` to every request, sync or async."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        settings = conf.RATELIMIT
+        self.rules = load_rules(settings)
+        self.cache: str | None = settings.get("CACHE")
+        self.on_unavailable: str = settings.get("ON_UNAVAILABLE", "local")
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def _matching(self, request: HttpRequest) -> list[Rule]:
+        return [
+            rule
+            for rule in self.rules
+            if rule.limit.applies(request) and rule.path.search(request.path_info)
+        ]
+
+    @staticmethod
+    def _limits(
+        rules: Sequence[Rule], request: HttpRequest, identities: list[str | None]
+    ) -> list[tuple[Rule, Limit]]:
+        chosen: list[tuple[Rule, Limit]] = []
+        for rule, identity in zip(rules, identities, strict=True):
+            if identity is not None:
+                options = rule.limit.options(rule.name, request)
+                chosen.append((rule, Limit(f"{rule.name}:{identity}", options["rate"],
+                                           rule.limit.algorithm, rule.limit.cost,
+                                           rule.limit.burst, rule.name)))  # fmt: skip
+        return chosen
+
+    def _refused(
+        self, request: HttpRequest, limits: Sequence[tuple[Rule, Limit]], decisions: list[Decision]
+    ) -> HttpResponseBase | None:
+        refusal = None
+        for (rule, _), decision in zip(limits, decisions, strict=True):
+            refusal = rule.limit.refused(request, decision) or refusal
+        return refusal
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        rules = self._matching(request)
+        identities = [rule.limit.key.resolve(rule.name, request) for rule in rules]
+        limits = self._limits(rules, request, identities)
+        if not limits:
+            return self.get_response(request)
+        decisions = check_many([limit for _, limit in limits], cache=self.cache,
+                               on_unavailable=self.on_unavailable)  # fmt: skip
+        response = self._refused(request, limits, decisions) or self.get_response(request)
+        for decision in decisions:
+            add_headers(response, decision)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        rules = self._matching(request)
+        identities = [await rule.limit.key.aresolve(rule.name, request) for rule in rules]
+        limits = self._limits(rules, request, identities)
+        if not limits:
+            return await self.get_response(request)
+        decisions = await acheck_many([limit for _, limit in limits], cache=self.cache,
+                                      on_unavailable=self.on_unavailable)  # fmt: skip
+        response = self._refused(request, limits, decisions) or await self.get_response(request)
+        for decision in decisions:
+            add_headers(response, decision)
+        return response
