@@ -37,7 +37,11 @@ def _setup_django() -> None:
         import django
 
         settings.configure(
-            INSTALLED_APPS=["django_redis_resilience"],
+            INSTALLED_APPS=[
+                "django.contrib.auth",
+                "django.contrib.contenttypes",
+                "django_redis_resilience",
+            ],
             CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}},
             USE_TZ=True,
         )

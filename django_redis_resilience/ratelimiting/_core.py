@@ -8,6 +8,7 @@ to the slots that could not be asked.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
@@ -69,6 +70,14 @@ class _Check:
 
 def policy_for(rate: Any, algorithm: str, burst: int | None = None) -> Policy:
     """Validate a rate, algorithm and burst together (also at decoration time)."""
+    try:
+        return _policy_cached(rate, algorithm, burst)
+    except TypeError:  # an unhashable rate: parse it every time
+        return Policy.build(parse_rate(rate), algorithm, burst)
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy_cached(rate: Any, algorithm: str, burst: int | None) -> Policy:
     return Policy.build(parse_rate(rate), algorithm, burst)
 
 
@@ -85,14 +94,29 @@ def check_options(*, cost: Any, on_unavailable: str, cache: str | None) -> None:
         raise InvalidRateLimit(f"cache={cache!r} is not valid: give a CACHES alias.")
 
 
-def _alias(cache: str | None) -> str:
+def _prefix(cache: str | None) -> tuple[str, str]:
+    """The alias and its ``KEY_PREFIX``, checked once per ``CACHES`` setting object."""
     alias = cache or "default"
-    if alias not in conf.resilient_aliases():
-        raise InvalidRateLimit(
-            f"cache={alias!r} is not a ResilientRedisCache in CACHES: rate limits need a Redis "
-            "that every process shares."
-        )
-    return alias
+    caches: Mapping[str, Any] = settings.CACHES
+    known = _prefixes.get(id(caches))
+    if known is None or known[0] is not caches:
+        known = (caches, {})
+        _prefixes.clear()
+        _prefixes[id(caches)] = known
+    prefix = known[1].get(alias)
+    if prefix is None:
+        if alias not in conf.resilient_aliases():
+            raise InvalidRateLimit(
+                f"cache={alias!r} is not a ResilientRedisCache in CACHES: rate limits need a "
+                "Redis that every process shares."
+            )
+        prefix = known[1][alias] = str(caches[alias].get("KEY_PREFIX", ""))
+    return alias, prefix
+
+
+#: ``id(settings.CACHES)`` -> (that object, alias -> KEY_PREFIX); a new CACHES (e.g.
+#: ``override_settings``) is a new object and starts afresh.
+_prefixes: dict[int, tuple[Mapping[str, Any], dict[str, str]]] = {}
 
 
 def redis_key(prefix: str, key: str, policy: Policy) -> str:
@@ -110,9 +134,7 @@ def _checks(
     limits: Sequence[Limit], *, cache: str | None, on_unavailable: str
 ) -> tuple[ConnectionManager, list[_Check]]:
     check_options(cost=1, on_unavailable=on_unavailable, cache=cache)
-    alias = _alias(cache)
-    caches: Mapping[str, Any] = settings.CACHES
-    prefix = str(caches[alias].get("KEY_PREFIX", ""))
+    alias, prefix = _prefix(cache)
     checks: list[_Check] = []
     for limit in limits:
         if not isinstance(limit.key, str):
@@ -124,7 +146,9 @@ def _checks(
 
 
 def _args(checks: Sequence[_Check], peek: bool) -> list[Any]:
-    args: list[Any] = ["1" if peek else "0", uuid.uuid4().hex]
+    # Only the exact sliding window needs a token (its sorted-set members must not collide).
+    token = uuid.uuid4().hex if any(c.policy.algorithm == "sliding_window" for c in checks) else ""
+    args: list[Any] = ["1" if peek else "0", token]
     for check in checks:
         args += check.policy.args(check.cost)
     return args
@@ -180,7 +204,7 @@ def _collect(
         if isinstance(result, RedisUnavailable):
             decisions = _degraded(group, peek, on_unavailable)
         else:
-            raw = list(result)
+            raw = result.split() if isinstance(result, bytes | str) else list(result)
             decisions = [
                 _decision(c, raw[i * 4 : i * 4 + 4], degraded=False) for i, c in enumerate(group)
             ]

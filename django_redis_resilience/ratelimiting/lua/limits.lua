@@ -5,7 +5,9 @@
 -- then four values per limit: algorithm, a, b, cost, where (a, b) is
 --   gcra: (emission interval T in us, burst B): admits at most B + floor(elapsed / T);
 --   fixed_window, sliding_window, sliding_window_counter: (period in us, limit).
--- Returns four integers per limit: allowed, remaining, retry_after_us, reset_after_us.
+-- Needs Redis 6.2+ (SET ... PXAT).
+-- Returns one string of four integers per limit, space-separated: allowed, remaining,
+-- retry_after_us, reset_after_us (one bulk reply parses much faster than an array).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
@@ -13,120 +15,131 @@ local function whole(x)
     return string.format('%.0f', x)
 end
 
-local algorithms = {}
-
-function algorithms.gcra(key, interval, burst, cost)
-    local tolerance = interval * burst
-    local tat = tonumber(redis.call('GET', key) or now)
-    if tat < now then
-        tat = now
-    end
-    local new_tat = tat + interval * cost
-    local allow_at = new_tat - tolerance
-    if allow_at > now then
-        return {0, math.max(math.floor((tolerance - (tat - now)) / interval), 0),
-                allow_at - now, tat - now}
-    end
-    return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now},
-        function()
-            redis.call('SET', key, whole(new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+-- First pass: every limit's answer, and what admitting the call would write.
+local out, writes, admitted = {}, {}, true
+for i = 1, #KEYS do
+    local key, base = KEYS[i], 2 + (i - 1) * 4
+    local algorithm = ARGV[base + 1]
+    local a, b, cost = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+    local ok, remaining, retry, reset, write
+    if algorithm == 'gcra' then
+        -- a = emission interval T (us), b = burst B
+        local tolerance = a * b
+        local tat = tonumber(redis.call('GET', key) or now)
+        if tat < now then
+            tat = now
         end
-end
-
-function algorithms.fixed_window(key, period, limit, cost)
-    local window = math.floor(now / period)
-    local ends = (window + 1) * period
-    local state = redis.call('HMGET', key, 'w', 'c')
-    local used = 0
-    if tonumber(state[1]) == window then
-        used = tonumber(state[2])
-    end
-    if used + cost > limit then
-        return {0, math.max(limit - used, 0), ends - now, ends - now}
-    end
-    return {1, limit - used - cost, 0, ends - now}, function()
-        redis.call('HSET', key, 'w', whole(window), 'c', used + cost)
-        redis.call('PEXPIREAT', key, whole(math.ceil(ends / 1000) + 1))
-    end
-end
-
-function algorithms.sliding_window(key, period, limit, cost, member)
-    -- one member per admitted unit, scored by its time: never more than `limit` of them
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', whole(now - period))
-    local used = redis.call('ZCARD', key)
-    if used + cost > limit then
-        local retry = period
-        local index = used + cost - limit - 1
-        if index < used then
-            -- the call fits once the oldest (used + cost - limit) units leave the window
-            local oldest = redis.call('ZRANGE', key, index, index, 'WITHSCORES')
-            retry = tonumber(oldest[2]) + period - now
+        local new_tat = tat + a * cost
+        if new_tat - tolerance > now then
+            ok, remaining, retry, reset = 0, math.max(math.floor((tolerance - (tat - now)) / a), 0),
+                new_tat - tolerance - now, tat - now
+        else
+            ok, remaining, retry, reset = 1, math.floor((tolerance - (new_tat - now)) / a), 0,
+                new_tat - now
+            write = new_tat
         end
-        local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-        local reset = period
-        if newest[2] then
-            reset = tonumber(newest[2]) + period - now
+    elseif algorithm == 'fixed_window' then
+        -- a = period (us), b = limit; the value is "<window number> <units used>"
+        local window = math.floor(now / a)
+        local ends = (window + 1) * a
+        local state = redis.call('GET', key)
+        local used = 0
+        if state then
+            local w, u = string.match(state, '(%d+) (%d+)')
+            if tonumber(w) == window then
+                used = tonumber(u)
+            end
         end
-        return {0, math.max(limit - used, 0), retry, reset}
-    end
-    return {1, limit - used - cost, 0, period}, function()
-        for i = 1, cost do
-            redis.call('ZADD', key, whole(now), member .. ':' .. i)
+        if used + cost > b then
+            ok, remaining, retry, reset = 0, math.max(b - used, 0), ends - now, ends - now
+        else
+            ok, remaining, retry, reset = 1, b - used - cost, 0, ends - now
+            write = {window, used + cost, ends}
         end
-        redis.call('PEXPIRE', key, math.ceil(period / 1000) + 1)
-    end
-end
-
-function algorithms.sliding_window_counter(key, period, limit, cost)
-    -- the previous aligned window's count, weighted by how much of it still overlaps
-    local window = math.floor(now / period)
-    local elapsed = now - window * period
-    local state = redis.call('HMGET', key, 'w', 'c', 'p')
-    local stored = tonumber(state[1])
-    local current, previous = 0, 0
-    if stored == window then
-        current, previous = tonumber(state[2]) or 0, tonumber(state[3]) or 0
-    elseif stored == window - 1 then
-        previous = tonumber(state[2]) or 0
-    end
-    local estimate = previous * (period - elapsed) / period + current
-    if estimate + cost > limit then
-        local retry = period - elapsed
-        if previous > 0 and current + cost <= limit then
-            retry = math.max(period - elapsed - (limit - current - cost) * period / previous, 1)
+    elseif algorithm == 'sliding_window' then
+        -- a = period (us), b = limit; one sorted-set member per admitted unit, scored by
+        -- its time: never more than the limit's worth of members
+        redis.call('ZREMRANGEBYSCORE', key, '-inf', whole(now - a))
+        local used = redis.call('ZCARD', key)
+        if used + cost > b then
+            retry = a
+            local index = used + cost - b - 1
+            if index < used then
+                -- the call fits once the oldest (used + cost - limit) units leave the window
+                local oldest = redis.call('ZRANGE', key, index, index, 'WITHSCORES')
+                retry = tonumber(oldest[2]) + a - now
+            end
+            local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+            reset = a
+            if newest[2] then
+                reset = tonumber(newest[2]) + a - now
+            end
+            ok, remaining = 0, math.max(b - used, 0)
+        else
+            ok, remaining, retry, reset = 1, b - used - cost, 0, a
+            write = true
         end
-        return {0, math.max(math.floor(limit - estimate), 0), math.ceil(retry), period - elapsed}
-    end
-    return {1, math.max(math.floor(limit - estimate - cost), 0), 0, period - elapsed},
-        function()
-            redis.call('HSET', key, 'w', whole(window), 'c', current + cost, 'p', previous)
-            redis.call('PEXPIRE', key, math.ceil(2 * period / 1000) + 1)
+    elseif algorithm == 'sliding_window_counter' then
+        -- a = period (us), b = limit; the previous aligned window's count, weighted by
+        -- how much of it still overlaps the sliding window
+        local window = math.floor(now / a)
+        local elapsed = now - window * a
+        -- the value is "<window number> <units in it> <units in the one before>"
+        local state = redis.call('GET', key)
+        local current, previous = 0, 0
+        if state then
+            local w, c, p = string.match(state, '(%d+) (%d+) (%d+)')
+            if tonumber(w) == window then
+                current, previous = tonumber(c), tonumber(p)
+            elseif tonumber(w) == window - 1 then
+                previous = tonumber(c)
+            end
         end
-end
-
-local results, commits, admitted = {}, {}, true
-for i, key in ipairs(KEYS) do
-    local base = 2 + (i - 1) * 4
-    local check = algorithms[ARGV[base + 1]]
-    if check == nil then
+        local estimate = previous * (a - elapsed) / a + current
+        if estimate + cost > b then
+            retry = a - elapsed
+            if previous > 0 and current + cost <= b then
+                retry = math.max(a - elapsed - (b - current - cost) * a / previous, 1)
+            end
+            ok, remaining, retry, reset = 0, math.max(math.floor(b - estimate), 0),
+                math.ceil(retry), a - elapsed
+        else
+            ok, remaining, retry, reset = 1, math.max(math.floor(b - estimate - cost), 0), 0,
+                a - elapsed
+            write = {window, current + cost, previous}
+        end
+    else
         return redis.error_reply('unknown rate-limit algorithm')
     end
-    local result, commit = check(key, tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]),
-        tonumber(ARGV[base + 4]), ARGV[2] .. ':' .. i)
-    results[i], commits[i] = result, commit
-    if result[1] == 0 then
+    if ok == 0 then
         admitted = false
     end
+    writes[i] = write
+    local at = (i - 1) * 4
+    out[at + 1], out[at + 2], out[at + 3], out[at + 4] = ok, whole(remaining), whole(retry),
+        whole(reset)
 end
+
+-- Second pass: consume only if every limit admits the call (and this is not a peek).
 if admitted and ARGV[1] ~= '1' then
-    for _, commit in ipairs(commits) do
-        commit()
+    for i = 1, #KEYS do
+        local key, base = KEYS[i], 2 + (i - 1) * 4
+        local algorithm, a, cost = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 4])
+        local write = writes[i]
+        if algorithm == 'gcra' then
+            redis.call('SET', key, whole(write), 'PX', math.ceil((write - now) / 1000) + 1)
+        elseif algorithm == 'fixed_window' then
+            redis.call('SET', key, whole(write[1]) .. ' ' .. whole(write[2]),
+                'PXAT', whole(math.ceil(write[3] / 1000) + 1))
+        elseif algorithm == 'sliding_window' then
+            for unit = 1, cost do
+                redis.call('ZADD', key, whole(now), ARGV[2] .. ':' .. i .. ':' .. unit)
+            end
+            redis.call('PEXPIRE', key, math.ceil(a / 1000) + 1)
+        else
+            redis.call('SET', key, whole(write[1]) .. ' ' .. whole(write[2]) .. ' ' .. whole(write[3]),
+                'PX', math.ceil(2 * a / 1000) + 1)
+        end
     end
 end
-local out = {}
-for _, result in ipairs(results) do
-    for j = 1, 4 do
-        out[#out + 1] = result[j]
-    end
-end
-return out
+return table.concat(out, ' ')
