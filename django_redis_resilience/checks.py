@@ -9,7 +9,8 @@ E005 a pool argument that would break the no-double-apply guarantee ·
 W001 a django-redis option that has no effect here ·
 W002 a socket timeout of ``None`` (waits forever) ·
 W003 TLS certificate or host name verification turned off ·
-W004 sessions stored only in a resilient cache whose outage fallback is in-process.
+W004 sessions stored only in a resilient cache whose outage fallback is in-process ·
+W005 ``RateLimitMiddleware`` before ``AuthenticationMiddleware``.
 """
 
 from __future__ import annotations

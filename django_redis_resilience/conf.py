@@ -307,7 +307,7 @@ class Settings:
                     )
                 )
         found += _connection_problems(raw, "REDIS_RESILIENCE", E="E002")
-        found += _ratelimit_problems(raw.get("RATELIMIT", {}))
+        found += _ratelimit_problems(raw.get("RATELIMIT", {}), self.resilient_aliases())
         return found
 
     def _alias_problems(self, alias: str) -> list[Problem]:
@@ -477,7 +477,11 @@ def _rules_problem(rules: object) -> str | None:
     return None
 
 
-def _ratelimit_problems(value: object) -> list[Problem]:
+_MIDDLEWARE = "django_redis_resilience.ratelimiting.RateLimitMiddleware"
+_AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+
+def _ratelimit_problems(value: object, aliases: list[str]) -> list[Problem]:
     where = "REDIS_RESILIENCE['RATELIMIT']"
     if not isinstance(value, Mapping):
         return [Problem(PREFIX + "E002", "error", where, value, "must be a dict",
@@ -493,6 +497,20 @@ def _ratelimit_problems(value: object) -> list[Problem]:
         elif not RATELIMIT_KEYS[key][0](sub):
             found.append(Problem(PREFIX + "E002", "error", f"{where}[{key!r}]", sub,
                                  f"must be {RATELIMIT_KEYS[key][1]}"))  # fmt: skip
+        elif key == "CACHE" and sub not in aliases:
+            found.append(Problem(PREFIX + "E002", "error", f"{where}['CACHE']", sub,
+                                 "is not a ResilientRedisCache alias: rate limits need a Redis "
+                                 "that every process shares"))  # fmt: skip
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if (
+        _MIDDLEWARE in middleware
+        and _AUTH_MIDDLEWARE in middleware
+        and middleware.index(_MIDDLEWARE) < middleware.index(_AUTH_MIDDLEWARE)
+    ):
+        found.append(Problem(PREFIX + "W005", "warning", "MIDDLEWARE", _MIDDLEWARE,
+                                 "comes before AuthenticationMiddleware, so its 'user' and "
+                                 "'user_or_ip' keys never see a logged-in user",
+                                 hint="move it after AuthenticationMiddleware"))  # fmt: skip
     return found
 
 

@@ -118,3 +118,18 @@ def test_bad_rules_are_refused_at_startup_with_the_rule_named(rules: Any, named:
         with pytest.raises(InvalidOption) as startup:
             conf.validate()
         assert "django_redis_resilience.E002" in str(startup.value)
+
+
+def test_w005_middleware_before_authentication_and_e002_cache_not_redis() -> None:
+    from django_redis_resilience import checks
+
+    auth = "django.contrib.auth.middleware.AuthenticationMiddleware"
+    with override_settings(MIDDLEWARE=[*MIDDLEWARE, auth]):
+        ids = [m.id for m in checks.check_settings()]
+    assert "django_redis_resilience.W005" in ids
+    with override_settings(MIDDLEWARE=[auth, *MIDDLEWARE]):
+        assert "django_redis_resilience.W005" not in [m.id for m in checks.check_settings()]
+    with override_settings(REDIS_RESILIENCE={"RATELIMIT": {"CACHE": "default"}}):
+        messages = [m for m in checks.check_settings() if m.id.endswith("E002")]
+    assert messages
+    assert "not a ResilientRedisCache alias" in messages[0].msg
