@@ -111,13 +111,16 @@ def _sliding_window_counter(now: int, state: Any, args: list[Any]) -> tuple[Resu
         previous = state[1]
     estimate = previous * (period - elapsed) / period + current
     if estimate + cost > limit:
-        retry: float = period - elapsed
-        if previous > 0 and current + cost <= limit:
+        retry: float
+        if current + cost <= limit:  # the previous window's weight falls until there is room
             retry = max(period - elapsed - (limit - current - cost) * period / previous, 1)
+        else:  # only in the next window, once this one's weight has fallen enough
+            retry = period - elapsed + period * (current + cost - limit) / current
+        reset = 2 * period - elapsed if current > 0 else period - elapsed
         remaining = max(math.floor(limit - estimate), 0)
-        return (0, remaining, math.ceil(retry), period - elapsed), state
+        return (0, remaining, math.ceil(retry), reset), state
     remaining = max(math.floor(limit - estimate - cost), 0)
-    return (1, remaining, 0, period - elapsed), (window, current + cost, previous)
+    return (1, remaining, 0, 2 * period - elapsed), (window, current + cost, previous)
 
 
 Twin = Callable[[int, Any, list[Any]], tuple[Result, Any]]
@@ -155,6 +158,9 @@ class LocalLimiter:
                 ALGORITHMS[policy.algorithm](now, self._state.get(key), policy.args(cost)[1:])
                 for key, policy, cost in checks
             ]
+            for key, _, _ in checks if not peek else ():
+                if key in self._state:  # a refused hit is a use too: not the next to evict
+                    self._state.move_to_end(key)
             if not peek and all(result[0] for result, _ in outcomes):
                 for (key, _, _), (_, state) in zip(checks, outcomes, strict=True):
                     self._state[key] = state

@@ -141,6 +141,11 @@ def _checks(
             raise InvalidRateLimit(f"key={limit.key!r} is not valid: limits take a string key.")
         check_options(cost=limit.cost, on_unavailable=on_unavailable, cache=cache)
         policy = policy_for(limit.rate, limit.algorithm, limit.burst)
+        if limit.cost > policy.limit:
+            raise InvalidRateLimit(
+                f"cost={limit.cost} exceeds the limit of {policy.limit} ({limit.rate!r}): "
+                "such a call could never be admitted."
+            )
         checks.append(_Check(redis_key(prefix, limit.key, policy), policy, limit.cost, limit.name))
     return get_manager(alias), checks
 

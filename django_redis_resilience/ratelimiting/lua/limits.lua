@@ -97,15 +97,22 @@ for i = 1, #KEYS do
         end
         local estimate = previous * (a - elapsed) / a + current
         if estimate + cost > b then
-            retry = a - elapsed
-            if previous > 0 and current + cost <= b then
+            if current + cost <= b then
+                -- the previous window's weight falls until the estimate leaves room
                 retry = math.max(a - elapsed - (b - current - cost) * a / previous, 1)
+            else
+                -- only in the next window, once this one's weight has fallen enough
+                retry = a - elapsed + a * (current + cost - b) / current
             end
-            ok, remaining, retry, reset = 0, math.max(math.floor(b - estimate), 0),
-                math.ceil(retry), a - elapsed
+            -- whole again once every counted unit has slid out of the window
+            reset = a - elapsed
+            if current > 0 then
+                reset = 2 * a - elapsed
+            end
+            ok, remaining, retry = 0, math.max(math.floor(b - estimate), 0), math.ceil(retry)
         else
             ok, remaining, retry, reset = 1, math.max(math.floor(b - estimate - cost), 0), 0,
-                a - elapsed
+                2 * a - elapsed
             write = {window, current + cost, previous}
         end
     else
