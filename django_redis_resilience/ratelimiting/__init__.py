@@ -2,7 +2,8 @@
 for views, ``RateLimitMiddleware`` for rules in settings.
 
 Algorithms: ``gcra`` (default), ``sliding_window`` (exact), ``sliding_window_counter``
-(O(1), approximate) and ``fixed_window``; each check is one EVALSHA on Redis's clock.
+(O(1), approximate), ``fixed_window`` and ``concurrency`` (requests in flight, with
+leases); each check is one EVALSHA on Redis's clock.
 """
 
 from django_redis_resilience.ratelimiting._algorithms import ALGORITHMS, LocalLimiter, Policy
@@ -12,9 +13,11 @@ from django_redis_resilience.ratelimiting._core import (
     acheck_many,
     ahit,
     apeek,
+    arelease,
     check_many,
     hit,
     peek,
+    release,
 )
 from django_redis_resilience.ratelimiting._decorator import ALL, RateLimitMixin, ratelimit
 from django_redis_resilience.ratelimiting._headers import DRAFT
@@ -36,10 +39,12 @@ __all__ = [
     "acheck_many",
     "ahit",
     "apeek",
+    "arelease",
     "check_many",
     "client_ip",
     "hit",
     "parse_rate",
     "peek",
     "ratelimit",
+    "release",
 ]

@@ -123,6 +123,16 @@ def _sliding_window_counter(now: int, state: Any, args: list[Any]) -> tuple[Resu
     return (1, remaining, 0, 2 * period - elapsed), (window, current + cost, previous)
 
 
+def _concurrency(now: int, state: Any, args: list[Any]) -> tuple[Result, Any]:
+    """State: the end of each unit's lease (the twin has no members to release by name)."""
+    lease, limit, cost = int(args[0]), int(args[1]), int(args[2])
+    active = sorted(t for t in (state or []) if t > now)
+    used = len(active)
+    if used + cost > limit:
+        return (0, max(limit - used, 0), active[used + cost - limit - 1] - now, lease), active
+    return (1, limit - used - cost, 0, lease), active + [now + lease] * cost
+
+
 Twin = Callable[[int, Any, list[Any]], tuple[Result, Any]]
 
 #: The algorithms by name, with their in-process twins.
@@ -131,7 +141,10 @@ ALGORITHMS: dict[str, Twin] = {
     "sliding_window": _sliding_window,
     "sliding_window_counter": _sliding_window_counter,
     "fixed_window": _fixed_window,
+    "concurrency": _concurrency,
 }
+#: Ends concurrency leases: KEYS[1] the in-flight set, ARGV the call's members.
+RELEASE = LuaScript(_PACKAGE, "release")
 #: Checks N limits in one EVALSHA: KEYS are the limits' keys, ARGV = peek, token, then
 #: ``Policy.args(cost)`` per limit.
 LIMITS = LuaScript(_PACKAGE, "limits")
@@ -168,6 +181,12 @@ class LocalLimiter:
                 while len(self._state) > self.max_keys:
                     self._state.popitem(last=False)
         return [result for result, _ in outcomes]
+
+    def release(self, key: str, policy: Policy, cost: int) -> None:
+        """End ``cost`` concurrency leases of ``key`` (the ones ending soonest are as good)."""
+        with self._lock:
+            leases = sorted(self._state.get(key) or [])
+            self._state[key] = leases[cost:]
 
     def clear(self) -> None:
         with self._lock:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -21,11 +22,30 @@ from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.exceptions import InvalidRateLimit, RedisUnavailable
-from django_redis_resilience.ratelimiting._algorithms import LIMITS, LocalLimiter, Policy
+from django_redis_resilience.ratelimiting._algorithms import (
+    LIMITS,
+    RELEASE,
+    LocalLimiter,
+    Policy,
+)
 from django_redis_resilience.ratelimiting._rates import Rate, parse_rate
+
+logger = logging.getLogger("django_redis_resilience")
 
 ON_UNAVAILABLE = ("local", "allow", "deny")
 _local = LocalLimiter()
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Slots a ``concurrency`` limit admitted; :func:`release` ends them."""
+
+    manager: ConnectionManager
+    redis_key: str
+    members: tuple[str, ...]
+    policy: Policy
+    cost: int
+    degraded: bool
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,8 @@ class Decision:
     degraded: bool = False
     #: The policy's name in the ``RateLimit`` headers.
     name: str = "default"
+    #: For an admitted ``concurrency`` limit: the slots to :func:`release` when done.
+    lease: Lease | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -150,9 +172,15 @@ def _checks(
     return get_manager(alias), checks
 
 
-def _args(checks: Sequence[_Check], peek: bool) -> list[Any]:
-    # Only the exact sliding window needs a token (its sorted-set members must not collide).
-    token = uuid.uuid4().hex if any(c.policy.algorithm == "sliding_window" for c in checks) else ""
+_MEMBERS = ("sliding_window", "concurrency")
+
+
+def _token(checks: Sequence[_Check]) -> str:
+    """Sorted-set members must not collide (and leases must be released by their holder)."""
+    return uuid.uuid4().hex if any(c.policy.algorithm in _MEMBERS for c in checks) else ""
+
+
+def _args(checks: Sequence[_Check], peek: bool, token: str) -> list[Any]:
     args: list[Any] = ["1" if peek else "0", token]
     for check in checks:
         args += check.policy.args(check.cost)
@@ -196,25 +224,81 @@ def _degraded(checks: Sequence[_Check], peek: bool, on_unavailable: str) -> list
 
 
 def _collect(
+    manager: ConnectionManager,
     checks: Sequence[_Check],
     groups: Sequence[tuple[list[str], Any]],
     peek: bool,
     on_unavailable: str,
+    token: str,
 ) -> list[Decision]:
     """Decisions in the order of ``checks`` from the per-slot answers."""
     by_key: dict[str, Decision] = {}
     index = {c.redis_key: c for c in checks}
     for keys, result in groups:
         group = [index[k] for k in keys]
-        if isinstance(result, RedisUnavailable):
+        degraded = isinstance(result, RedisUnavailable)
+        if degraded:
             decisions = _degraded(group, peek, on_unavailable)
         else:
             raw = result.split() if isinstance(result, bytes | str) else list(result)
             decisions = [
                 _decision(c, raw[i * 4 : i * 4 + 4], degraded=False) for i, c in enumerate(group)
             ]
+        where = "redis" if not degraded else ("local" if on_unavailable == "local" else "none")
+        if not peek and all(d.allowed for d in decisions):  # consumed: leases to release
+            decisions = [
+                _with_lease(d, manager, c, i, token, where)
+                for i, (c, d) in enumerate(zip(group, decisions, strict=True))
+            ]
         by_key.update((c.redis_key, d) for c, d in zip(group, decisions, strict=True))
     return [by_key[c.redis_key] for c in checks]
+
+
+def _with_lease(
+    decision: Decision, manager: ConnectionManager, check: _Check, i: int, token: str, where: str
+) -> Decision:
+    """Attach the slots an admitted ``concurrency`` limit took (``where``: redis, local, none)."""
+    if check.policy.algorithm != "concurrency" or where == "none":
+        return decision
+    members = tuple(f"{token}:{i + 1}:{unit + 1}" for unit in range(check.cost))
+    lease = Lease(manager, check.redis_key, members, check.policy, check.cost, where == "local")
+    return replace(decision, lease=lease)
+
+
+def release(decision: Decision) -> None:
+    """End the slots of an admitted ``concurrency`` decision (no-op for any other).
+
+    Idempotent, and never raises for an outage: an unreleased slot frees
+    itself when its lease ends.
+    """
+    lease = decision.lease
+    if lease is None:
+        return
+    if lease.degraded:
+        _local.release(lease.redis_key, lease.policy, lease.cost)
+        return
+    try:
+        lease.manager.execute(
+            lambda c: RELEASE(c, [lease.redis_key], lease.members), key=lease.redis_key
+        )
+    except RedisUnavailable:
+        logger.debug("Concurrency slots of %s end with their lease", lease.redis_key)
+
+
+async def arelease(decision: Decision) -> None:
+    """The asyncio twin of :func:`release`."""
+    lease = decision.lease
+    if lease is None:
+        return
+    if lease.degraded:
+        _local.release(lease.redis_key, lease.policy, lease.cost)
+        return
+    try:
+        await lease.manager.aexecute(
+            lambda c: RELEASE.acall(c, [lease.redis_key], lease.members), key=lease.redis_key
+        )
+    except RedisUnavailable:
+        logger.debug("Concurrency slots of %s end with their lease", lease.redis_key)
 
 
 def check_many(
@@ -235,11 +319,13 @@ def check_many(
     if len(by_key) != len(checks):
         raise InvalidRateLimit("The same limit (key, rate and algorithm) is given twice.")
 
+    token = _token(checks)
+
     def run(client: Any, keys: list[str]) -> Any:
-        return LIMITS(client, keys, _args([by_key[k] for k in keys], peek))
+        return LIMITS(client, keys, _args([by_key[k] for k in keys], peek, token))
 
     groups = manager.execute_grouped([c.redis_key for c in checks], run, idempotent=False)
-    return _collect(checks, groups, peek, on_unavailable)
+    return _collect(manager, checks, groups, peek, on_unavailable, token)
 
 
 async def acheck_many(
@@ -255,11 +341,13 @@ async def acheck_many(
     if len(by_key) != len(checks):
         raise InvalidRateLimit("The same limit (key, rate and algorithm) is given twice.")
 
+    token = _token(checks)
+
     async def run(client: Any, keys: list[str]) -> Any:
-        return await LIMITS.acall(client, keys, _args([by_key[k] for k in keys], peek))
+        return await LIMITS.acall(client, keys, _args([by_key[k] for k in keys], peek, token))
 
     groups = await manager.aexecute_grouped([c.redis_key for c in checks], run, idempotent=False)
-    return _collect(checks, groups, peek, on_unavailable)
+    return _collect(manager, checks, groups, peek, on_unavailable, token)
 
 
 def hit(

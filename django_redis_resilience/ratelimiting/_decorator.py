@@ -21,9 +21,11 @@ from django_redis_resilience.exceptions import InvalidRateLimit
 from django_redis_resilience.ratelimiting._core import (
     Decision,
     ahit,
+    arelease,
     check_options,
     hit,
     policy_for,
+    release,
 )
 from django_redis_resilience.ratelimiting._headers import add_headers
 from django_redis_resilience.ratelimiting._keys import KeySpec, resolve_key
@@ -55,6 +57,43 @@ def _request_of(args: tuple[Any, ...]) -> HttpRequest:
         if isinstance(arg, HttpRequest):
             return arg
     raise InvalidRateLimit("@ratelimit decorates views: no HttpRequest among the first arguments.")
+
+
+def _release_on_close(response: HttpResponseBase, decisions: list[Decision]) -> None:
+    """Concurrency slots end when the response is closed: after the last byte of a
+    streaming response, not when the view returns."""
+    held = [d for d in decisions if d.lease is not None]
+
+    def end() -> None:
+        for decision in held:
+            release(decision)
+
+    if held:
+        response._resource_closers.append(end)  # type: ignore[attr-defined]
+
+
+def call_holding(decisions: list[Decision], view: Callable[[], Any]) -> Any:
+    """Call the view; its concurrency slots end with its response (or its exception)."""
+    try:
+        response = view()
+    except BaseException:
+        for decision in decisions:
+            release(decision)
+        raise
+    _release_on_close(response, decisions)
+    return response
+
+
+async def acall_holding(decisions: list[Decision], view: Callable[[], Any]) -> Any:
+    """The asyncio twin of :func:`call_holding`."""
+    try:
+        response = await view()
+    except BaseException:
+        for decision in decisions:
+            await arelease(decision)
+        raise
+    _release_on_close(response, decisions)
+    return response
 
 
 def too_many_requests(request: HttpRequest, decision: Decision) -> HttpResponseBase:
@@ -129,7 +168,7 @@ class _Limit:
         if identity is None:
             return view()
         decision = hit(f"{name}:{identity}", **self.options(name, request))
-        response = self.refused(request, decision) or view()
+        response = self.refused(request, decision) or call_holding([decision], view)
         add_headers(response, decision)
         return response
 
@@ -141,7 +180,7 @@ class _Limit:
         if identity is None:
             return await view()
         decision = await ahit(f"{name}:{identity}", **self.options(name, request))
-        response = self.refused(request, decision) or await view()
+        response = self.refused(request, decision) or await acall_holding([decision], view)
         add_headers(response, decision)
         return response
 

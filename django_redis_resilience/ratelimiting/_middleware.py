@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django_redis_resilience.conf import conf
 from django_redis_resilience.exceptions import InvalidRateLimit
 from django_redis_resilience.ratelimiting._core import Decision, Limit, acheck_many, check_many
-from django_redis_resilience.ratelimiting._decorator import _Limit
+from django_redis_resilience.ratelimiting._decorator import _Limit, acall_holding, call_holding
 from django_redis_resilience.ratelimiting._headers import add_headers
 
 RULE_KEYS = ("PATH", "METHOD", "KEY", "RATE", "ALGORITHM", "BURST", "COST", "NAME", "BLOCK")
@@ -123,7 +123,9 @@ class RateLimitMiddleware:
             return self.get_response(request)
         decisions = check_many([limit for _, limit in limits], cache=self.cache,
                                on_unavailable=self.on_unavailable)  # fmt: skip
-        response = self._refused(request, limits, decisions) or self.get_response(request)
+        response = self._refused(request, limits, decisions) or call_holding(
+            decisions, lambda: self.get_response(request)
+        )
         for decision in decisions:
             add_headers(response, decision)
         return response
@@ -136,7 +138,9 @@ class RateLimitMiddleware:
             return await self.get_response(request)
         decisions = await acheck_many([limit for _, limit in limits], cache=self.cache,
                                       on_unavailable=self.on_unavailable)  # fmt: skip
-        response = self._refused(request, limits, decisions) or await self.get_response(request)
+        response = self._refused(request, limits, decisions) or await acall_holding(
+            decisions, lambda: self.get_response(request)
+        )
         for decision in decisions:
             add_headers(response, decision)
         return response

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import path
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -48,6 +48,16 @@ def allow_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
 
+@ratelimit(key="ip", rate="1/30s", algorithm="concurrency", group="stream")
+def streaming_view(request: HttpRequest) -> StreamingHttpResponse:
+    return StreamingHttpResponse(iter([b"part1", b"part2"]))
+
+
+@ratelimit(key="ip", rate="1/30s", algorithm="concurrency", group="failing")
+def failing_view(request: HttpRequest) -> HttpResponse:
+    raise ValueError("the view failed")
+
+
 class MethodView(View):
     @method_decorator(ratelimit(key="ip", rate="2/m", group="cbv-method"))
     def get(self, request: HttpRequest) -> HttpResponse:
@@ -81,4 +91,6 @@ urlpatterns = [
     path("cbv-method/", MethodView.as_view()),
     path("mixin/", MixinView.as_view()),
     path("async-mixin/", AsyncMixinView.as_view()),
+    path("stream/", streaming_view),
+    path("failing/", failing_view),
 ]

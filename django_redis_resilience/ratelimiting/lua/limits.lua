@@ -4,7 +4,9 @@
 -- ARGV[1]: "1" to peek (consume nothing); ARGV[2]: a token unique to this call;
 -- then four values per limit: algorithm, a, b, cost, where (a, b) is
 --   gcra: (emission interval T in us, burst B): admits at most B + floor(elapsed / T);
---   fixed_window, sliding_window, sliding_window_counter: (period in us, limit).
+--   fixed_window, sliding_window, sliding_window_counter: (period in us, limit);
+--   concurrency: (lease in us, limit): at most `limit` units in flight, each slot a lease
+--   that frees itself if its holder never releases it (released by release.lua).
 -- Needs Redis 6.2+ (SET ... PXAT).
 -- Returns one string of four integers per limit, space-separated: allowed, remaining,
 -- retry_after_us, reset_after_us (one bulk reply parses much faster than an array).
@@ -115,6 +117,19 @@ for i = 1, #KEYS do
                 2 * a - elapsed
             write = {window, current + cost, previous}
         end
+    elseif algorithm == 'concurrency' then
+        -- a = lease (us), b = limit; one sorted-set member per unit in flight, scored by
+        -- the time its lease ends
+        redis.call('ZREMRANGEBYSCORE', key, '-inf', whole(now))
+        local used = redis.call('ZCARD', key)
+        if used + cost > b then
+            local index = used + cost - b - 1
+            local ending = redis.call('ZRANGE', key, index, index, 'WITHSCORES')
+            ok, remaining, retry, reset = 0, math.max(b - used, 0), tonumber(ending[2]) - now, a
+        else
+            ok, remaining, retry, reset = 1, b - used - cost, 0, a
+            write = true
+        end
     else
         return redis.error_reply('unknown rate-limit algorithm')
     end
@@ -141,6 +156,11 @@ if admitted and ARGV[1] ~= '1' then
         elseif algorithm == 'sliding_window' then
             for unit = 1, cost do
                 redis.call('ZADD', key, whole(now), ARGV[2] .. ':' .. i .. ':' .. unit)
+            end
+            redis.call('PEXPIRE', key, math.ceil(a / 1000) + 1)
+        elseif algorithm == 'concurrency' then
+            for unit = 1, cost do
+                redis.call('ZADD', key, whole(now + a), ARGV[2] .. ':' .. i .. ':' .. unit)
             end
             redis.call('PEXPIRE', key, math.ceil(a / 1000) + 1)
         else
