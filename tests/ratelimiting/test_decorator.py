@@ -191,3 +191,40 @@ def test_bad_arguments_fail_when_the_decorator_is_applied(
     with pytest.raises(InvalidRateLimit) as error:
         ratelimit(**kwargs)
     assert named in str(error.value)
+
+
+@pytest.mark.django_db
+def test_async_view_counts_the_logged_in_user_from_auser(site: None) -> None:
+    from django.contrib.auth.models import User
+
+    alice = User.objects.create_user("alice", password="pw")
+    bob = User.objects.create_user("bob", password="pw")
+    middleware = [
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ]
+    with override_settings(MIDDLEWARE=middleware):
+        from asgiref.sync import async_to_sync
+
+        async def statuses(user: Any, n: int) -> list[int]:
+            client = AsyncClient(REMOTE_ADDR="10.0.9.1")  # one address for everyone
+            await client.aforce_login(user)
+            return [(await client.get("/async-user/")).status_code for _ in range(n)]
+
+        assert async_to_sync(statuses)(alice, 2) == [200, 429]
+        assert async_to_sync(statuses)(bob, 1) == [200]  # same address, another user
+        anonymous = Client(REMOTE_ADDR="10.0.9.1")
+        assert _statuses(anonymous, "/async-user/", 3) == [200, 200, 200]  # "user": not limited
+
+
+def test_the_refusal_view_is_configurable(drr_redis_server: Any) -> None:
+    with override_settings(
+        CACHES=resilient_caches(drr_redis_server.url),
+        ROOT_URLCONF="tests.ratelimiting.urls",
+        REDIS_RESILIENCE={"RATELIMIT": {"VIEW": "tests.ratelimiting.urls.custom_refusal"}},
+    ):
+        client = Client(REMOTE_ADDR="10.0.10.1")
+        refused = [client.get("/fn/") for _ in range(4)][-1]
+        assert refused.status_code == 429
+        assert refused.json() == {"error": "slow down"}
+        assert "Retry-After" in refused.headers

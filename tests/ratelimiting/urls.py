@@ -94,3 +94,15 @@ urlpatterns = [
     path("stream/", streaming_view),
     path("failing/", failing_view),
 ]
+
+
+@ratelimit(key="user", rate="1/m", group="async-user")
+async def async_user_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+def custom_refusal(request: HttpRequest, decision: object) -> HttpResponse:
+    return JsonResponse({"error": "slow down"}, status=429)
+
+
+urlpatterns.append(path("async-user/", async_user_view))
