@@ -25,6 +25,8 @@ Result = tuple[int, int, int, int]
 _PACKAGE = "django_redis_resilience.ratelimiting"
 #: The exact sliding window stores one entry per admitted unit: bounded here.
 SLIDING_WINDOW_MAX = 100_000
+#: Counts and bursts beyond this are typos (and would strain the script's doubles).
+MAX_COUNT = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,12 @@ class Policy:
             raise InvalidRateLimit(f"burst={burst!r} is not valid: it must be an integer >= 1.")
         if burst is not None and algorithm != "gcra":
             raise InvalidRateLimit(f"burst applies to the gcra algorithm only, not {algorithm!r}.")
+        if rate.count > MAX_COUNT or (burst or 0) > MAX_COUNT:
+            raise InvalidRateLimit(
+                f"Rate {rate} (burst {burst}) is too large: at most {MAX_COUNT} per period."
+            )
+        if rate.period / rate.count < 1e-6:
+            raise InvalidRateLimit(f"Rate {rate} is more than one per microsecond.")
         if algorithm == "sliding_window" and rate.count > SLIDING_WINDOW_MAX:
             raise InvalidRateLimit(
                 f"Rate {rate} is too large for the exact sliding window (it keeps one entry per "
@@ -59,11 +67,15 @@ class Policy:
         """What the headers call the quota: the burst for GCRA, the count otherwise."""
         return self.burst if self.algorithm == "gcra" else self.rate.count
 
+    @property
+    def interval_us(self) -> int:
+        """GCRA's T in whole microseconds, rounded up: never faster than the rate."""
+        return math.ceil(self.rate.emission_interval * 1_000_000)
+
     def args(self, cost: int) -> list[Any]:
-        """This limit's four ARGV values in the script (the twin takes the last three)."""
+        """This limit's algorithm, a, b and cost in the script (the twin takes the last three)."""
         if self.algorithm == "gcra":
-            interval = round(self.rate.emission_interval * 1_000_000)
-            return [self.algorithm, interval, self.burst, cost]
+            return [self.algorithm, self.interval_us, self.burst, cost]
         return [self.algorithm, round(self.rate.period * 1_000_000), self.rate.count, cost]
 
 
@@ -163,19 +175,26 @@ class LocalLimiter:
         self._lock = threading.Lock()
         self._state: OrderedDict[str, Any] = OrderedDict()
 
-    def check(self, checks: list[tuple[str, Policy, int]], *, peek: bool) -> list[Result]:
-        """Like the script: every limit checked, units consumed only if all admit."""
+    def check(self, checks: list[tuple[str, Policy, int, bool]], *, peek: bool) -> list[Result]:
+        """Like the script: every limit checked; units consumed only if no blocking limit
+        refuses, and only by the limits that admit."""
         now = time.time_ns() // 1000
         with self._lock:
             outcomes = [
                 ALGORITHMS[policy.algorithm](now, self._state.get(key), policy.args(cost)[1:])
-                for key, policy, cost in checks
+                for key, policy, cost, _ in checks
             ]
-            for key, _, _ in checks if not peek else ():
+            for key, _, _, _ in checks if not peek else ():
                 if key in self._state:  # a refused hit is a use too: not the next to evict
                     self._state.move_to_end(key)
-            if not peek and all(result[0] for result, _ in outcomes):
-                for (key, _, _), (_, state) in zip(checks, outcomes, strict=True):
+            refused = any(
+                r[0] == 0 and block
+                for (r, _), (_, _, _, block) in zip(outcomes, checks, strict=True)
+            )
+            if not peek and not refused:
+                for (key, _, _, _), (result, state) in zip(checks, outcomes, strict=True):
+                    if not result[0]:
+                        continue
                     self._state[key] = state
                     self._state.move_to_end(key)
                 while len(self._state) > self.max_keys:
@@ -184,9 +203,11 @@ class LocalLimiter:
 
     def release(self, key: str, policy: Policy, cost: int) -> None:
         """End ``cost`` concurrency leases of ``key`` (the ones ending soonest are as good)."""
+        now = time.time_ns() // 1000
         with self._lock:
-            leases = sorted(self._state.get(key) or [])
-            self._state[key] = leases[cost:]
+            if key in self._state:
+                leases = sorted(t for t in self._state[key] if t > now)  # expired ones first out
+                self._state[key] = leases[cost:]
 
     def clear(self) -> None:
         with self._lock:

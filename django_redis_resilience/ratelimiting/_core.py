@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import logging
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import redis.exceptions as rex
 from django.conf import settings
 
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf
-from django_redis_resilience.connection import ConnectionManager
+from django_redis_resilience.connection import ConnectionManager, classify
 from django_redis_resilience.exceptions import InvalidRateLimit, RedisUnavailable
 from django_redis_resilience.ratelimiting._algorithms import (
     LIMITS,
@@ -74,12 +77,18 @@ class Decision:
 class Limit:
     """One limit to check, for :func:`hit_many` (and the middleware's rules)."""
 
+    #: Who is limited (an address, a user, an API key): hashed into the key's hash tag,
+    #: so all of one identity's limits share a cluster slot.
     key: str
     rate: Any
     algorithm: str = "gcra"
     cost: int = 1
     burst: int | None = None
     name: str = "default"
+    #: What is limited (a view, a rule); limits of one identity with other groups are apart.
+    group: str = ""
+    #: ``False``: over this limit the call still goes ahead (and consumes nothing here).
+    block: bool = True
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,7 @@ class _Check:
     policy: Policy
     cost: int
     name: str
+    block: bool
 
 
 def policy_for(rate: Any, algorithm: str, burst: int | None = None) -> Policy:
@@ -141,15 +151,26 @@ def _prefix(cache: str | None) -> tuple[str, str]:
 _prefixes: dict[int, tuple[Mapping[str, Any], dict[str, str]]] = {}
 
 
-def redis_key(prefix: str, key: str, policy: Policy) -> str:
+def _digest(text: str) -> str:
+    """A keyed hash: an address space is small enough to reverse a plain hash by brute force."""
+    key = hashlib.sha256(b"drr-ratelimit:" + str(settings.SECRET_KEY).encode()).digest()
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def redis_key(prefix: str, limit: Limit, policy: Policy) -> str:
     """The limit's key: the cache's prefix without its version, in the reserved namespace.
 
-    The identity is hashed (bounded length, nothing personal in Redis) and
-    hash-tagged, so every limit of one identity lives in one cluster slot.
+    The identity is hashed (bounded length, nothing personal in Redis) into the
+    hash tag, so every limit of one identity lives in one cluster slot; the
+    group, algorithm, rate and burst tell its limits apart.
     """
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-    rate = policy.rate
-    return f"{prefix}:drr:rl:{{{digest}}}:{policy.algorithm}:{rate.count}/{rate.period:g}"
+    tag = _digest(limit.key)
+    what = hashlib.sha256(limit.group.encode()).hexdigest()[:12] if limit.group else "-"
+    period_us = round(policy.rate.period * 1_000_000)
+    return (
+        f"{prefix}:drr:rl:{{{tag}}}:{what}:{policy.algorithm}:"
+        f"{policy.rate.count}:{period_us}:{policy.burst}"
+    )
 
 
 def _checks(
@@ -163,12 +184,16 @@ def _checks(
             raise InvalidRateLimit(f"key={limit.key!r} is not valid: limits take a string key.")
         check_options(cost=limit.cost, on_unavailable=on_unavailable, cache=cache)
         policy = policy_for(limit.rate, limit.algorithm, limit.burst)
+        if not isinstance(limit.group, str):
+            raise InvalidRateLimit(f"group={limit.group!r} is not valid: give a string.")
         if limit.cost > policy.limit:
             raise InvalidRateLimit(
                 f"cost={limit.cost} exceeds the limit of {policy.limit} ({limit.rate!r}): "
                 "such a call could never be admitted."
             )
-        checks.append(_Check(redis_key(prefix, limit.key, policy), policy, limit.cost, limit.name))
+        checks.append(
+            _Check(redis_key(prefix, limit, policy), policy, limit.cost, limit.name, limit.block)
+        )
     return get_manager(alias), checks
 
 
@@ -183,7 +208,7 @@ def _token(checks: Sequence[_Check]) -> str:
 def _args(checks: Sequence[_Check], peek: bool, token: str) -> list[Any]:
     args: list[Any] = ["1" if peek else "0", token]
     for check in checks:
-        args += check.policy.args(check.cost)
+        args += [*check.policy.args(check.cost), "1" if check.block else "0"]
     return args
 
 
@@ -204,7 +229,8 @@ def _decision(check: _Check, raw: Sequence[Any], *, degraded: bool) -> Decision:
 
 def _degraded(checks: Sequence[_Check], peek: bool, on_unavailable: str) -> list[Decision]:
     if on_unavailable == "local":
-        results = _local.check([(c.redis_key, c.policy, c.cost) for c in checks], peek=peek)
+        items = [(c.redis_key, c.policy, c.cost, c.block) for c in checks]
+        results = _local.check(items, peek=peek)
         return [_decision(c, r, degraded=True) for c, r in zip(checks, results, strict=True)]
     allowed = on_unavailable == "allow"
     return [
@@ -236,7 +262,7 @@ def _collect(
     index = {c.redis_key: c for c in checks}
     for keys, result in groups:
         group = [index[k] for k in keys]
-        degraded = isinstance(result, RedisUnavailable)
+        degraded = isinstance(result, RedisUnavailable | _ServerRefused)
         if degraded:
             decisions = _degraded(group, peek, on_unavailable)
         else:
@@ -245,7 +271,8 @@ def _collect(
                 _decision(c, raw[i * 4 : i * 4 + 4], degraded=False) for i, c in enumerate(group)
             ]
         where = "redis" if not degraded else ("local" if on_unavailable == "local" else "none")
-        if not peek and all(d.allowed for d in decisions):  # consumed: leases to release
+        admitted = all(d.allowed or not c.block for c, d in zip(group, decisions, strict=True))
+        if not peek and admitted:  # consumed: leases to release
             decisions = [
                 _with_lease(d, manager, c, i, token, where)
                 for i, (c, d) in enumerate(zip(group, decisions, strict=True))
@@ -258,7 +285,7 @@ def _with_lease(
     decision: Decision, manager: ConnectionManager, check: _Check, i: int, token: str, where: str
 ) -> Decision:
     """Attach the slots an admitted ``concurrency`` limit took (``where``: redis, local, none)."""
-    if check.policy.algorithm != "concurrency" or where == "none":
+    if check.policy.algorithm != "concurrency" or where == "none" or not decision.allowed:
         return decision
     members = tuple(f"{token}:{i + 1}:{unit + 1}" for unit in range(check.cost))
     lease = Lease(manager, check.redis_key, members, check.policy, check.cost, where == "local")
@@ -301,6 +328,30 @@ async def arelease(decision: Decision) -> None:
         logger.debug("Concurrency slots of %s end with their lease", lease.redis_key)
 
 
+class _ServerRefused:
+    """Redis answered the script with an error about itself (OOM, BUSY): degrade, not 500."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+_REFUSALS = ("OOM", "BUSY", "MISCONF", "NOREPLICAS")
+_last_warning = [0.0]
+
+
+def _refused(error: rex.ResponseError) -> _ServerRefused:
+    if classify(error) is not None:
+        raise error  # READONLY, LOADING, CLUSTERDOWN...: the connection layer's to handle
+    refused = isinstance(error, rex.OutOfMemoryError) or str(error).startswith(_REFUSALS)
+    if not refused:
+        raise error
+    now = time.monotonic()
+    if now - _last_warning[0] > 60:  # one line a minute, not one per request
+        _last_warning[0] = now
+        logger.warning("Rate limits degrade: Redis refused the check script: %s", error)
+    return _ServerRefused(error)
+
+
 def check_many(
     limits: Sequence[Limit],
     *,
@@ -322,7 +373,10 @@ def check_many(
     token = _token(checks)
 
     def run(client: Any, keys: list[str]) -> Any:
-        return LIMITS(client, keys, _args([by_key[k] for k in keys], peek, token))
+        try:
+            return LIMITS(client, keys, _args([by_key[k] for k in keys], peek, token))
+        except rex.ResponseError as error:
+            return _refused(error)
 
     groups = manager.execute_grouped([c.redis_key for c in checks], run, idempotent=False)
     return _collect(manager, checks, groups, peek, on_unavailable, token)
@@ -344,7 +398,10 @@ async def acheck_many(
     token = _token(checks)
 
     async def run(client: Any, keys: list[str]) -> Any:
-        return await LIMITS.acall(client, keys, _args([by_key[k] for k in keys], peek, token))
+        try:
+            return await LIMITS.acall(client, keys, _args([by_key[k] for k in keys], peek, token))
+        except rex.ResponseError as error:
+            return _refused(error)
 
     groups = await manager.aexecute_grouped([c.redis_key for c in checks], run, idempotent=False)
     return _collect(manager, checks, groups, peek, on_unavailable, token)

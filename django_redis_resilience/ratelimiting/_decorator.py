@@ -20,10 +20,11 @@ from django_redis_resilience.conf import conf
 from django_redis_resilience.exceptions import InvalidRateLimit
 from django_redis_resilience.ratelimiting._core import (
     Decision,
-    ahit,
+    Limit,
+    acheck_many,
     arelease,
+    check_many,
     check_options,
-    hit,
     policy_for,
     release,
 )
@@ -131,10 +132,17 @@ class _Limit:
     ) -> None:
         self.key: KeySpec = resolve_key(key)
         check_options(cost=cost, on_unavailable=on_unavailable, cache=cache)
+        if group is not None and not isinstance(group, str):
+            raise InvalidRateLimit(f"group={group!r} is not valid: give a string.")
+        if not isinstance(block, bool):
+            raise InvalidRateLimit(f"block={block!r} is not valid: give True or False.")
         if callable(rate):
             policy_for(Rate(1, 1), algorithm, burst)  # the algorithm and burst, now
-        else:
-            policy_for(rate, algorithm, burst)
+        elif cost > (limit := policy_for(rate, algorithm, burst).limit):
+            raise InvalidRateLimit(
+                f"cost={cost} exceeds the limit of {limit} ({rate!r}): such a call could never "
+                "be admitted."
+            )
         self.rate = rate
         self.algorithm = algorithm
         self.burst = burst
@@ -148,17 +156,19 @@ class _Limit:
     def applies(self, request: HttpRequest) -> bool:
         return self.methods is None or str(request.method).upper() in self.methods
 
-    def options(self, group: str, request: HttpRequest) -> dict[str, Any]:
+    def limit(self, group: str, identity: str, request: HttpRequest) -> Limit:
         rate = self.rate(group, request) if callable(self.rate) else self.rate
-        return {
-            "rate": rate,
-            "algorithm": self.algorithm,
-            "cost": self.cost,
-            "cache": self.cache,
-            "burst": self.burst,
-            "on_unavailable": self.on_unavailable,
-            "name": group,
-        }
+        return Limit(identity, rate, self.algorithm, self.cost, self.burst, group, group,
+                     self.block)  # fmt: skip
+
+    def check(self, group: str, identity: str, request: HttpRequest) -> Decision:
+        limit = self.limit(group, identity, request)
+        return check_many([limit], cache=self.cache, on_unavailable=self.on_unavailable)[0]
+
+    async def acheck(self, group: str, identity: str, request: HttpRequest) -> Decision:
+        limit = self.limit(group, identity, request)
+        decisions = await acheck_many([limit], cache=self.cache, on_unavailable=self.on_unavailable)
+        return decisions[0]
 
     def run(self, name: str, request: HttpRequest, view: Callable[[], Any]) -> Any:
         """Check the limit, then call ``view()`` unless it is refused; add the headers."""
@@ -167,7 +177,7 @@ class _Limit:
         identity = self.key.resolve(name, request)
         if identity is None:
             return view()
-        decision = hit(f"{name}:{identity}", **self.options(name, request))
+        decision = self.check(name, identity, request)
         response = self.refused(request, decision) or call_holding([decision], view)
         add_headers(response, decision)
         return response
@@ -179,7 +189,7 @@ class _Limit:
         identity = await self.key.aresolve(name, request)
         if identity is None:
             return await view()
-        decision = await ahit(f"{name}:{identity}", **self.options(name, request))
+        decision = await self.acheck(name, identity, request)
         response = self.refused(request, decision) or await acall_holding([decision], view)
         add_headers(response, decision)
         return response
@@ -254,6 +264,8 @@ class RateLimitMixin:
     ratelimit_key: Any = "ip"
     ratelimit_rate: Any = None
     ratelimit_algorithm: str = "gcra"
+    ratelimit_burst: int | None = None
+    ratelimit_group: str | None = None
     ratelimit_method: str | Iterable[str] | None = ALL
     ratelimit_block: bool = True
     ratelimit_cost: int = 1
@@ -268,12 +280,13 @@ class RateLimitMixin:
                 raise InvalidRateLimit(f"{cls.__name__}.ratelimit_rate is not set.")
             # Read on the class: a function stored there is not bound to the view.
             limit = _Limit(key=cls.ratelimit_key, rate=cls.ratelimit_rate,
-                           algorithm=cls.ratelimit_algorithm, burst=None,
-                           method=cls.ratelimit_method, group=None, block=cls.ratelimit_block,
+                           algorithm=cls.ratelimit_algorithm, burst=cls.ratelimit_burst,
+                           method=cls.ratelimit_method, group=cls.ratelimit_group,
+                           block=cls.ratelimit_block,
                            cost=cls.ratelimit_cost, cache=cls.ratelimit_cache,
                            on_unavailable=cls.ratelimit_on_unavailable)  # fmt: skip
             cls._drr_limit = limit  # type: ignore[attr-defined]
-        name = f"{cls.__module__}.{cls.__qualname__}"
+        name = limit.group or f"{cls.__module__}.{cls.__qualname__}"
         parent = super().dispatch  # type: ignore[misc]
         if getattr(cls, "view_is_async", False):
             return limit.arun(name, request, lambda: parent(request, *args, **kwargs))

@@ -34,4 +34,8 @@ def add_headers(response: HttpResponseBase, decision: Decision) -> None:
     reset = max(0, math.ceil(decision.reset_after))
     _append(response, "RateLimit", f"{name};r={decision.remaining};t={reset}")
     if response.status_code in (429, 503) and not decision.allowed:
-        response.headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
+        # Several refusals: the client must wait for the longest of them.
+        wait = max(1, math.ceil(decision.retry_after))
+        current = response.headers.get("Retry-After")
+        if current is None or not current.isdigit() or int(current) < wait:
+            response.headers["Retry-After"] = str(wait)

@@ -3,6 +3,7 @@ a callable ``(group, request)`` or a dotted path to one; checked when the decora
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,21 +29,32 @@ def client_ip(request: HttpRequest) -> str:
     """
     settings = conf.RATELIMIT
     hops: int = settings.get("TRUSTED_PROXY_HOPS", 0)
-    address = str(request.META.get("REMOTE_ADDR", ""))
+    remote = _address(str(request.META.get("REMOTE_ADDR", "")))
+    ip = remote
     if hops:
-        forwarded = [
-            part.strip()
-            for part in str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",")
-            if part.strip()
-        ]
-        if len(forwarded) >= hops:
-            address = forwarded[-hops]
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address or "unknown"
+        # Empty entries count: skipping them would shift the choice into what a client wrote.
+        forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",")
+        if request.META.get("HTTP_X_FORWARDED_FOR") and len(forwarded) >= hops:
+            ip = _address(forwarded[-hops]) or remote
+    if ip is None:
+        return str(request.META.get("REMOTE_ADDR", "")) or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # a dual-stack listener's view of an IPv4 client
     bits = settings.get("IPV6_PREFIX", 64) if ip.version == 6 else settings.get("IPV4_PREFIX", 32)
     return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address from ``1.2.3.4``, ``1.2.3.4:5555``, ``2001:db8::1`` or ``[2001:db8::1]:443``."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]  # IPv4 with a port
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
 def _user_key(user: Any) -> str | None:
@@ -60,18 +72,23 @@ class KeySpec:
     user: str = ""  # "user" or "user_or_ip": resolved from the user in async views
 
     def resolve(self, group: str, request: HttpRequest) -> str | None:
+        if inspect.iscoroutinefunction(self.fn):
+            raise InvalidRateLimit(f"The key function {self.name} is async: use it on async views.")
         return self.fn(group, request)
 
     async def aresolve(self, group: str, request: HttpRequest) -> str | None:
         if not self.user:
-            return self.fn(group, request)
+            found: Any = self.fn(group, request)
+            if inspect.isawaitable(found):
+                found = await found
+            return None if found is None else str(found)
         # Without AuthenticationMiddleware there is no user: anonymous.
         auser = getattr(request, "auser", None)
         user = await auser() if auser is not None else None
-        found = _user_key(user)
-        if found is None and self.user == "user_or_ip":
+        user_key = _user_key(user)
+        if user_key is None and self.user == "user_or_ip":
             return f"ip:{client_ip(request)}"
-        return found
+        return user_key
 
 
 def _from(source: str, name: str) -> KeyFunc:

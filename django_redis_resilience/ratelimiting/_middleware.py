@@ -18,7 +18,13 @@ from django.http import HttpRequest, HttpResponseBase
 
 from django_redis_resilience.conf import conf
 from django_redis_resilience.exceptions import InvalidRateLimit
-from django_redis_resilience.ratelimiting._core import Decision, Limit, acheck_many, check_many
+from django_redis_resilience.ratelimiting._core import (
+    Decision,
+    Limit,
+    acheck_many,
+    check_many,
+    release,
+)
 from django_redis_resilience.ratelimiting._decorator import _Limit, acall_holding, call_holding
 from django_redis_resilience.ratelimiting._headers import add_headers
 
@@ -99,10 +105,7 @@ class RateLimitMiddleware:
         chosen: list[tuple[Rule, Limit]] = []
         for rule, identity in zip(rules, identities, strict=True):
             if identity is not None:
-                options = rule.limit.options(rule.name, request)
-                chosen.append((rule, Limit(f"{rule.name}:{identity}", options["rate"],
-                                           rule.limit.algorithm, rule.limit.cost,
-                                           rule.limit.burst, rule.name)))  # fmt: skip
+                chosen.append((rule, rule.limit.limit(rule.name, identity, request)))
         return chosen
 
     def _refused(
@@ -111,6 +114,9 @@ class RateLimitMiddleware:
         refusal = None
         for (rule, _), decision in zip(limits, decisions, strict=True):
             refusal = rule.limit.refused(request, decision) or refusal
+        if refusal is not None:  # slots taken in other cluster slots are given back
+            for decision in decisions:
+                release(decision)
         return refusal
 
     def __call__(self, request: HttpRequest) -> Any:

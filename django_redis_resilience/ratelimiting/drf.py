@@ -13,7 +13,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 from django_redis_resilience.exceptions import InvalidRateLimit
-from django_redis_resilience.ratelimiting._core import Decision, hit, policy_for
+from django_redis_resilience.ratelimiting._core import Decision, Limit, check_many, policy_for
 from django_redis_resilience.ratelimiting._keys import KeySpec, resolve_key
 
 
@@ -32,21 +32,28 @@ class RedisRateThrottle(BaseThrottle):  # type: ignore[misc]
         rate = self.rate
         if rate is None and self.scope is not None:
             rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
-        if rate is None:
-            raise InvalidRateLimit(f"{type(self).__name__} needs a rate or a known scope.")
-        policy_for(rate, self.algorithm)
+        if rate is None and self.scope is None:
+            raise InvalidRateLimit(f"{type(self).__name__} needs a rate or a scope.")
+        if self.algorithm == "concurrency":
+            raise InvalidRateLimit(
+                "A DRF throttle cannot release slots when the response ends: use the "
+                "ratelimit decorator or the middleware for the concurrency algorithm."
+            )
+        if rate is not None:
+            policy_for(rate, self.algorithm)
         self._rate = rate
         self._key: KeySpec = resolve_key(type(self).key)
         self.decision: Decision | None = None
 
     def allow_request(self, request: Any, view: Any) -> bool:
+        if self._rate is None:  # a scope whose rate is None: not throttled, as in DRF
+            return True
         group = self.scope or f"{type(self).__module__}.{type(self).__qualname__}"
         identity = self._key.resolve(group, request)
         if identity is None:
             return True
-        self.decision = hit(f"{group}:{identity}", self._rate, algorithm=self.algorithm,
-                            cache=self.cache, on_unavailable=self.on_unavailable,
-                            name=group)  # fmt: skip
+        limit = Limit(identity, self._rate, self.algorithm, 1, None, group, group)
+        self.decision = check_many([limit], cache=self.cache, on_unavailable=self.on_unavailable)[0]
         return self.decision.allowed
 
     def wait(self) -> float | None:

@@ -373,7 +373,7 @@ def test_cost_counts_as_that_many_requests(algorithm: str) -> None:
 
 
 def local(limiter: LocalLimiter, key: str, p: Policy, cost: int = 1, *, peek: bool = False) -> int:
-    return int(limiter.check([(key, p, cost)], peek=peek)[0][0])
+    return int(limiter.check([(key, p, cost, True)], peek=peek)[0][0])
 
 
 @pytest.mark.parametrize("algorithm", ALL)
@@ -407,10 +407,14 @@ def test_local_limiter_keeps_a_limit_per_key_and_counts_cost(algorithm: str) -> 
 def test_local_limiter_is_all_or_nothing_across_limits() -> None:
     wide, narrow = policy("10/h"), policy("1/h", "fixed_window")
     limiter = LocalLimiter()
-    assert [r[0] for r in limiter.check([("w", wide, 1), ("n", narrow, 1)], peek=False)] == [1, 1]
-    assert [r[0] for r in limiter.check([("w", wide, 1), ("n", narrow, 1)], peek=False)] == [1, 0]
+    assert [
+        r[0] for r in limiter.check([("w", wide, 1, True), ("n", narrow, 1, True)], peek=False)
+    ] == [1, 1]
+    assert [
+        r[0] for r in limiter.check([("w", wide, 1, True), ("n", narrow, 1, True)], peek=False)
+    ] == [1, 0]
     # The refused call consumed nothing of the limit that admitted it.
-    assert limiter.check([("w", wide, 1)], peek=False)[0][1] == 8
+    assert limiter.check([("w", wide, 1, True)], peek=False)[0][1] == 8
 
 
 def test_local_limiter_forgets_the_least_recently_used_keys_beyond_max_keys() -> None:
@@ -459,3 +463,12 @@ def test_policy_rejects_an_exact_sliding_window_too_large_to_store() -> None:
     assert policy("100000/h", "sliding_window").rate.count == 100_000
     with pytest.raises(InvalidRateLimit, match="100001/3600s is too large"):
         policy("100001/h", "sliding_window")
+
+
+def test_a_non_blocking_limit_over_its_quota_does_not_stop_the_others() -> None:
+    limiter = LocalLimiter()
+    wide, narrow = policy("10/h"), policy("1/h")
+    checks = [("w", wide, 1, True), ("soft", narrow, 1, False)]
+    assert [r[0] for r in limiter.check(checks, peek=False)] == [1, 1]
+    assert [r[0] for r in limiter.check(checks, peek=False)] == [1, 0]  # soft is over
+    assert limiter.check([("w", wide, 1, True)], peek=True)[0][1] == 7  # wide consumed 2

@@ -112,3 +112,16 @@ def test_local_slots_during_an_outage(drr_redis_factory: Any) -> None:
         assert not hit("outage-job", "1/30s", algorithm="concurrency").allowed
         release(first)
         assert hit("outage-job", "1/30s", algorithm="concurrency").allowed
+
+
+@pytest.mark.chaos
+def test_a_server_out_of_memory_degrades_instead_of_failing(drr_redis_factory: Any) -> None:
+    server = drr_redis_factory()
+    with override_settings(CACHES=resilient_caches(server.url)):
+        assert not hit("oom", "2/m").degraded
+        with server.client() as client:
+            client.config_set("maxmemory-policy", "noeviction")
+            client.config_set("maxmemory", 1)  # every write is refused with OOM from now on
+        decision = hit("oom-2", "2/m")
+        assert decision.degraded
+        assert decision.allowed  # "local" by default: this process limits alone

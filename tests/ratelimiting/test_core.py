@@ -304,13 +304,14 @@ def test_keys_are_reserved_hash_tagged_and_hold_no_identity(
         assert hit(IDENTITY, rate, algorithm=algorithm).allowed
     keys = _rl_keys(drr_redis_server, standalone)
     _assert_reserved_and_one_slot(keys, standalone)
-    algorithms_and_rates = {tuple(k.rsplit(":", 2)[1:]) for k in keys}
+    # ...:<algorithm>:<count>:<period in us>:<burst>
+    algorithms_and_rates = {tuple(k.rsplit(":", 4)[1:]) for k in keys}
     assert algorithms_and_rates == {
-        ("gcra", "5/60"),
-        ("gcra", "100/3600"),
-        ("sliding_window", "10/3600"),
-        ("fixed_window", "3/1"),
-        ("sliding_window_counter", "7/86400"),
+        ("gcra", "5", "60000000", "5"),
+        ("gcra", "100", "3600000000", "100"),
+        ("sliding_window", "10", "3600000000", "10"),
+        ("fixed_window", "3", "1000000", "3"),
+        ("sliding_window_counter", "7", "86400000000", "7"),
     }
 
 

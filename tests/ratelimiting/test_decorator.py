@@ -128,6 +128,11 @@ class _Request:
         (2, "10.0.0.2", "198.51.100.1", "10.0.0.2/32"),  # fewer hops than trusted: REMOTE_ADDR
         (0, "2001:db8:1:2:3:4:5:6", "", "2001:db8:1:2::/64"),
         (0, "not-an-ip", "", "not-an-ip"),
+        (0, "::ffff:192.0.2.7", "", "192.0.2.7/32"),  # dual-stack listener, IPv4 client
+        (1, "10.0.0.2", "198.51.100.1:5555", "198.51.100.1/32"),  # a proxy that adds the port
+        (1, "10.0.0.2", "[2001:db8::9]:443", "2001:db8::/64"),
+        (1, "10.0.0.2", "6.6.6.6, ", "10.0.0.2/32"),  # the trusted entry is empty: REMOTE_ADDR
+        (1, "10.0.0.2", "6.6.6.6, garbage", "10.0.0.2/32"),  # unparseable: REMOTE_ADDR
     ],
 )
 def test_client_ip_trusts_only_the_configured_hops(
@@ -183,6 +188,10 @@ def test_outage_policies_deny_allow_and_local(drr_redis_factory: Any) -> None:
         ({"key": "ip", "rate": "1/m", "on_unavailable": "maybe"}, "'maybe'"),
         ({"key": "ip", "rate": "1/m", "method": 3}, "method=3"),
         ({"key": "ip", "rate": "1/m", "algorithm": "fixed_window", "burst": 5}, "burst"),
+        ({"key": "ip", "rate": "5/m", "cost": 10}, "cost=10 exceeds the limit of 5"),
+        ({"key": "ip", "rate": "1/m", "group": 123}, "group=123"),
+        ({"key": "ip", "rate": "1/m", "block": "no"}, "block='no'"),
+        ({"key": "ip", "rate": "3000000/s"}, "more than one per microsecond"),
     ],
 )
 def test_bad_arguments_fail_when_the_decorator_is_applied(
@@ -228,3 +237,29 @@ def test_the_refusal_view_is_configurable(drr_redis_server: Any) -> None:
         assert refused.status_code == 429
         assert refused.json() == {"error": "slow down"}
         assert "Retry-After" in refused.headers
+
+
+def test_an_async_key_function_is_awaited(site: None) -> None:
+    from asgiref.sync import async_to_sync
+
+    async def api_key(group: str, request: Any) -> str:
+        return request.headers.get("x-key", "")
+
+    @ratelimit(key=api_key, rate="1/m", group="async-key")
+    async def view(request: Any) -> Any:
+        from django.http import HttpResponse
+
+        return HttpResponse("ok")
+
+    from django.test import AsyncRequestFactory
+
+    factory = AsyncRequestFactory()
+
+    async def statuses() -> list[int]:
+        out = []
+        for key in ("a", "a", "b"):
+            response = await view(factory.get("/", headers={"x-key": key}))
+            out.append(response.status_code)
+        return out
+
+    assert async_to_sync(statuses)() == [200, 429, 200]

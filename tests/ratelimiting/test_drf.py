@@ -43,3 +43,16 @@ def test_users_are_limited_one_by_one_and_wait_is_retry_after(drr_redis_server: 
         assert TwoPerMinute().allow_request(_request(bob), None) is True
         # Anonymous users count by address.
         assert TwoPerMinute().allow_request(_request(AnonymousUser(), "10.2.0.9"), None) is True
+
+
+def test_the_concurrency_algorithm_is_refused_for_a_throttle() -> None:
+    import pytest
+
+    from django_redis_resilience.exceptions import InvalidRateLimit
+
+    class Slots(RedisRateThrottle):
+        rate = "2/30s"
+        algorithm = "concurrency"
+
+    with pytest.raises(InvalidRateLimit, match="cannot release slots"):
+        Slots()

@@ -133,3 +133,39 @@ def test_w005_middleware_before_authentication_and_e002_cache_not_redis() -> Non
         messages = [m for m in checks.check_settings() if m.id.endswith("E002")]
     assert messages
     assert "not a ResilientRedisCache alias" in messages[0].msg
+
+
+def test_a_non_blocking_rule_over_its_limit_does_not_disable_the_others(
+    drr_redis_server: Any,
+) -> None:
+    rules = [
+        {"PATH": "^/page", "KEY": "ip", "RATE": "1/m", "NAME": "soft", "BLOCK": False},
+        {"PATH": "^/page", "KEY": "ip", "RATE": "2/m", "NAME": "hard"},
+    ]
+    with override_settings(
+        CACHES=resilient_caches(drr_redis_server.url),
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=MIDDLEWARE,
+        REDIS_RESILIENCE={"RATELIMIT": {"RULES": rules}},
+    ):
+        client = Client(REMOTE_ADDR="10.1.0.5")
+        assert [client.get("/page").status_code for _ in range(4)] == [200, 200, 429, 429]
+
+
+def test_retry_after_is_the_longest_wait_of_the_refusing_rules(drr_redis_server: Any) -> None:
+    rules = [
+        {"PATH": "^/page", "KEY": "ip", "RATE": "1/h", "NAME": "hourly",
+         "ALGORITHM": "fixed_window"},
+        {"PATH": "^/page", "KEY": "ip", "RATE": "1/10s", "NAME": "short"},
+    ]  # fmt: skip
+    with override_settings(
+        CACHES=resilient_caches(drr_redis_server.url),
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=MIDDLEWARE,
+        REDIS_RESILIENCE={"RATELIMIT": {"RULES": rules}},
+    ):
+        client = Client(REMOTE_ADDR="10.1.0.6")
+        assert client.get("/page").status_code == 200
+        refused = client.get("/page")
+        assert refused.status_code == 429
+        assert int(refused.headers["Retry-After"]) > 10

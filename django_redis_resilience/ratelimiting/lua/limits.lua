@@ -2,7 +2,7 @@
 -- if every limit admits the call. All KEYS must share a cluster slot (hash tags).
 -- KEYS[i]: the state of limit i.
 -- ARGV[1]: "1" to peek (consume nothing); ARGV[2]: a token unique to this call;
--- then four values per limit: algorithm, a, b, cost, where (a, b) is
+-- then five values per limit: algorithm, a, b, cost, blocking ("1" or "0"), where (a, b) is
 --   gcra: (emission interval T in us, burst B): admits at most B + floor(elapsed / T);
 --   fixed_window, sliding_window, sliding_window_counter: (period in us, limit);
 --   concurrency: (lease in us, limit): at most `limit` units in flight, each slot a lease
@@ -20,7 +20,7 @@ end
 -- First pass: every limit's answer, and what admitting the call would write.
 local out, writes, admitted = {}, {}, true
 for i = 1, #KEYS do
-    local key, base = KEYS[i], 2 + (i - 1) * 4
+    local key, base = KEYS[i], 2 + (i - 1) * 5
     local algorithm = ARGV[base + 1]
     local a, b, cost = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
     local ok, remaining, retry, reset, write
@@ -133,8 +133,8 @@ for i = 1, #KEYS do
     else
         return redis.error_reply('unknown rate-limit algorithm')
     end
-    if ok == 0 then
-        admitted = false
+    if ok == 0 and ARGV[base + 5] == '1' then
+        admitted = false  -- a blocking limit refuses the call: nothing is consumed
     end
     writes[i] = write
     local at = (i - 1) * 4
@@ -142,13 +142,16 @@ for i = 1, #KEYS do
         whole(reset)
 end
 
--- Second pass: consume only if every limit admits the call (and this is not a peek).
+-- Second pass: consume only if no blocking limit refuses the call (and this is not a
+-- peek); a non-blocking limit that is over consumes nothing itself.
 if admitted and ARGV[1] ~= '1' then
     for i = 1, #KEYS do
-        local key, base = KEYS[i], 2 + (i - 1) * 4
+        local key, base = KEYS[i], 2 + (i - 1) * 5
         local algorithm, a, cost = ARGV[base + 1], tonumber(ARGV[base + 2]), tonumber(ARGV[base + 4])
         local write = writes[i]
-        if algorithm == 'gcra' then
+        if write == nil then
+            -- over the limit (non-blocking): nothing to consume
+        elseif algorithm == 'gcra' then
             redis.call('SET', key, whole(write), 'PX', math.ceil((write - now) / 1000) + 1)
         elseif algorithm == 'fixed_window' then
             redis.call('SET', key, whole(write[1]) .. ' ' .. whole(write[2]),
