@@ -12,6 +12,7 @@ import functools
 import hashlib
 import hmac
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -39,9 +40,9 @@ ON_UNAVAILABLE = ("local", "allow", "deny")
 _local = LocalLimiter()
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Lease:
-    """Slots a ``concurrency`` limit admitted; :func:`release` ends them."""
+    """Slots a ``concurrency`` limit admitted; :func:`release` ends them, once."""
 
     manager: ConnectionManager
     redis_key: str
@@ -49,6 +50,18 @@ class Lease:
     policy: Policy
     cost: int
     degraded: bool
+    released: bool = False
+
+    def claim(self) -> bool:
+        """Whether the caller is the one to release (a second release does nothing)."""
+        with _release_lock:
+            if self.released:
+                return False
+            self.released = True
+            return True
+
+
+_release_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -299,7 +312,7 @@ def release(decision: Decision) -> None:
     itself when its lease ends.
     """
     lease = decision.lease
-    if lease is None:
+    if lease is None or not lease.claim():
         return
     if lease.degraded:
         _local.release(lease.redis_key, lease.policy, lease.cost)
@@ -315,7 +328,7 @@ def release(decision: Decision) -> None:
 async def arelease(decision: Decision) -> None:
     """The asyncio twin of :func:`release`."""
     lease = decision.lease
-    if lease is None:
+    if lease is None or not lease.claim():
         return
     if lease.degraded:
         _local.release(lease.redis_key, lease.policy, lease.cost)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -32,6 +34,7 @@ from django_redis_resilience.ratelimiting._headers import add_headers
 from django_redis_resilience.ratelimiting._keys import KeySpec, resolve_key
 from django_redis_resilience.ratelimiting._rates import Rate
 
+logger = logging.getLogger("django_redis_resilience")
 V = TypeVar("V", bound=Callable[..., Any])
 #: ``method=ALL``: every HTTP method is limited.
 ALL = None
@@ -62,15 +65,21 @@ def _request_of(args: tuple[Any, ...]) -> HttpRequest:
 
 def _release_on_close(response: HttpResponseBase, decisions: list[Decision]) -> None:
     """Concurrency slots end when the response is closed: after the last byte of a
-    streaming response, not when the view returns."""
+    streaming response, not when the view returns. A middleware may replace the
+    response without closing it (a 304 from ``ConditionalGetMiddleware``): then
+    they end when the discarded response is freed. Releasing twice does nothing."""
     held = [d for d in decisions if d.lease is not None]
 
     def end() -> None:
         for decision in held:
-            release(decision)
+            try:
+                release(decision)
+            except Exception:  # one failed release must not keep the others
+                logger.exception("Could not release a concurrency slot")
 
     if held:
         response._resource_closers.append(end)  # type: ignore[attr-defined]
+        weakref.finalize(response, end)
 
 
 def call_holding(decisions: list[Decision], view: Callable[[], Any]) -> Any:

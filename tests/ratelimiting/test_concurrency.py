@@ -125,3 +125,18 @@ def test_a_server_out_of_memory_degrades_instead_of_failing(drr_redis_factory: A
         decision = hit("oom-2", "2/m")
         assert decision.degraded
         assert decision.allowed  # "local" by default: this process limits alone
+
+
+def test_a_response_replaced_by_a_middleware_still_gives_its_slot_back(
+    drr_redis_server: Any,
+) -> None:
+    with override_settings(
+        CACHES=resilient_caches(drr_redis_server.url),
+        ROOT_URLCONF="tests.ratelimiting.urls",
+        MIDDLEWARE=["django.middleware.http.ConditionalGetMiddleware"],
+    ):
+        client = Client(REMOTE_ADDR="10.3.0.3")
+        # Each 304 replaces the view's response without closing it.
+        statuses = [client.get("/etag/", HTTP_IF_NONE_MATCH='"v1"').status_code for _ in range(3)]
+        assert statuses == [304, 304, 304]
+        assert client.get("/etag/").status_code == 200

@@ -105,4 +105,12 @@ def custom_refusal(request: HttpRequest, decision: object) -> HttpResponse:
     return JsonResponse({"error": "slow down"}, status=429)
 
 
+@ratelimit(key="ip", rate="1/30s", algorithm="concurrency", group="etag")
+def etag_view(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse("same content")
+    response["ETag"] = '"v1"'
+    return response
+
+
 urlpatterns.append(path("async-user/", async_user_view))
+urlpatterns.append(path("etag/", etag_view))
