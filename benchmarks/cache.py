@@ -37,6 +37,7 @@ def _setup_django() -> None:
         import django
 
         settings.configure(
+            SECRET_KEY="benchmarks-only-not-secret",
             INSTALLED_APPS=[
                 "django.contrib.auth",
                 "django.contrib.contenttypes",

@@ -166,8 +166,22 @@ _prefixes: dict[int, tuple[Mapping[str, Any], dict[str, str]]] = {}
 
 def _digest(text: str) -> str:
     """A keyed hash: an address space is small enough to reverse a plain hash by brute force."""
-    key = hashlib.sha256(b"drr-ratelimit:" + str(settings.SECRET_KEY).encode()).digest()
-    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
+    return _keyed(str(settings.SECRET_KEY), text)
+
+
+@functools.lru_cache(maxsize=8192)
+def _keyed(secret: str, text: str) -> str:
+    return hmac.new(_hmac_key(secret), text.encode(), "sha256").hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=1024)
+def _group_hash(group: str) -> str:
+    return hashlib.sha256(group.encode()).hexdigest()[:12] if group else "-"
+
+
+@functools.lru_cache(maxsize=4)
+def _hmac_key(secret: str) -> bytes:
+    return hashlib.sha256(b"drr-ratelimit:" + secret.encode()).digest()
 
 
 def redis_key(prefix: str, limit: Limit, policy: Policy) -> str:
@@ -178,7 +192,7 @@ def redis_key(prefix: str, limit: Limit, policy: Policy) -> str:
     group, algorithm, rate and burst tell its limits apart.
     """
     tag = _digest(limit.key)
-    what = hashlib.sha256(limit.group.encode()).hexdigest()[:12] if limit.group else "-"
+    what = _group_hash(limit.group)
     period_us = round(policy.rate.period * 1_000_000)
     return (
         f"{prefix}:drr:rl:{{{tag}}}:{what}:{policy.algorithm}:"
