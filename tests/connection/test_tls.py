@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 
 import pytest
 import redis
@@ -128,15 +129,16 @@ def test_tls_server_restart_mid_traffic(
     )
     fill_pool(manager.primary.client, 10)
     stop = threading.Event()
-    outcomes: list[str] = []
+    outcomes: list[tuple[float, str]] = []  # (when the call started, how it ended)
 
     def traffic() -> None:
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 manager.execute(lambda c: c.set("t", "v"))
-                outcomes.append("ok")
+                outcomes.append((started, "ok"))
             except RedisUnavailable as exc:
-                outcomes.append(exc.kind.label if exc.kind else "?")
+                outcomes.append((started, exc.kind.label if exc.kind else "?"))
 
     worker = threading.Thread(target=traffic)
     worker.start()
@@ -144,15 +146,15 @@ def test_tls_server_restart_mid_traffic(
         assert wait_for(lambda: len(outcomes) > 20)
         server.restart()
         assert wait_for(lambda: manager.primary.breaker.closed, timeout=5)
-        mark = len(outcomes)
-        assert wait_for(lambda: len(outcomes) > mark + 50)
+        back = time.monotonic()  # the server is up and the breaker closed
+        assert wait_for(lambda: sum(1 for t, _ in outcomes if t > back) > 50)
     finally:
         stop.set()
         worker.join()
-    # While the server was down callers were refused; once it was back, nothing
-    # failed because the pool held dead TLS connections.
-    assert set(outcomes[:mark]) <= {"ok", "refused", "breaker_open", "reset"}
-    assert set(outcomes[mark:]) == {"ok"}
+    # While the server was down callers were refused; a call that started once it was
+    # back never failed because the pool held dead TLS connections.
+    assert {o for t, o in outcomes if t <= back} <= {"ok", "refused", "breaker_open", "reset"}
+    assert {o for t, o in outcomes if t > back} == {"ok"}
 
 
 def test_acl_user_with_limited_permissions(drr_redis_factory, make_manager: MakeManager) -> None:
