@@ -209,7 +209,9 @@ def _checks(
     for limit in limits:
         if not isinstance(limit.key, str):
             raise InvalidRateLimit(f"key={limit.key!r} is not valid: limits take a string key.")
-        check_options(cost=limit.cost, on_unavailable=on_unavailable, cache=cache)
+        cost = limit.cost
+        if not isinstance(cost, int) or isinstance(cost, bool) or cost < 1:
+            raise InvalidRateLimit(f"cost={cost!r} is not valid: it must be an integer >= 1.")
         policy = policy_for(limit.rate, limit.algorithm, limit.burst)
         if not isinstance(limit.group, str):
             raise InvalidRateLimit(f"group={limit.group!r} is not valid: give a string.")
@@ -240,17 +242,18 @@ def _args(checks: Sequence[_Check], peek: bool, token: str) -> list[Any]:
 
 
 def _decision(check: _Check, raw: Sequence[Any], *, degraded: bool) -> Decision:
-    allowed, remaining, retry_us, reset_us = (int(x) for x in raw)
+    allowed, remaining, retry_us, reset_us = raw
+    policy = check.policy
     return Decision(
-        allowed=bool(allowed),
-        limit=check.policy.limit,
-        remaining=max(remaining, 0),
-        retry_after=max(retry_us, 0) / 1_000_000,
-        reset_after=max(reset_us, 0) / 1_000_000,
-        rate=check.policy.rate,
-        algorithm=check.policy.algorithm,
-        degraded=degraded,
-        name=check.name,
+        bool(int(allowed)),
+        policy.limit,
+        max(int(remaining), 0),
+        max(int(retry_us), 0) / 1_000_000,
+        max(int(reset_us), 0) / 1_000_000,
+        policy.rate,
+        policy.algorithm,
+        degraded,
+        check.name,
     )
 
 
@@ -285,27 +288,43 @@ def _collect(
     token: str,
 ) -> list[Decision]:
     """Decisions in the order of ``checks`` from the per-slot answers."""
+    if len(groups) == 1:  # standalone and Sentinel, or one slot: already in order
+        return _collect_group(manager, list(checks), groups[0][1], peek, on_unavailable, token)
     by_key: dict[str, Decision] = {}
     index = {c.redis_key: c for c in checks}
     for keys, result in groups:
         group = [index[k] for k in keys]
-        degraded = isinstance(result, RedisUnavailable | _ServerRefused)
-        if degraded:
-            decisions = _degraded(group, peek, on_unavailable)
-        else:
-            raw = result.split() if isinstance(result, bytes | str) else list(result)
-            decisions = [
-                _decision(c, raw[i * 4 : i * 4 + 4], degraded=False) for i, c in enumerate(group)
-            ]
-        where = "redis" if not degraded else ("local" if on_unavailable == "local" else "none")
-        admitted = all(d.allowed or not c.block for c, d in zip(group, decisions, strict=True))
-        if not peek and admitted:  # consumed: leases to release
-            decisions = [
-                _with_lease(d, manager, c, i, token, where)
-                for i, (c, d) in enumerate(zip(group, decisions, strict=True))
-            ]
+        decisions = _collect_group(manager, group, result, peek, on_unavailable, token)
         by_key.update((c.redis_key, d) for c, d in zip(group, decisions, strict=True))
     return [by_key[c.redis_key] for c in checks]
+
+
+def _collect_group(
+    manager: ConnectionManager,
+    group: list[_Check],
+    result: Any,
+    peek: bool,
+    on_unavailable: str,
+    token: str,
+) -> list[Decision]:
+    """The decisions of one slot's limits from its script answer (or its outage)."""
+    degraded = isinstance(result, RedisUnavailable | _ServerRefused)
+    if degraded:
+        decisions = _degraded(group, peek, on_unavailable)
+    else:
+        raw = result.split() if isinstance(result, bytes | str) else list(result)
+        decisions = [
+            _decision(c, raw[i * 4 : i * 4 + 4], degraded=False) for i, c in enumerate(group)
+        ]
+    if peek or not any(c.policy.algorithm == "concurrency" for c in group):
+        return decisions
+    if not all(d.allowed or not c.block for c, d in zip(group, decisions, strict=True)):
+        return decisions  # refused: nothing was consumed, no slot to release
+    where = "redis" if not degraded else ("local" if on_unavailable == "local" else "none")
+    return [
+        _with_lease(d, manager, c, i, token, where)
+        for i, (c, d) in enumerate(zip(group, decisions, strict=True))
+    ]
 
 
 def _with_lease(
