@@ -1,7 +1,7 @@
 """Django settings for the test suite: no cache points at a real server here.
 
 Tests that need Redis start their own servers through the harness and use
-``override_settings``; nothing ever touches port 6379.
+``override_settings``; nothing ever talks to a Redis the suite did not start.
 """
 
 SECRET_KEY = "tests-only-not-secret"

@@ -189,14 +189,17 @@ class ResilientRedisCache(BaseCache):
 
     def _read(
         self,
+        manager: ConnectionManager,
+        state: CacheState,
         redis_key: str,
         fn: Callable[[redis.Redis], T],
         fallback: Callable[[BaseCache], T],
         default: T,
     ) -> T:
-        """Run a read on Redis; on an outage (or a key journaled) ask the fallback."""
-        manager = self.manager
-        state = self._state_of(manager)
+        """Run a read on Redis; on an outage (or a key journaled) ask the fallback.
+
+        The caller passes the manager and state it resolved, once per call.
+        """
         if state.journaled(redis_key, lambda: self._endpoint(redis_key)):
             self._strict_check(redis_key)
             return self._from_fallback(state, redis_key, fallback, default)
@@ -285,8 +288,12 @@ class ResilientRedisCache(BaseCache):
             raw = client.get(k)
             return _MISSING if raw is None else self._codec.decode(raw)
 
-        value = self._read(k, fetch, lambda fb: fb.get(key, _MISSING, version=version), _MISSING)
-        counters = self.state.counters
+        manager = self.manager
+        state = self._state_of(manager)
+        value = self._read(
+            manager, state, k, fetch, lambda fb: fb.get(key, _MISSING, version=version), _MISSING
+        )
+        counters = state.counters
         if value is _MISSING:
             counters.misses += 1
             return default
@@ -383,7 +390,10 @@ class ResilientRedisCache(BaseCache):
 
     def has_key(self, key: Any, version: int | None = None) -> bool:
         k = self._key(key, version)
+        manager = self.manager
         return self._read(
+            manager,
+            self._state_of(manager),
             k,
             lambda c: bool(c.exists(k)),
             lambda fb: bool(fb.has_key(key, version=version)),
@@ -555,10 +565,7 @@ class ResilientRedisCache(BaseCache):
                 store.clear()
             if isinstance(result, RedisUnavailable):
                 state.note_unavailable(result)
-                with endpoint.breaker.locked():
-                    state.journal(endpoint).invalidate_all()
-                if endpoint.breaker.closed:
-                    state.schedule_drain()  # the breaker may never open: drain it anyway
+                state.invalidate_on_recovery(endpoint)
 
     def close(self, **kwargs: Any) -> None:
         """Nothing to do: pools live in the process-wide registry, not on this object."""

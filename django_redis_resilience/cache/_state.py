@@ -30,7 +30,8 @@ from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 
 from django_redis_resilience.connection import BreakerState, CircuitBreaker, ConnectionManager
-from django_redis_resilience.connection._manager import LogicalEndpoint, _redirect_of
+from django_redis_resilience.connection._errors import redirect_of
+from django_redis_resilience.connection._manager import LogicalEndpoint
 from django_redis_resilience.exceptions import BreakerOpen, RedisUnavailable
 
 logger = logging.getLogger("django_redis_resilience")
@@ -241,10 +242,22 @@ class CacheState:
         with endpoint.breaker.locked() as state:
             if state is BreakerState.CLOSED and isinstance(error, BreakerOpen) and not force:
                 return False
-            self.journal(endpoint).add(redis_key, original)
-        if state is BreakerState.CLOSED:
-            self.schedule_drain()  # the breaker did not open: nothing else would drain it
+        self._journal(endpoint, lambda journal: journal.add(redis_key, original))
         return True
+
+    def invalidate_on_recovery(self, endpoint: LogicalEndpoint) -> None:
+        """Have the endpoint's whole namespace deleted before Redis is trusted again
+        (a ``clear()`` that could not reach it)."""
+        self._journal(endpoint, lambda journal: journal.invalidate_all())
+
+    def _journal(self, endpoint: LogicalEndpoint, record: Callable[[OutageJournal], None]) -> None:
+        """Record in the endpoint's journal under its breaker's lock. If the breaker is
+        closed (the failure did not open it), no recovery will drain the journal: a
+        background drain will."""
+        with endpoint.breaker.locked() as state:
+            record(self.journal(endpoint))
+        if state is BreakerState.CLOSED:
+            self.schedule_drain()
 
     def note_unavailable(self, error: RedisUnavailable) -> None:
         if isinstance(error, BreakerOpen):
@@ -300,7 +313,7 @@ class CacheState:
             results = pipe.execute(raise_on_error=False)
             for key, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
-                    if _redirect_of(result) is None:
+                    if redirect_of(result) is None:
                         raise result
                     # The slot moved during the outage: delete it where it lives now.
                     result = self.manager.execute_command("DEL", key)
@@ -325,9 +338,7 @@ class CacheState:
             if self._drain_scheduled:
                 return
             self._drain_scheduled = True
-        from django_redis_resilience.connection import get_registry
-
-        get_registry().scheduler.call_later(delay, self._drain_closed, name="drain journals")
+        self.manager.scheduler.call_later(delay, self._drain_closed, name="drain journals")
 
     def _drain_closed(self) -> None:
         with self._lock:

@@ -194,3 +194,21 @@ def translate(
     detail = str(exc)[:200] or type(exc).__name__
     message = f"Redis at {endpoint}{where} is unavailable ({kind.label}): {detail}"
     return cls(message, kind=kind, endpoint=endpoint, alias=alias)
+
+
+def redirect_of(exc: Exception) -> tuple[bool, str, int] | None:
+    """``(asking, host, port)`` of a ``MOVED``/``ASK`` reply, else ``None``.
+
+    redis-py 8 parses these replies into ``MovedError``/``AskError`` on any
+    client; redis-py 5 only on its cluster client, so a node's plain client
+    raises a ``ResponseError("MOVED <slot> <host>:<port>")``.
+    """
+    if isinstance(exc, rex.AskError):
+        return not isinstance(exc, rex.MovedError), str(exc.host), int(exc.port)
+    if isinstance(exc, rex.ResponseError):
+        words = reply_text(exc).split()
+        if len(words) == 3 and words[0] in ("MOVED", "ASK"):
+            host, _, port = words[2].rpartition(":")
+            if port.isdigit():
+                return words[0] == "ASK", host.strip("[]"), int(port)
+    return None

@@ -15,7 +15,6 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 import redis.asyncio
-import redis.exceptions as rex
 
 from django_redis_resilience.connection._background import Scheduler
 from django_redis_resilience.connection._breaker import CircuitBreaker
@@ -30,7 +29,7 @@ from django_redis_resilience.connection._errors import (
     PIPELINE_MARK,
     ErrorKind,
     classify,
-    reply_text,
+    redirect_of,
     translate,
     was_unsent,
 )
@@ -159,7 +158,7 @@ class _Attempt:
     def failed(self, exc: Exception) -> float:
         """Decide after a failure: return the delay before the next try, or raise."""
         cluster = self.manager.cluster
-        if cluster is not None and (redirect := _redirect_of(exc)) is not None:
+        if cluster is not None and (redirect := redirect_of(exc)) is not None:
             return self._redirected(cluster, exc, *redirect)
         kind = classify(exc)
         if kind is None:
@@ -241,24 +240,6 @@ class _Attempt:
         return str(address[0]) if address else ""
 
 
-def _redirect_of(exc: Exception) -> tuple[bool, str, int] | None:
-    """``(asking, host, port)`` of a ``MOVED``/``ASK`` reply, else ``None``.
-
-    redis-py 8 parses these replies into ``MovedError``/``AskError`` on any
-    client; redis-py 5 only on its cluster client, so a node's plain client
-    raises a ``ResponseError("MOVED <slot> <host>:<port>")``.
-    """
-    if isinstance(exc, rex.AskError):
-        return not isinstance(exc, rex.MovedError), str(exc.host), int(exc.port)
-    if isinstance(exc, rex.ResponseError):
-        words = reply_text(exc).split()
-        if len(words) == 3 and words[0] in ("MOVED", "ASK"):
-            host, _, port = words[2].rpartition(":")
-            if port.isdigit():
-                return words[0] == "ASK", host.strip("[]"), int(port)
-    return None
-
-
 class ConnectionManager:
     """The clients of one cache: a primary and read replicas, a Sentinel service, or a cluster."""
 
@@ -273,6 +254,8 @@ class ConnectionManager:
         self.alias = alias
         self.topology = topology
         self.options = options
+        #: The background thread of this manager's registry (probes, refreshes, drains).
+        self.scheduler = scheduler
         #: Per-feature state that lives as long as this manager (e.g. the cache's
         #: journals), so it is rebuilt with it when the configuration changes.
         self.extensions: dict[str, Any] = {}

@@ -338,17 +338,25 @@ def _with_lease(
     return replace(decision, lease=lease)
 
 
+def _claimed(decision: Decision) -> Lease | None:
+    """The lease this caller must end in Redis, if any; local leases end here and now."""
+    lease = decision.lease
+    if lease is None or not lease.claim():
+        return None
+    if lease.degraded:
+        _local.release(lease.redis_key, lease.policy, lease.cost)
+        return None
+    return lease
+
+
 def release(decision: Decision) -> None:
     """End the slots of an admitted ``concurrency`` decision (no-op for any other).
 
     Idempotent, and never raises for an outage: an unreleased slot frees
     itself when its lease ends.
     """
-    lease = decision.lease
-    if lease is None or not lease.claim():
-        return
-    if lease.degraded:
-        _local.release(lease.redis_key, lease.policy, lease.cost)
+    lease = _claimed(decision)
+    if lease is None:
         return
     try:
         lease.manager.execute(
@@ -360,11 +368,8 @@ def release(decision: Decision) -> None:
 
 async def arelease(decision: Decision) -> None:
     """The asyncio twin of :func:`release`."""
-    lease = decision.lease
-    if lease is None or not lease.claim():
-        return
-    if lease.degraded:
-        _local.release(lease.redis_key, lease.policy, lease.cost)
+    lease = _claimed(decision)
+    if lease is None:
         return
     try:
         await lease.manager.aexecute(

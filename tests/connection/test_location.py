@@ -191,7 +191,7 @@ def test_cluster_default_port_and_tls() -> None:
 @pytest.mark.parametrize(
     ("location", "reason"),
     [
-        ("http://h:6379/0", "scheme 'http'"),
+        ("http://h:7000/0", "scheme 'http'"),
         ("h:6379", "scheme"),
         ("redis://h:port/0", "port 'port'"),
         ("redis://h:0/0", "port '0'"),
