@@ -6,7 +6,10 @@ This module reads settings and passes plain values to the framework-free
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from django.conf import settings
 
 from django_redis_resilience import signals
 from django_redis_resilience.conf import conf
@@ -33,6 +36,30 @@ def get_manager(alias: str = "default") -> ConnectionManager:
     return registry.manager(
         alias, topology=conf.topology(alias), options=conf.connection_options(alias)
     )
+
+
+def key_prefix(alias: str) -> str | None:
+    """The ``KEY_PREFIX`` of the resilient cache ``alias``, or ``None`` when it is not one.
+
+    Locks and rate limits put their keys under it, without the cache's
+    version (a version bump during a rolling deploy must not split locks or
+    reset limits). Looked up once per ``CACHES`` object: ``override_settings``
+    makes a new one.
+    """
+    caches: Mapping[str, Any] = settings.CACHES
+    known = _prefixes.get(id(caches))
+    if known is None or known[0] is not caches:
+        known = (caches, {})
+        _prefixes.clear()
+        _prefixes[id(caches)] = known
+    if alias not in known[1]:
+        resilient = alias in conf.resilient_aliases()
+        known[1][alias] = str(caches[alias].get("KEY_PREFIX", "")) if resilient else None
+    return known[1][alias]
+
+
+#: ``id(settings.CACHES)`` -> (that object, alias -> KEY_PREFIX or ``None``).
+_prefixes: dict[int, tuple[Mapping[str, Any], dict[str, str | None]]] = {}
 
 
 def _wire_signals(manager: ConnectionManager) -> None:

@@ -20,8 +20,10 @@ __all__ = [
     "BreakerOpen",
     "ConfigurationError",
     "InvalidLocation",
+    "InvalidLock",
     "InvalidOption",
     "InvalidRateLimit",
+    "LockAlreadyHeld",
     "LockError",
     "LockLost",
     "LockNotAcquired",
@@ -96,6 +98,14 @@ class LockNotAcquired(LockError):
 
 class LockLost(LockError):
     """The lease expired or could not be renewed while the lock was held."""
+
+
+class LockAlreadyHeld(LockError):
+    """This thread or task already holds the lock: locks are not reentrant."""
+
+
+class InvalidLock(ConfigurationError, ValueError):
+    """A name, template, timeout or policy given to ``lock``/``Redlock`` is invalid."""
 
 
 # --- rate limits -------------------------------------------------------------

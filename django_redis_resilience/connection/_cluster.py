@@ -283,6 +283,12 @@ class ClusterShard:
     def async_client(self) -> redis.asyncio.Redis:
         return self.master.async_client()
 
+    def blocking_client(self) -> redis.Redis:
+        return self.master.blocking_client()
+
+    def async_blocking_client(self) -> redis.asyncio.Redis:
+        return self.master.async_blocking_client()
+
     def drop_idle_connections(self) -> None:
         if self.view.master is not None:
             self.master.drop_idle_connections()

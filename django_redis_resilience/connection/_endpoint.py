@@ -35,6 +35,11 @@ from django_redis_resilience.exceptions import InvalidOption
 
 logger = logging.getLogger("django_redis_resilience")
 
+#: The longest one blocking wait (a lock waiter's ``BLPOP``) blocks for: the
+#: blocking pools' sockets allow this much on top of the socket timeout, so a
+#: hung server is still noticed within one slice.
+MAX_BLOCK = 0.5
+
 
 def pool_kwargs(
     address: NodeAddress, options: ConnectionOptions, *, asyncio: bool, sentinel: bool = False
@@ -114,6 +119,10 @@ class _LoopEntry:
     #: Every pool of this loop (with Sentinel: the Sentinels' pools too).
     pools: list[Any]
     finalizer: AsyncGenerator[None, None]
+    #: The Sentinel manager of this loop (``None`` off Sentinel).
+    sentinel_manager: Any = None
+    #: The blocking client of this loop, made on first use.
+    blocking: redis.asyncio.Redis | None = None
 
 
 class NodePools:
@@ -143,20 +152,68 @@ class NodePools:
         if address.tls and (reason := verification_disabled(self._sync_kwargs)):
             logger.warning("TLS to %s is not verified: %s", self.display, reason)
         self._async_kwargs = pool_kwargs(address, options, asyncio=True, sentinel=managed)
-        self.pool: redis.ConnectionPool
-        if sentinel is None:
-            self.pool = redis.ConnectionPool(**self._sync_kwargs)
-        else:
-            self.pool = ssentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
-                sentinel.service_name,
-                sentinel.manager,
-                is_master=is_master,
-                **self._sync_kwargs,
-            )
+        self.pool = self._sync_pool(self._sync_kwargs)
         #: Building a client opens nothing; connections are made on first use.
         self.client = redis.Redis(connection_pool=self.pool)
         self._lock = threading.Lock()
         self._loops: dict[int, _LoopEntry] = {}
+        self._blocking: redis.Redis | None = None
+
+    def _sync_pool(self, kwargs: dict[str, Any]) -> redis.ConnectionPool:
+        if self.sentinel is None:
+            return redis.ConnectionPool(**kwargs)
+        return ssentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
+            self.sentinel.service_name, self.sentinel.manager, is_master=self.is_master, **kwargs
+        )
+
+    def _async_pool(self, kwargs: dict[str, Any], sentinel_manager: Any) -> Any:
+        if self.sentinel is None:
+            return redis.asyncio.ConnectionPool(**kwargs)
+        return asentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
+            self.sentinel.service_name, sentinel_manager, is_master=self.is_master, **kwargs
+        )
+
+    @staticmethod
+    def _blocking_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+        kwargs = dict(kwargs)
+        if kwargs.get("socket_timeout") is not None:
+            kwargs["socket_timeout"] += MAX_BLOCK
+        # One waiter per connection: a pool cap sized for quick commands must
+        # not make waiters queue for a socket (they would poll, not wait).
+        kwargs.pop("max_connections", None)
+        return kwargs
+
+    # --- blocking waits -------------------------------------------------------
+
+    def blocking_client(self) -> redis.Redis:
+        """A client on a pool of its own for commands that block up to :data:`MAX_BLOCK`.
+
+        A lock waiter's ``BLPOP`` holds its socket while it waits: on the
+        shared pool it would starve quick commands, and its long socket
+        timeout would make a hung server look slow instead of down. Failures
+        here are not the breaker's business: the caller re-checks through
+        :meth:`ConnectionManager.execute`, which is.
+        """
+        client = self._blocking
+        if client is None:
+            with self._lock:
+                if self._blocking is None:
+                    pool = self._sync_pool(self._blocking_kwargs(self._sync_kwargs))
+                    self._blocking = redis.Redis(connection_pool=pool)
+                client = self._blocking
+        return client
+
+    def async_blocking_client(self) -> redis.asyncio.Redis:
+        """The asyncio twin of :meth:`blocking_client`, for the running event loop."""
+        self.async_client()
+        entry = self._loops[id(asyncio.get_running_loop())]
+        if entry.blocking is None:
+            pool = self._async_pool(
+                self._blocking_kwargs(self._async_kwargs), entry.sentinel_manager
+            )
+            entry.pools.append(pool)  # closed with the loop, like the others
+            entry.blocking = redis.asyncio.Redis(connection_pool=pool)
+        return entry.blocking
 
     def __repr__(self) -> str:
         return f"<NodePools {self.display}>"
@@ -182,19 +239,12 @@ class NodePools:
                 old_loop = old.loop()
                 if old_loop is None or old_loop.is_closed() or old_loop is loop:
                     del self._loops[key]
-            pool: Any
             pools: list[Any] = []
-            if self.sentinel is None:
-                pool = redis.asyncio.ConnectionPool(**self._async_kwargs)
-            else:
+            manager = None
+            if self.sentinel is not None:
                 manager = self.sentinel.async_manager()
                 pools += [s.connection_pool for s in manager.sentinels]
-                pool = asentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
-                    self.sentinel.service_name,
-                    manager,
-                    is_master=self.is_master,
-                    **self._async_kwargs,
-                )
+            pool = self._async_pool(self._async_kwargs, manager)
             pools.insert(0, pool)
             client = redis.asyncio.Redis(connection_pool=pool)
             finalizer = _close_with_loop(pools)
@@ -203,7 +253,9 @@ class NodePools:
             step = finalizer.__anext__()
             with contextlib.suppress(StopIteration):
                 step.send(None)
-            self._loops[id(loop)] = _LoopEntry(weakref.ref(loop), client, pool, pools, finalizer)
+            self._loops[id(loop)] = _LoopEntry(
+                weakref.ref(loop), client, pool, pools, finalizer, manager
+            )
             return client
 
     def loop_count(self) -> int:
@@ -255,6 +307,8 @@ class NodePools:
     def close(self) -> None:
         """Close every pool this endpoint owns (settings changed, registry reset)."""
         self.pool.disconnect()
+        if self._blocking is not None:
+            self._blocking.connection_pool.disconnect()
         with self._lock:
             entries = list(self._loops.values())
             self._loops.clear()
@@ -284,6 +338,7 @@ class NodePools:
         """
         with self._lock:
             self._loops.clear()
+            self._blocking = None
 
 
 class Endpoint(NodePools):

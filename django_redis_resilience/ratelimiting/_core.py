@@ -15,15 +15,14 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis.exceptions as rex
 from django.conf import settings
 
-from django_redis_resilience.clients import get_manager
-from django_redis_resilience.conf import conf
+from django_redis_resilience.clients import get_manager, key_prefix
 from django_redis_resilience.connection import ConnectionManager, classify
 from django_redis_resilience.exceptions import InvalidRateLimit, RedisUnavailable
 from django_redis_resilience.ratelimiting._algorithms import (
@@ -140,28 +139,15 @@ def check_options(*, cost: Any, on_unavailable: str, cache: str | None) -> None:
 
 
 def _prefix(cache: str | None) -> tuple[str, str]:
-    """The alias and its ``KEY_PREFIX``, checked once per ``CACHES`` setting object."""
+    """The alias and its ``KEY_PREFIX``."""
     alias = cache or "default"
-    caches: Mapping[str, Any] = settings.CACHES
-    known = _prefixes.get(id(caches))
-    if known is None or known[0] is not caches:
-        known = (caches, {})
-        _prefixes.clear()
-        _prefixes[id(caches)] = known
-    prefix = known[1].get(alias)
+    prefix = key_prefix(alias)
     if prefix is None:
-        if alias not in conf.resilient_aliases():
-            raise InvalidRateLimit(
-                f"cache={alias!r} is not a ResilientRedisCache in CACHES: rate limits need a "
-                "Redis that every process shares."
-            )
-        prefix = known[1][alias] = str(caches[alias].get("KEY_PREFIX", ""))
+        raise InvalidRateLimit(
+            f"cache={alias!r} is not a ResilientRedisCache in CACHES: rate limits need a "
+            "Redis that every process shares."
+        )
     return alias, prefix
-
-
-#: ``id(settings.CACHES)`` -> (that object, alias -> KEY_PREFIX); a new CACHES (e.g.
-#: ``override_settings``) is a new object and starts afresh.
-_prefixes: dict[int, tuple[Mapping[str, Any], dict[str, str]]] = {}
 
 
 def _digest(text: str) -> str:

@@ -1,0 +1,723 @@
+"""``lock``: a decorator, context manager and async context manager over one Redis lock.
+
+A :class:`Lock` holds only its configuration; every acquisition is a
+:class:`Held` handle (its fencing token, its owner id, its lease), kept in a
+context variable while a ``with`` block or decorated call runs. So threads
+and asyncio tasks can share one ``Lock`` object without taking each other's
+tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import math
+import string
+import threading
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from django_redis_resilience import signals
+from django_redis_resilience.clients import get_manager, key_prefix
+from django_redis_resilience.connection import ConnectionManager
+from django_redis_resilience.connection._background import Job
+from django_redis_resilience.exceptions import (
+    InvalidLock,
+    LockAlreadyHeld,
+    LockLost,
+    LockNotAcquired,
+    RedisUnavailable,
+)
+from django_redis_resilience.locks._protocol import (
+    Grant,
+    LockKeys,
+    acall,
+    acquire_steps,
+    arun,
+    call,
+    new_owner,
+    run,
+    script_args,
+)
+
+logger = logging.getLogger("django_redis_resilience")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ON_BUSY = ("raise", "skip")
+ON_UNAVAILABLE = ("raise", "skip", "run")
+ON_LOST = ("raise", "log")
+_UNSET: Any = object()
+
+#: Every acquisition the current thread or task holds (for self-deadlock
+#: detection and to find what ``release()``/``__exit__`` end). A tuple, replaced
+#: on change: asyncio tasks copy the context, and must not share a mutable value.
+_holding: ContextVar[tuple[Held, ...]] = ContextVar("drr_locks_held", default=())
+
+
+def _who() -> object:
+    """The running asyncio task, else the thread: who an acquisition belongs to."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    return task if task is not None else threading.get_ident()
+
+
+class Held:
+    """One acquisition of a lock: ``held.token`` is its fencing token.
+
+    Falsy when the lock was not acquired (``on_busy="skip"`` or an outage
+    with ``on_unavailable="skip"``/``"run"``): a ``with`` body still runs then,
+    so check ``if not held:`` when using those policies.
+    """
+
+    def __init__(
+        self,
+        lock: Lock,
+        *,
+        name: str,
+        keys: LockKeys | None,
+        manager: ConnectionManager | None,
+        owner: str = "",
+        grant: Grant | None = None,
+        degraded: bool = False,
+    ) -> None:
+        self.lock = lock
+        self.name = name
+        self.keys = keys
+        self.manager = manager
+        #: Set when Redis could not be asked (``on_unavailable`` decided).
+        self.degraded = degraded
+        self._owner = owner
+        self._guard = threading.Lock()
+        self._job: Job | None = None
+        self._released = False
+        self._lost = False
+        self._who = _who()
+        if grant is None:
+            self.token: int | None = None
+            self._valid_until = -math.inf
+        else:
+            #: Strictly increasing per lock name: pass it to storage that rejects stale writers.
+            self.token = grant.fence
+            self._valid_until = grant.sent_at + grant.lease_ms / 1000
+
+    def __repr__(self) -> str:
+        state = "lost" if self.lost else "released" if self._released else "held"
+        if not self.acquired:
+            state = "not acquired"
+        return f"<Held {self.name!r} token={self.token} {state}>"
+
+    def __bool__(self) -> bool:
+        return self.acquired
+
+    @property
+    def acquired(self) -> bool:
+        return self.token is not None
+
+    @property
+    def lost(self) -> bool:
+        """The lease ended (or could not be renewed) while the lock was held."""
+        if self._lost:
+            return True
+        return self.acquired and not self._released and time.monotonic() > self._valid_until
+
+    @property
+    def valid_for(self) -> float:
+        """Seconds the lease is known to last from now (0 when lost or released)."""
+        if not self.acquired or self._released or self._lost:
+            return 0.0
+        return max(0.0, self._valid_until - time.monotonic())
+
+    def _where(self) -> tuple[ConnectionManager, LockKeys]:
+        if self.manager is None or self.keys is None:
+            raise LockLost(f"Lock {self.name!r} was not acquired.")
+        return self.manager, self.keys
+
+    # --- release ----------------------------------------------------------
+
+    def _end(self) -> bool:
+        """Mark released; ``False`` when it already was (or never acquired)."""
+        with self._guard:
+            if self._released or not self.acquired:
+                return False
+            self._released = True
+            if self._job is not None:
+                self._job.cancel()
+                self._job = None
+            return True
+
+    def _released_reply(self, reply: Any) -> bool:
+        """Whether the release found the lock still ours; marks it lost otherwise."""
+        if int(reply[0]) == 1:
+            return True
+        self._mark_lost("the lease had ended and the lock was no longer ours at release")
+        return False
+
+    def release(self) -> bool:
+        """Release now; ``False`` when the lease had already ended (the lock was lost).
+
+        Raises :class:`RedisUnavailable` when Redis cannot be asked (the lock
+        then frees itself when its lease ends).
+        """
+        if not self._end():
+            return not self._lost
+        return self._released_reply(call(*self._where(), self._args("release")))
+
+    async def arelease(self) -> bool:
+        """The asyncio twin of :meth:`release`."""
+        if not self._end():
+            return not self._lost
+        return self._released_reply(await acall(*self._where(), self._args("release")))
+
+    # --- extend -----------------------------------------------------------
+
+    def _args(self, op: str, *extra: Any) -> list[Any]:
+        return script_args(op, f"{self._owner}:{self.token}", *extra)
+
+    def _extend_args(self, seconds: float, replace: bool) -> list[Any]:
+        _check_seconds("seconds", seconds)
+        if not self.acquired or self._released:
+            raise LockLost(f"Lock {self.name!r} is not held: it cannot be extended.")
+        return self._args("extend", max(1, math.ceil(seconds * 1000)), "set" if replace else "add")
+
+    def _extended(self, ok: Any, sent: float, seconds: float, replace: bool) -> None:
+        if not int(ok):
+            self._mark_lost("its lease had ended before it could be extended")
+            raise LockLost(f"Lock {self.name!r} was lost: its lease ended before the extension.")
+        with self._guard:
+            # "add" adds to what Redis had left, which is at least what we count on.
+            self._valid_until = sent + seconds if replace else self._valid_until + seconds
+
+    def extend(self, seconds: float, *, replace: bool = False) -> None:
+        """Add ``seconds`` to the lease (``replace=True``: the lease is ``seconds`` from now).
+
+        Raises :class:`LockLost` when the lock is no longer ours.
+        """
+        args = self._extend_args(seconds, replace)
+        sent = time.monotonic()
+        self._extended(call(*self._where(), args), sent, seconds, replace)
+
+    async def aextend(self, seconds: float, *, replace: bool = False) -> None:
+        """The asyncio twin of :meth:`extend`."""
+        args = self._extend_args(seconds, replace)
+        sent = time.monotonic()
+        self._extended(await acall(*self._where(), args), sent, seconds, replace)
+
+    # --- renewal (background thread) ----------------------------------------
+
+    def _schedule(self, delay: float, *, settle_only: bool = False) -> None:
+        assert self.manager is not None
+        with self._guard:
+            if self._released or self._lost:
+                return
+            self._job = self.manager.scheduler.call_later(
+                delay,
+                functools.partial(self._renew, settle_only),
+                name=f"renew lock {self.name!r}",
+            )
+
+    def _renew(self, settle_only: bool) -> None:
+        """Reset the lease to its full length; runs on the background thread."""
+        if self._released or self._lost:
+            return
+        lease = self.lock.timeout
+        sent = time.monotonic()
+        try:
+            ok = call(*self._where(), self._args("extend", _ms(lease), "set"))
+        except Exception as exc:
+            left = self._valid_until - time.monotonic()
+            if left <= 0:
+                self._mark_lost(f"renewal failed until the lease ended ({exc})")
+            else:
+                logger.warning(
+                    "Lock %r: renewal failed (%s); retrying while %.2fs of its lease remain",
+                    self.name,
+                    exc,
+                    left,
+                )
+                self._schedule(min(lease / 6, max(0.02, left / 3)), settle_only=settle_only)
+            return
+        if not int(ok):
+            self._mark_lost("its lease ended before it was renewed")
+            return
+        with self._guard:
+            self._valid_until = sent + lease
+        if not settle_only:
+            self._schedule(lease / 3)
+
+    def _mark_lost(self, why: str) -> None:
+        with self._guard:
+            if self._lost:
+                return
+            self._lost = True
+            if self._job is not None:
+                self._job.cancel()
+                self._job = None
+        logger.warning("Lock %r (token %s) was lost: %s", self.name, self.token, why)
+        signals.lock_lost.send(sender=Lock, name=self.name, token=self.token)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _check_seconds(what: str, value: Any, *, allow_none: bool = False, zero: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not zero)
+    ):
+        need = "a number of seconds" + (" >= 0" if zero else " > 0")
+        if allow_none:
+            need += ", or None to wait forever"
+        raise InvalidLock(f"{what}={value!r} is not valid: give {need}.")
+
+
+def _check_choice(what: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InvalidLock(
+            f"{what}={value!r} is not valid: use one of {', '.join(repr(c) for c in choices)}."
+        )
+
+
+def _template_fields(template: str) -> list[str]:
+    """The argument names a name template uses (``{user.pk}`` -> ``user``)."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise InvalidLock(f"Lock name {template!r} is not a valid template: {exc}.") from exc
+    fields: list[str] = []
+    for _, field, _, _ in parsed:
+        if field is None:
+            continue
+        head = field.split(".", 1)[0].split("[", 1)[0]
+        if not head or head.isdigit():
+            raise InvalidLock(
+                f"Lock name {template!r} uses a positional field {{{field}}}: name the "
+                "argument instead, e.g. {invoice_id}."
+            )
+        fields.append(head)
+    return fields
+
+
+class Lock:
+    """A lock on one name (or a name template), usable in every way a lock is used.
+
+    ``with lock("report", timeout=60) as held:``, ``async with``, ``@lock(...)``
+    on sync and async functions, or :meth:`acquire`/:meth:`release` by hand.
+    """
+
+    def __init__(
+        self,
+        name: str | Callable[..., str],
+        *,
+        timeout: float = 30.0,
+        wait: float | None = None,
+        renew: bool = True,
+        cache: str = "default",
+        on_busy: str = "raise",
+        on_unavailable: str = "raise",
+        on_lost: str = "raise",
+    ) -> None:
+        if callable(name):
+            self._fields: list[str] | None = None
+        elif isinstance(name, str) and name:
+            self._fields = _template_fields(name)
+        else:
+            raise InvalidLock(
+                f"Lock name {name!r} is not valid: give a non-empty string, a template such as "
+                "'invoice:{invoice_id}', or a callable returning the name."
+            )
+        _check_seconds("timeout", timeout)
+        _check_seconds("wait", wait, allow_none=True, zero=True)
+        if not isinstance(renew, bool):
+            raise InvalidLock(f"renew={renew!r} is not valid: give True or False.")
+        if not isinstance(cache, str) or not cache:
+            raise InvalidLock(f"cache={cache!r} is not valid: give a CACHES alias.")
+        _check_choice("on_busy", on_busy, ON_BUSY)
+        _check_choice("on_unavailable", on_unavailable, ON_UNAVAILABLE)
+        _check_choice("on_lost", on_lost, ON_LOST)
+        self.name = name
+        self.timeout = float(timeout)
+        self.wait = wait
+        self.renew = renew
+        self.cache = cache
+        self.on_busy = on_busy
+        self.on_unavailable = on_unavailable
+        self.on_lost = on_lost
+
+    def __repr__(self) -> str:
+        return f"<Lock {self.name!r} timeout={self.timeout:g}s cache={self.cache!r}>"
+
+    # --- names --------------------------------------------------------------
+
+    def _static_name(self) -> str:
+        if callable(self.name):
+            name = self.name()
+        elif self._fields:
+            raise InvalidLock(
+                f"Lock name {self.name!r} is a template: it is filled from the arguments of a "
+                "decorated function. Outside a decorator give the name itself (double the "
+                "braces for a literal brace)."
+            )
+        else:
+            name = self.name
+        return _checked_name(name)
+
+    def _namer(self, fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+        """How a call of ``fn`` names the lock; template errors surface here, at decoration."""
+        signature = inspect.signature(fn)
+        template = self.name
+        if callable(template):
+            takes_args = _takes_arguments(template)
+
+            def from_callable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+                name = template(*args, **kwargs) if takes_args else template()
+                return _checked_name(name)
+
+            return from_callable
+        params = signature.parameters
+        missing = [f for f in self._fields or () if f not in params]
+        if missing:
+            raise InvalidLock(
+                f"Lock name {template!r} uses {', '.join(missing)}, which "
+                f"{fn.__qualname__}() does not take (its arguments: "
+                f"{', '.join(params) or 'none'})."
+            )
+        if not self._fields:
+            fixed = _checked_name(template)
+            return lambda args, kwargs: fixed
+
+        def from_template(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return _checked_name(template.format_map(bound.arguments))
+
+        return from_template
+
+    # --- acquisition (shared by sync and async) ------------------------------
+
+    def _target(self, name: str) -> tuple[ConnectionManager, LockKeys]:
+        prefix = key_prefix(self.cache)
+        if prefix is None:
+            raise InvalidLock(
+                f"cache={self.cache!r} is not a ResilientRedisCache in CACHES: locks need a "
+                "Redis that every process shares."
+            )
+        keys = LockKeys.build(prefix, name)
+        who = _who()
+        for held in _holding.get():
+            if held.keys == keys and held._who == who and not held._released:
+                raise LockAlreadyHeld(
+                    f"Lock {name!r} is already held by this thread or task: locks are not "
+                    "reentrant, and waiting for it here would wait for ever."
+                )
+        return get_manager(self.cache), keys
+
+    def _outcome(
+        self,
+        name: str,
+        manager: ConnectionManager,
+        keys: LockKeys,
+        owner: str,
+        grant: Grant | None,
+        wait: float | None,
+    ) -> Held:
+        if grant is None:
+            if self.on_busy == "raise":
+                waited = "it was busy" if wait == 0 else f"it stayed busy for {wait:g}s"
+                raise LockNotAcquired(f"Lock {name!r} was not acquired: {waited}.")
+            return Held(self, name=name, keys=keys, manager=manager)
+        held = Held(self, name=name, keys=keys, manager=manager, owner=owner, grant=grant)
+        if grant.handed and grant.lease_ms < _ms(self.timeout):
+            held._schedule(0, settle_only=not self.renew)  # the full lease, right away
+        elif self.renew:
+            held._schedule(self.timeout / 3)
+        return held
+
+    def _unavailable(self, name: str, exc: RedisUnavailable) -> Held:
+        if self.on_unavailable == "raise":
+            raise exc
+        if self.on_unavailable == "run":
+            logger.error(
+                "Lock %r: Redis is unavailable (%s); running WITHOUT the lock "
+                "(on_unavailable='run')",
+                name,
+                exc,
+            )
+        return Held(self, name=name, keys=None, manager=None, degraded=True)
+
+    def _acquire(self, name: str, wait: float | None) -> Held:
+        manager, keys = self._target(name)
+        owner = new_owner()
+        try:
+            steps = acquire_steps(keys, owner=owner, lease=self.timeout, wait=wait)
+            grant = run(steps, manager, keys)
+        except RedisUnavailable as exc:
+            return self._unavailable(name, exc)
+        return self._outcome(name, manager, keys, owner, grant, wait)
+
+    async def _aacquire(self, name: str, wait: float | None) -> Held:
+        manager, keys = self._target(name)
+        owner = new_owner()
+        try:
+            steps = acquire_steps(keys, owner=owner, lease=self.timeout, wait=wait)
+            grant = await arun(steps, manager, keys)
+        except RedisUnavailable as exc:
+            return self._unavailable(name, exc)
+        return self._outcome(name, manager, keys, owner, grant, wait)
+
+    def _runs(self, held: Held) -> bool:
+        """Whether the guarded code runs after this acquisition attempt."""
+        return held.acquired or (held.degraded and self.on_unavailable == "run")
+
+    # --- leaving (shared) ---------------------------------------------------------
+
+    def _finish(self, held: Held, ok: bool | None, failed: bool) -> None:
+        """After release: report a lost lock as ``on_lost`` says."""
+        _forget(held)
+        if ok is None or ok:
+            return
+        if self.on_lost == "raise" and not failed:
+            raise LockLost(
+                f"Lock {held.name!r} (token {held.token}) was lost before the guarded code "
+                "finished: another holder may have run at the same time."
+            )
+        logger.error(
+            "Lock %r (token %s) was lost before the guarded code finished", held.name, held.token
+        )
+
+    def _release_failed(self, held: Held, exc: Exception) -> None:
+        logger.warning(
+            "Lock %r: release failed (%s); it frees itself when its lease ends within %.1fs",
+            held.name,
+            exc,
+            held.valid_for,
+        )
+
+    def _leave(self, held: Held, failed: bool) -> None:
+        ok: bool | None = None
+        if held.acquired:
+            try:
+                ok = held.release()
+            except RedisUnavailable as exc:
+                self._release_failed(held, exc)
+        self._finish(held, ok, failed)
+
+    async def _aleave(self, held: Held, failed: bool) -> None:
+        ok: bool | None = None
+        if held.acquired:
+            try:
+                ok = await held.arelease()
+            except RedisUnavailable as exc:
+                self._release_failed(held, exc)
+        self._finish(held, ok, failed)
+
+    # --- context managers ---------------------------------------------------
+
+    def __enter__(self) -> Held:
+        held = self._acquire(self._static_name(), self.wait)
+        _remember(held)
+        return held
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._leave(self._current(), exc is not None)
+
+    async def __aenter__(self) -> Held:
+        held = await self._aacquire(self._static_name(), self.wait)
+        _remember(held)
+        return held
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._aleave(self._current(), exc is not None)
+
+    def _current(self) -> Held:
+        """This thread's or task's latest acquisition through this object."""
+        for held in reversed(_holding.get()):
+            if held.lock is self:
+                return held
+        raise LockLost(f"Lock {self.name!r} is not held by this thread or task.")
+
+    # --- decorator ----------------------------------------------------------
+
+    def __call__(self, fn: F) -> F:
+        """Run ``fn`` holding the lock; skipped calls (``"skip"`` policies) return ``None``."""
+        namer = self._namer(fn)
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def awrapper(*args: Any, **kwargs: Any) -> Any:
+                held = await self._aacquire(namer(args, kwargs), self.wait)
+                if not self._runs(held):
+                    return None
+                _remember(held)
+                try:
+                    result = await fn(*args, **kwargs)
+                except BaseException:
+                    await self._aleave(held, True)
+                    raise
+                await self._aleave(held, False)
+                return result
+
+            return cast(F, awrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            held = self._acquire(namer(args, kwargs), self.wait)
+            if not self._runs(held):
+                return None
+            _remember(held)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException:
+                self._leave(held, True)
+                raise
+            self._leave(held, False)
+            return result
+
+        return cast(F, wrapper)
+
+    # --- by hand ------------------------------------------------------------
+
+    def acquire(self, wait: float | None = _UNSET) -> Held | None:
+        """Acquire; ``None`` when skipped by ``on_busy``/``on_unavailable`` ("skip").
+
+        ``wait``: 0 tries once, ``None`` waits for ever, ``N`` waits up to N
+        seconds (then :class:`LockNotAcquired`, or ``None`` with
+        ``on_busy="skip"``). The acquisition belongs to this thread or task;
+        :meth:`release` ends it.
+        """
+        wait = self._wait(wait)
+        held = self._acquire(self._static_name(), wait)
+        return self._kept(held)
+
+    async def aacquire(self, wait: float | None = _UNSET) -> Held | None:
+        """The asyncio twin of :meth:`acquire`."""
+        wait = self._wait(wait)
+        held = await self._aacquire(self._static_name(), wait)
+        return self._kept(held)
+
+    def _wait(self, wait: float | None) -> float | None:
+        if wait is _UNSET:
+            return self.wait
+        _check_seconds("wait", wait, allow_none=True, zero=True)
+        return wait
+
+    def _kept(self, held: Held) -> Held | None:
+        if not held.acquired:
+            return held if held.degraded and self.on_unavailable == "run" else None
+        _remember(held)
+        return held
+
+    def release(self) -> None:
+        """Release this thread's or task's acquisition; :class:`LockLost` if it had expired."""
+        held = self._current()
+        _forget(held)
+        if not held.release():
+            raise LockLost(f"Lock {held.name!r} had expired before it was released.")
+
+    async def arelease(self) -> None:
+        """The asyncio twin of :meth:`release`."""
+        held = self._current()
+        _forget(held)
+        if not await held.arelease():
+            raise LockLost(f"Lock {held.name!r} had expired before it was released.")
+
+    def extend(self, seconds: float, *, replace: bool = False) -> None:
+        """Extend this thread's or task's acquisition (see :meth:`Held.extend`)."""
+        self._current().extend(seconds, replace=replace)
+
+    async def aextend(self, seconds: float, *, replace: bool = False) -> None:
+        await self._current().aextend(seconds, replace=replace)
+
+    def locked(self) -> bool:
+        """Whether anyone holds the lock now."""
+        manager, keys = self._peek_target()
+        return bool(manager.execute(lambda c: c.exists(keys.lock), key=keys.lock, write=True))
+
+    async def alocked(self) -> bool:
+        manager, keys = self._peek_target()
+        return bool(
+            await manager.aexecute(lambda c: c.exists(keys.lock), key=keys.lock, write=True)
+        )
+
+    def owned(self) -> bool:
+        """Whether this thread or task holds the lock now (asks Redis)."""
+        held = self._owned_candidate()
+        if held is None or held.manager is None or held.keys is None:
+            return False
+        keys = held.keys
+        value = held.manager.execute(lambda c: c.get(keys.lock), key=keys.lock)
+        return bool(value == f"{held._owner}:{held.token}".encode())
+
+    async def aowned(self) -> bool:
+        held = self._owned_candidate()
+        if held is None or held.manager is None or held.keys is None:
+            return False
+        keys = held.keys
+        value = await held.manager.aexecute(lambda c: c.get(keys.lock), key=keys.lock)
+        return bool(value == f"{held._owner}:{held.token}".encode())
+
+    def _owned_candidate(self) -> Held | None:
+        try:
+            held = self._current()
+        except LockLost:
+            return None
+        return held if held.acquired and not held._released else None
+
+    def _peek_target(self) -> tuple[ConnectionManager, LockKeys]:
+        prefix = key_prefix(self.cache)
+        if prefix is None:
+            raise InvalidLock(f"cache={self.cache!r} is not a ResilientRedisCache in CACHES.")
+        return get_manager(self.cache), LockKeys.build(prefix, self._static_name())
+
+
+def _takes_arguments(fn: Callable[..., Any]) -> bool:
+    """Whether a name callable takes the decorated function's arguments."""
+    try:
+        own = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    return bool(own.parameters)
+
+
+def _checked_name(name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidLock(f"Lock name {name!r} is not valid: it must be a non-empty string.")
+    return name
+
+
+def _remember(held: Held) -> None:
+    _holding.set((*_holding.get(), held))
+
+
+def _forget(held: Held) -> None:
+    current = _holding.get()
+    if held in current:
+        _holding.set(tuple(h for h in current if h is not held))
+
+
+#: ``lock("name", ...)``: the public spelling (DESIGN's contract).
+lock = Lock

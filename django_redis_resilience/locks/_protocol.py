@@ -1,0 +1,289 @@
+"""The lock's conversation with Redis, written once for sync and async code.
+
+:func:`acquire_steps` is a generator that *describes* an acquisition (run the
+script, block on the wake-up list, sleep) without doing any I/O; :func:`run`
+and :func:`arun` carry the steps out with the sync or asyncio client. So the
+waiting logic (fair queue, wake-ups, the bounded re-check when a holder's
+lease ran out, leaving the queue when cancelled) exists once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+
+from django_redis_resilience._lua import LuaScript
+from django_redis_resilience.connection import ConnectionManager, classify
+from django_redis_resilience.connection._endpoint import MAX_BLOCK
+from django_redis_resilience.connection._errors import redirect_of
+
+T = TypeVar("T")
+
+LOCK = LuaScript("django_redis_resilience.locks", "lock")
+
+#: How long a waiter's queue entry lives without a refresh: a waiter that dies
+#: holds up the queue at most this long. Waiters refresh it every
+#: :data:`MAX_BLOCK` seconds, so it is several times that.
+ENTRY_LEASE = 2.0
+#: How long the fencing counter outlives its last use: it only matters while it
+#: runs ahead of the server's clock (many acquisitions in one microsecond) or
+#: the clock steps back, so an hour is plenty and idle names leave no keys.
+COUNTER_KEEP = 3600.0
+#: After a connection failure while blocked, wait this long before asking again.
+_BLOCK_RETRY = 0.05
+#: BLPOP's smallest useful timeout (0 would block forever).
+_MIN_BLOCK = 0.002
+
+
+@dataclass(frozen=True)
+class LockKeys:
+    """The keys of one lock; they share a hash tag, so one cluster slot."""
+
+    lock: str
+    counter: str
+    queue: str
+    waiters: str
+
+    @classmethod
+    def build(cls, prefix: str, name: str) -> LockKeys:
+        """``<prefix>:drr:lock:{<name>}``: the reserved namespace, never versioned."""
+        base = f"{prefix}:drr:lock:{{{name}}}"
+        return cls(base, f"{base}:fence", f"{base}:queue", f"{base}:waiters")
+
+    @property
+    def all(self) -> tuple[str, str, str, str]:
+        return (self.lock, self.counter, self.queue, self.waiters)
+
+    def wake(self, owner: str) -> str:
+        return f"{self.lock}:wake:{owner}"
+
+
+def new_owner() -> str:
+    """A fresh waiter id: unguessable, so no other caller can release this acquisition."""
+    return os.urandom(12).hex()
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+def script_args(op: str, who: str, value: Any = "", mode: Any = "") -> list[Any]:
+    handoff = _ms(ENTRY_LEASE)
+    return [op, who, value, mode, _ms(COUNTER_KEEP), handoff]
+
+
+class Grant(NamedTuple):
+    """An acquisition: its fencing token and how long the lease is known to last."""
+
+    fence: int
+    #: The lease left when it was granted, in ms (a hand-off grants a short one first).
+    lease_ms: int
+    #: ``time.monotonic()`` when the request that granted it was sent (the lease
+    #: started no earlier, so ``sent_at + lease_ms`` is a safe end).
+    sent_at: float
+    #: Granted by a hand-off: the lease is the short hand-off one until extended.
+    handed: bool
+
+
+def grant_of(reply: Any, sent_at: float, *, handed: bool = False) -> Grant | None:
+    """Read an ``acquire``/``leave`` reply."""
+    if int(reply[0]) != 1:
+        return None
+    return Grant(int(reply[1]), int(reply[2]), sent_at, handed)
+
+
+# --- the steps ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run the lock script through the connection manager (breaker, retries)."""
+
+    args: list[Any]
+
+
+@dataclass(frozen=True)
+class Block:
+    """``BLPOP`` the waiter's wake-up list on a blocking connection; gives the fence or None."""
+
+    key: str
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+Step = Run | Block | Sleep
+#: What a :class:`Block` gives back when its connection failed (the next
+#: :class:`Run` tells whether Redis is really unavailable).
+BLOCK_FAILED = object()
+
+
+def acquire_steps(
+    keys: LockKeys, *, owner: str, lease: float, wait: float | None
+) -> Generator[Step, Any, Grant | None]:
+    """Acquire, or queue and wait to be handed the lock; ``None`` when ``wait`` ran out.
+
+    Waiting is fair: the script serves the queue in arrival order and hands
+    the lock straight to the first waiter on release, so a releasing process
+    cannot take it back while the others sleep. Waiters block on their own
+    wake-up list; they re-run the script at least every :data:`MAX_BLOCK`
+    (refreshing their queue entry) and as soon as the holder's lease would
+    have ended, which covers a holder that died without releasing.
+    """
+    lease_ms = _ms(lease)
+    deadline = None if wait is None else time.monotonic() + wait
+    entry_ms = 0 if wait == 0 else _ms(ENTRY_LEASE)
+    acquire = script_args("acquire", owner, lease_ms, entry_ms)
+    sent = time.monotonic()
+    reply = yield Run(acquire)
+    grant = grant_of(reply, sent)
+    if grant is not None or wait == 0:
+        return grant
+    try:
+        while True:
+            remaining = math.inf if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                sent = time.monotonic()
+                return grant_of((yield Run(script_args("leave", owner, 0))), sent)
+            holder_ms = int(reply[1])
+            timeout = min(remaining, MAX_BLOCK)
+            if holder_ms > 0:  # wake up when the holder's lease would end
+                timeout = min(timeout, holder_ms / 1000 + _MIN_BLOCK)
+            fence = yield Block(keys.wake(owner), max(timeout, _MIN_BLOCK))
+            if fence is BLOCK_FAILED:
+                yield Sleep(_BLOCK_RETRY)
+            elif fence is not None:
+                # Handed on after our last Run reached Redis (that Run would
+                # have seen it otherwise), so the hand-off lease ends after
+                # ``sent`` + its length.
+                return Grant(int(fence), min(lease_ms, _ms(ENTRY_LEASE)), sent, True)
+            sent = time.monotonic()
+            reply = yield Run(acquire)
+            grant = grant_of(reply, sent)
+            if grant is not None:
+                return grant
+    except BaseException:
+        # Cancelled, interrupted, or Redis failed: leave the queue, and pass the
+        # lock on if it was handed to us meanwhile. Best effort: if Redis cannot
+        # be asked, the queue entry and any hand-off expire with their leases.
+        with contextlib.suppress(Exception):  # the original error is what the caller sees
+            yield Run(script_args("leave", owner, 1))
+        raise
+
+
+# --- running the steps ---------------------------------------------------------
+
+
+def _blocking_failure(exc: BaseException) -> bool:
+    return isinstance(exc, Exception) and (
+        classify(exc) is not None or redirect_of(exc) is not None
+    )
+
+
+def run(steps: Generator[Step, Any, T], manager: ConnectionManager, keys: LockKeys) -> T:
+    """Carry out ``steps`` with the sync clients."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = steps.send(value) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        value, error = None, None
+        try:
+            value = _do(step, manager, keys)
+        except BaseException as exc:
+            error = exc
+
+
+def _do(step: Step, manager: ConnectionManager, keys: LockKeys) -> Any:
+    if isinstance(step, Run):
+        return call(manager, keys, step.args)
+    if isinstance(step, Sleep):
+        time.sleep(step.seconds)
+        return None
+    endpoint = manager.route(write=True, key=keys.lock)[0]
+    if not endpoint.breaker.closed:
+        return BLOCK_FAILED
+    try:
+        popped = endpoint.blocking_client().blpop([step.key], timeout=step.timeout)
+    except Exception as exc:
+        if _blocking_failure(exc):
+            return BLOCK_FAILED
+        raise
+    return None if popped is None else popped[1]
+
+
+def call(manager: ConnectionManager, keys: LockKeys, args: list[Any]) -> Any:
+    """One run of the lock script on the lock's endpoint."""
+    return manager.execute(
+        lambda client: LOCK(client, keys.all, args),
+        key=keys.lock,
+        # A reply lost after the script ran must not make it run twice
+        # (it would queue or hand on twice): retried only when never sent.
+        idempotent=False,
+    )
+
+
+async def acall(manager: ConnectionManager, keys: LockKeys, args: list[Any]) -> Any:
+    """The asyncio twin of :func:`call`."""
+    return await manager.aexecute(
+        lambda client: LOCK.acall(client, keys.all, args), key=keys.lock, idempotent=False
+    )
+
+
+async def arun(steps: Generator[Step, Any, T], manager: ConnectionManager, keys: LockKeys) -> T:
+    """Carry out ``steps`` with the asyncio clients of the running loop.
+
+    Once the task is cancelled, the steps that follow (leaving the queue) are
+    shielded, so a cancelled waiter that was handed the lock passes it on.
+    """
+    value: Any = None
+    error: BaseException | None = None
+    cancelled = False
+    while True:
+        try:
+            step = steps.send(value) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        value, error = None, None
+        try:
+            if cancelled:
+                value = await asyncio.shield(_ado(step, manager, keys))
+            else:
+                value = await _ado(step, manager, keys)
+        except asyncio.CancelledError as exc:
+            if cancelled:  # cancelled again while cleaning up: give up
+                steps.close()
+                raise
+            cancelled = True
+            error = exc
+        except BaseException as exc:
+            error = exc
+
+
+async def _ado(step: Step, manager: ConnectionManager, keys: LockKeys) -> Any:
+    if isinstance(step, Run):
+        return await acall(manager, keys, step.args)
+    if isinstance(step, Sleep):
+        await asyncio.sleep(step.seconds)
+        return None
+    endpoint = manager.route(write=True, key=keys.lock)[0]
+    if not endpoint.breaker.closed:
+        return BLOCK_FAILED
+    try:
+        popped = await endpoint.async_blocking_client().blpop([step.key], timeout=step.timeout)
+    except Exception as exc:
+        if _blocking_failure(exc):
+            return BLOCK_FAILED
+        raise
+    return None if popped is None else popped[1]
