@@ -10,5 +10,6 @@
 """
 
 from django_redis_resilience.locks._lock import Held, Lock, lock
+from django_redis_resilience.locks._redlock import Redlock, RedlockHeld
 
-__all__ = ["Held", "Lock", "lock"]
+__all__ = ["Held", "Lock", "Redlock", "RedlockHeld", "lock"]

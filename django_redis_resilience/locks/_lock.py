@@ -100,13 +100,10 @@ class Held:
         self._released = False
         self._lost = False
         self._who = _who()
-        if grant is None:
-            self.token: int | None = None
-            self._valid_until = -math.inf
-        else:
-            #: Strictly increasing per lock name: pass it to storage that rejects stale writers.
-            self.token = grant.fence
-            self._valid_until = grant.sent_at + grant.lease_ms / 1000
+        self._granted = grant is not None
+        #: Strictly increasing per lock name: pass it to storage that rejects stale writers.
+        self.token: int | None = None if grant is None else grant.fence
+        self._valid_until = -math.inf if grant is None else grant.sent_at + grant.lease_ms / 1000
 
     def __repr__(self) -> str:
         state = "lost" if self.lost else "released" if self._released else "held"
@@ -119,7 +116,7 @@ class Held:
 
     @property
     def acquired(self) -> bool:
-        return self.token is not None
+        return self._granted
 
     @property
     def lost(self) -> bool:
@@ -144,6 +141,7 @@ class Held:
 
     def _end(self) -> bool:
         """Mark released; ``False`` when it already was (or never acquired)."""
+        _forget(self)
         with self._guard:
             if self._released or not self.acquired:
                 return False
@@ -181,11 +179,12 @@ class Held:
     def _args(self, op: str, *extra: Any) -> list[Any]:
         return script_args(op, f"{self._owner}:{self.token}", *extra)
 
-    def _extend_args(self, seconds: float, replace: bool) -> list[Any]:
+    def _extension(self, seconds: float, replace: bool) -> tuple[int, str]:
+        """The script's arguments for ``extend``, after checking it can be extended."""
         _check_seconds("seconds", seconds)
         if not self.acquired or self._released:
             raise LockLost(f"Lock {self.name!r} is not held: it cannot be extended.")
-        return self._args("extend", max(1, math.ceil(seconds * 1000)), "set" if replace else "add")
+        return max(1, math.ceil(seconds * 1000)), "set" if replace else "add"
 
     def _extended(self, ok: Any, sent: float, seconds: float, replace: bool) -> None:
         if not int(ok):
@@ -200,13 +199,13 @@ class Held:
 
         Raises :class:`LockLost` when the lock is no longer ours.
         """
-        args = self._extend_args(seconds, replace)
+        args = self._args("extend", *self._extension(seconds, replace))
         sent = time.monotonic()
         self._extended(call(*self._where(), args), sent, seconds, replace)
 
     async def aextend(self, seconds: float, *, replace: bool = False) -> None:
         """The asyncio twin of :meth:`extend`."""
-        args = self._extend_args(seconds, replace)
+        args = self._args("extend", *self._extension(seconds, replace))
         sent = time.monotonic()
         self._extended(await acall(*self._where(), args), sent, seconds, replace)
 
@@ -230,7 +229,7 @@ class Held:
         lease = self.lock.timeout
         sent = time.monotonic()
         try:
-            ok = call(*self._where(), self._args("extend", _ms(lease), "set"))
+            ok = self._renew_call(lease)
         except Exception as exc:
             left = self._valid_until - time.monotonic()
             if left <= 0:
@@ -244,13 +243,17 @@ class Held:
                 )
                 self._schedule(min(lease / 6, max(0.02, left / 3)), settle_only=settle_only)
             return
-        if not int(ok):
+        if not ok:
             self._mark_lost("its lease ended before it was renewed")
             return
         with self._guard:
             self._valid_until = sent + lease
         if not settle_only:
             self._schedule(lease / 3)
+
+    def _renew_call(self, lease: float) -> bool:
+        """Reset the lease in Redis; ``False`` when the lock is no longer ours."""
+        return bool(int(call(*self._where(), self._args("extend", _ms(lease), "set"))))
 
     def _mark_lost(self, why: str) -> None:
         with self._guard:
@@ -409,21 +412,26 @@ class Lock:
     # --- acquisition (shared by sync and async) ------------------------------
 
     def _target(self, name: str) -> tuple[ConnectionManager, LockKeys]:
-        prefix = key_prefix(self.cache)
-        if prefix is None:
-            raise InvalidLock(
-                f"cache={self.cache!r} is not a ResilientRedisCache in CACHES: locks need a "
-                "Redis that every process shares."
-            )
-        keys = LockKeys.build(prefix, name)
+        self._check_reentry(name)
+        return get_manager(self.cache), LockKeys.build(_prefix_of(self.cache), name)
+
+    def _identity(self, name: str) -> tuple[object, str]:
+        """What two acquisitions of the same lock have in common."""
+        return (self.cache, name)
+
+    def _check_reentry(self, name: str) -> None:
+        identity = self._identity(name)
         who = _who()
         for held in _holding.get():
-            if held.keys == keys and held._who == who and not held._released:
+            if (
+                held._who == who
+                and not held._released
+                and held.lock._identity(held.name) == identity
+            ):
                 raise LockAlreadyHeld(
                     f"Lock {name!r} is already held by this thread or task: locks are not "
                     "reentrant, and waiting for it here would wait for ever."
                 )
-        return get_manager(self.cache), keys
 
     def _outcome(
         self,
@@ -435,16 +443,19 @@ class Lock:
         wait: float | None,
     ) -> Held:
         if grant is None:
-            if self.on_busy == "raise":
-                waited = "it was busy" if wait == 0 else f"it stayed busy for {wait:g}s"
-                raise LockNotAcquired(f"Lock {name!r} was not acquired: {waited}.")
-            return Held(self, name=name, keys=keys, manager=manager)
+            return self._busy(name, wait)
         held = Held(self, name=name, keys=keys, manager=manager, owner=owner, grant=grant)
         if grant.handed and grant.lease_ms < _ms(self.timeout):
             held._schedule(0, settle_only=not self.renew)  # the full lease, right away
         elif self.renew:
             held._schedule(self.timeout / 3)
         return held
+
+    def _busy(self, name: str, wait: float | None) -> Held:
+        if self.on_busy == "raise":
+            waited = "it was busy" if wait == 0 else f"it stayed busy for {wait:g}s"
+            raise LockNotAcquired(f"Lock {name!r} was not acquired: {waited}.")
+        return Held(self, name=name, keys=None, manager=None)
 
     def _unavailable(self, name: str, exc: RedisUnavailable) -> Held:
         if self.on_unavailable == "raise":
@@ -688,10 +699,17 @@ class Lock:
         return held if held.acquired and not held._released else None
 
     def _peek_target(self) -> tuple[ConnectionManager, LockKeys]:
-        prefix = key_prefix(self.cache)
-        if prefix is None:
-            raise InvalidLock(f"cache={self.cache!r} is not a ResilientRedisCache in CACHES.")
-        return get_manager(self.cache), LockKeys.build(prefix, self._static_name())
+        return get_manager(self.cache), LockKeys.build(_prefix_of(self.cache), self._static_name())
+
+
+def _prefix_of(cache: str) -> str:
+    prefix = key_prefix(cache)
+    if prefix is None:
+        raise InvalidLock(
+            f"cache={cache!r} is not a ResilientRedisCache in CACHES: locks need a "
+            "Redis that every process shares."
+        )
+    return prefix
 
 
 def _takes_arguments(fn: Callable[..., Any]) -> bool:
