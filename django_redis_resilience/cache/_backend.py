@@ -28,10 +28,22 @@ from django.utils.module_loading import import_string
 
 from django_redis_resilience._lua import LuaScript
 from django_redis_resilience.cache._codec import DEFAULT_COMPRESSOR, DEFAULT_SERIALIZER, Codec
+from django_redis_resilience.cache._plan import (
+    AsyncClientFn,
+    ClientFn,
+    Execute,
+    Fallback,
+    Grouped,
+    Plan,
+    Primaries,
+    arun,
+    run,
+)
 from django_redis_resilience.cache._state import (
     PRIVATE,
     CacheSettings,
     CacheState,
+    aunlink_matching,
     state_for,
     unlink_matching,
 )
@@ -80,6 +92,36 @@ def _find_alias(cls: type, location: Any, params: Mapping[str, Any]) -> str:
         "ResilientRedisCache must be configured in settings.CACHES (its alias names its "
         "connection pools and breakers); it was built with a LOCATION found in no alias."
     )
+
+
+def _fallback_get(store: BaseCache, *, key: Any, version: int | None) -> Any:
+    return store.get(key, _MISSING, version=version)
+
+
+def _redis_set(client: Any, *, key: str, data: Any, ms: int | None) -> Any:
+    return client.set(key, data, px=ms)
+
+
+def _add_and_drop(client: redis.Redis, *, key: str, data: Any) -> bool:
+    added = bool(client.set(key, data, nx=True))
+    if added:
+        client.delete(key)
+    return added
+
+
+async def _aadd_and_drop(client: Any, *, key: str, data: Any) -> bool:
+    added = bool(await client.set(key, data, nx=True))
+    if added:
+        await client.delete(key)
+    return added
+
+
+def _seconds(ms: int | None) -> int | None:
+    return None if ms is None else (ms + 999) // 1000 if ms > 0 else 0
+
+
+async def _ascan(client: Any, pattern: str, count: int) -> list[str]:
+    return [k.decode() async for k in client.scan_iter(match=pattern, count=count)]
 
 
 class _ClientShim:
@@ -192,24 +234,27 @@ class ResilientRedisCache(BaseCache):
         manager: ConnectionManager,
         state: CacheState,
         redis_key: str,
-        fn: Callable[[redis.Redis], T],
+        fn: ClientFn,
+        then: Callable[[Any], T],
         fallback: Callable[[BaseCache], T],
         default: T,
-    ) -> T:
-        """Run a read on Redis; on an outage (or a key journaled) ask the fallback.
-
-        The caller passes the manager and state it resolved, once per call.
-        """
+    ) -> Plan[T]:
+        """Read from Redis (``then`` reads the reply); on an outage, or for a key
+        journaled, ask the fallback. The caller resolves manager and state once."""
         if state.journaled(redis_key, lambda: self._endpoint(redis_key)):
             self._strict_check(redis_key)
-            return self._from_fallback(state, redis_key, fallback, default)
-        try:
-            return manager.execute(fn, key=redis_key, write=False)
-        except RedisUnavailable as exc:
-            state.note_unavailable(exc)
-            if self._fallback_spec is None and not self._ignore_exceptions:
-                raise
-            return self._from_fallback(state, redis_key, fallback, default)
+        else:
+            try:
+                return then((yield Execute(manager, fn, key=redis_key, write=False)))
+            except RedisUnavailable as exc:
+                state.note_unavailable(exc)
+                if self._fallback_spec is None and not self._ignore_exceptions:
+                    raise
+        store = state.fallback(self._endpoint(redis_key))
+        if store is None:
+            return default
+        state.counters.fallback_reads += 1
+        return (yield Fallback(store, fallback))  # type: ignore[no-any-return]
 
     def _strict_check(self, redis_key: str) -> None:
         """Without a fallback and with errors asked for, a journaled key is an error too:
@@ -223,32 +268,26 @@ class ResilientRedisCache(BaseCache):
                 alias=self._alias,
             )
 
-    def _from_fallback(
-        self, state: CacheState, redis_key: str, fallback: Callable[[BaseCache], T], default: T
-    ) -> T:
-        store = state.fallback(self._endpoint(redis_key))
-        if store is None:
-            return default
-        state.counters.fallback_reads += 1
-        return fallback(store)
-
     def _write(
         self,
         redis_key: str,
         original: tuple[Any, int | None],
-        fn: Callable[[redis.Redis], T],
+        fn: ClientFn,
+        then: Callable[[Any], T],
         fallback: Callable[[BaseCache], T],
         default: T,
         *,
         idempotent: bool = True,
-    ) -> T:
-        """Run a write on Redis; on an outage journal the key and write to the fallback."""
-        state = self.state
+        afn: AsyncClientFn | None = None,
+    ) -> Plan[T]:
+        """Write to Redis; on an outage journal the key and write to the fallback."""
         manager = self.manager
+        state = self._state_of(manager)
         error: RedisUnavailable | None = None
         for force in (False, True):
             try:
-                return manager.execute(fn, key=redis_key, idempotent=idempotent)
+                step = Execute(manager, fn, key=redis_key, idempotent=idempotent, afn=afn)
+                return then((yield step))
             except RedisUnavailable as exc:
                 error = exc
             if state.record_write(
@@ -263,7 +302,7 @@ class ResilientRedisCache(BaseCache):
         if store is None:
             return default
         state.counters.fallback_writes += 1
-        return fallback(store)
+        return (yield Fallback(store, fallback))  # type: ignore[no-any-return]
 
     # --- timeouts and keys --------------------------------------------------------------
 
@@ -279,19 +318,23 @@ class ResilientRedisCache(BaseCache):
             self.validate_key(made)  # Django's own warnings, word for word
         return made
 
-    # --- Django's cache API ---------------------------------------------------------------
+    def _decoded(self, raw: Any) -> Any:
+        return _MISSING if raw is None else self._codec.decode(raw)
 
-    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+    # --- Django's cache API: the plans ----------------------------------------------------
+
+    def _get(self, key: Any, default: Any, version: int | None) -> Plan[Any]:
         k = self._key(key, version)
-
-        def fetch(client: redis.Redis) -> Any:
-            raw = client.get(k)
-            return _MISSING if raw is None else self._codec.decode(raw)
-
         manager = self.manager
         state = self._state_of(manager)
-        value = self._read(
-            manager, state, k, fetch, lambda fb: fb.get(key, _MISSING, version=version), _MISSING
+        value = yield from self._read(
+            manager,
+            state,
+            k,
+            lambda c: c.get(k),
+            self._decoded,
+            lambda fb: fb.get(key, _MISSING, version=version),
+            _MISSING,
         )
         counters = state.counters
         if value is _MISSING:
@@ -300,23 +343,15 @@ class ResilientRedisCache(BaseCache):
         counters.hits += 1
         return value
 
-    def set(  # type: ignore[override]
-        self,
-        key: Any,
-        value: Any,
-        timeout: Any = DEFAULT_TIMEOUT,
-        version: int | None = None,
-        *,
-        nx: bool = False,
-        xx: bool = False,
-    ) -> bool:
-        """Django's ``set``, plus django-redis's ``nx``/``xx``; returns whether it was stored."""
+    def _set(
+        self, key: Any, value: Any, timeout: Any, version: int | None, nx: bool, xx: bool
+    ) -> Plan[bool]:
         k = self._key(key, version)
         ms = self._ms(timeout)
         if ms is not None and ms <= 0:
             if nx:
-                return not self.has_key(key, version=version)
-            self.delete(key, version=version)
+                return not (yield from self._has_key(key, version))
+            yield from self._delete(key, version)
             return True
         data = self._codec.encode(value)
         seconds = None if ms is None else ms / 1000
@@ -329,123 +364,131 @@ class ResilientRedisCache(BaseCache):
             fb.set(key, value, seconds, version=version)
             return True
 
-        return self._write(
-            k,
-            (key, version),
-            lambda c: bool(c.set(k, data, px=ms, nx=nx, xx=xx)),
-            fallback,
-            False,
-            idempotent=not nx,
-        )
-
-    def add(
-        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> bool:
-        """Store only if absent. During an outage this is the fallback's ``add``: not a
-        cross-process mutex then (use ``lock`` for that)."""
-        ms = self._ms(timeout)
-        if ms is not None and ms <= 0:
-            k = self._key(key, version)
-            data = self._codec.encode(value)
-
-            def add_and_expire(c: redis.Redis) -> bool:
-                added = bool(c.set(k, data, nx=True))
-                if added:
-                    c.delete(k)
-                return added
-
-            return self._write(
+        return (
+            yield from self._write(
                 k,
                 (key, version),
-                add_and_expire,
-                lambda fb: bool(fb.add(key, value, 0, version=version)),
+                lambda c: c.set(k, data, px=ms, nx=nx, xx=xx),
+                bool,
+                fallback,
                 False,
-                idempotent=False,
+                idempotent=not nx,
             )
-        return self.set(key, value, timeout, version=version, nx=True)
+        )
 
-    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+    def _add(self, key: Any, value: Any, timeout: Any, version: int | None) -> Plan[bool]:
+        ms = self._ms(timeout)
+        if ms is not None and ms <= 0:
+            # Added and gone at once, as Django's backends do with a timeout <= 0.
+            k = self._key(key, version)
+            data = self._codec.encode(value)
+            return (
+                yield from self._write(
+                    k,
+                    (key, version),
+                    partial(_add_and_drop, key=k, data=data),
+                    bool,
+                    lambda fb: bool(fb.add(key, value, 0, version=version)),
+                    False,
+                    idempotent=False,
+                    afn=partial(_aadd_and_drop, key=k, data=data),
+                )
+            )
+        return (yield from self._set(key, value, timeout, version, True, False))
+
+    def _touch(self, key: Any, timeout: Any, version: int | None) -> Plan[bool]:
         k = self._key(key, version)
         ms = self._ms(timeout)
         if ms is not None and ms <= 0:
-            return self.delete(key, version=version)
+            return (yield from self._delete(key, version))
         seconds = None if ms is None else ms / 1000
-        return self._write(
-            k,
-            (key, version),
-            lambda c: bool(c.persist(k) if ms is None else c.pexpire(k, ms)),
-            lambda fb: bool(fb.touch(key, seconds, version=version)),
-            False,
+        return (
+            yield from self._write(
+                k,
+                (key, version),
+                lambda c: c.persist(k) if ms is None else c.pexpire(k, ms),
+                bool,
+                lambda fb: bool(fb.touch(key, seconds, version=version)),
+                False,
+            )
         )
 
-    def delete(self, key: Any, version: int | None = None) -> bool:
+    def _delete(self, key: Any, version: int | None) -> Plan[bool]:
         k = self._key(key, version)
-        return self._write(
-            k,
-            (key, version),
-            lambda c: bool(c.delete(k)),
-            lambda fb: bool(fb.delete(key, version=version)),
-            False,
+        return (
+            yield from self._write(
+                k,
+                (key, version),
+                lambda c: c.delete(k),
+                bool,
+                lambda fb: bool(fb.delete(key, version=version)),
+                False,
+            )
         )
 
-    def has_key(self, key: Any, version: int | None = None) -> bool:
+    def _has_key(self, key: Any, version: int | None) -> Plan[bool]:
         k = self._key(key, version)
         manager = self.manager
-        return self._read(
-            manager,
-            self._state_of(manager),
-            k,
-            lambda c: bool(c.exists(k)),
-            lambda fb: bool(fb.has_key(key, version=version)),
-            False,
+        return (
+            yield from self._read(
+                manager,
+                self._state_of(manager),
+                k,
+                lambda c: c.exists(k),
+                bool,
+                lambda fb: bool(fb.has_key(key, version=version)),
+                False,
+            )
         )
 
-    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """Atomic in Redis (one script); ``ValueError`` for a missing key, as Django's.
-
-        During an outage: ``RedisUnavailable`` (``DEGRADED_COUNTERS="raise"``, the
-        default), or an approximate count in the fallback (``"local"``) that is
-        never written over the real value when Redis returns.
-        """
+    def _incr(self, key: Any, delta: int, version: int | None) -> Plan[int]:
         k = self._key(key, version)
+        manager = self.manager
         try:
-            value = self.manager.execute(
-                lambda c: self._incr_in_redis(c, k, delta), key=k, idempotent=False
-            )
+            value = yield from self._incr_in_redis(manager, k, delta)
         except RedisUnavailable as exc:
-            state = self.state
+            state = self._state_of(manager)
             state.note_unavailable(exc)
             store = state.fallback(self._endpoint(k))
             if self._degraded_counters != "local" or store is None:
                 raise
+
             # Approximate by design: the real count is in Redis, out of reach;
             # the local one starts from zero and is dropped when Redis returns.
-            store.add(key, 0, version=version)
-            return int(store.incr(key, delta, version=version))
+            def count(fb: BaseCache) -> int:
+                fb.add(key, 0, version=version)
+                return int(fb.incr(key, delta, version=version))
+
+            return (yield Fallback(store, count))  # type: ignore[no-any-return]
         if value is None:
             raise ValueError(f"Key '{key}' not found.")
         return value  # type: ignore[no-any-return]
 
-    def _incr_in_redis(self, client: redis.Redis, k: str, delta: int) -> Any:
+    def _incr_in_redis(self, manager: ConnectionManager, k: str, delta: int) -> Plan[Any]:
         try:
-            result = _INCR(client, [k], [delta])
+            result = yield Execute(
+                manager,
+                lambda c: _INCR(c, [k], [delta]),
+                afn=lambda c: _INCR.acall(c, [k], [delta]),
+                key=k,
+                idempotent=False,
+            )
         except rex.ResponseError as exc:
             if "not an integer" not in str(exc) and "overflow" not in str(exc):
                 raise
+            result = None
             # A serialized number (a float, a big int): as django-redis, read,
             # add and write back keeping the TTL; not atomic.
-            raw = client.get(k)
+            raw = yield Execute(manager, lambda c: c.get(k), key=k)
             if raw is None:
                 return None
             value = self._codec.decode(raw) + delta
-            client.set(k, self._codec.encode(value), keepttl=True)
+            data = self._codec.encode(value)
+            yield Execute(manager, lambda c: c.set(k, data, keepttl=True), key=k)
             return value
         return None if result is None else int(result)
 
-    def decr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        return self.incr(key, -delta, version=version)
-
-    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+    def _get_many(self, keys: Iterable[Any], version: int | None) -> Plan[dict[Any, Any]]:
         made = {self._key(key, version): key for key in keys}
         found: dict[Any, Any] = {}
         manager = self.manager
@@ -456,7 +499,7 @@ class ResilientRedisCache(BaseCache):
         for k in journaled:
             self._strict_check(k)
         degraded: list[str] = sorted(journaled)
-        for group, result in manager.execute_grouped(in_redis, fetch, write=False):
+        for group, result in (yield Grouped(manager, in_redis, fetch, write=False)):
             if isinstance(result, RedisUnavailable):
                 state.note_unavailable(result)
                 if self._fallback_spec is None and not self._ignore_exceptions:
@@ -470,105 +513,265 @@ class ResilientRedisCache(BaseCache):
             store = state.fallback(self._endpoint(k))
             if store is not None:
                 state.counters.fallback_reads += 1
-                value = store.get(made[k], _MISSING, version=version)
+                key = made[k]
+                value = yield Fallback(store, partial(_fallback_get, key=key, version=version))
                 if value is not _MISSING:
-                    found[made[k]] = value
+                    found[key] = value
         state.counters.hits += len(found)
         state.counters.misses += len(made) - len(found)
         return found
 
     @staticmethod
-    def _mget(client: redis.Redis, group: list[str]) -> list[Any]:
-        return list(client.mget(group))
+    def _mget(client: Any, group: list[str]) -> Any:
+        return client.mget(group)
 
     @staticmethod
-    def _pipelined_get(client: redis.Redis, group: list[str]) -> list[Any]:
+    def _pipelined_get(client: Any, group: list[str]) -> Any:
         pipe = client.pipeline(transaction=False)
         for k in group:
             pipe.get(k)
-        return list(pipe.execute())
+        return pipe.execute()
+
+    def _set_many(
+        self, data: Mapping[Any, Any], timeout: Any, version: int | None
+    ) -> Plan[list[Any]]:
+        ms = self._ms(timeout)
+        if ms is not None and ms <= 0:
+            yield from self._delete_many(list(data), version)
+            return []
+        made = {self._key(key, version): key for key in data}
+        encoded = {k: self._codec.encode(data[key]) for k, key in made.items()}
+
+        def store(client: Any, group: list[str]) -> Any:
+            pipe = client.pipeline(transaction=False)
+            for k in group:
+                pipe.set(k, encoded[k], px=ms)
+            return pipe.execute()
+
+        failed: list[Any] = []
+        seconds = None if ms is None else ms / 1000
+        for group, result in (yield Grouped(self.manager, list(made), store)):
+            if not isinstance(result, RedisUnavailable):
+                continue
+            for k in group:
+                key = made[k]
+                value, raw = data[key], encoded[k]
+
+                def fallback(fb: BaseCache, key: Any = key, value: Any = value) -> bool:
+                    fb.set(key, value, seconds, version=version)
+                    return True
+
+                stored = yield from self._write(
+                    k,
+                    (key, version),
+                    partial(_redis_set, key=k, data=raw, ms=ms),
+                    bool,
+                    fallback,
+                    False,
+                )
+                if not stored:
+                    failed.append(key)
+        return failed
+
+    def _delete_many(self, keys: Iterable[Any], version: int | None) -> Plan[None]:
+        made = {self._key(key, version): key for key in keys}
+        cluster = self.manager.cluster is not None
+
+        def remove(client: Any, group: list[str]) -> Any:
+            if not cluster:
+                return client.delete(*group)
+            pipe = client.pipeline(transaction=False)
+            for k in group:
+                pipe.delete(k)
+            return pipe.execute()
+
+        for group, result in (yield Grouped(self.manager, list(made), remove)):
+            if isinstance(result, RedisUnavailable):
+                for k in group:
+                    yield from self._delete(made[k], version)
+
+    def _clear(self) -> Plan[None]:
+        pattern = self.namespace_pattern()
+        manager = self.manager
+        state = self._state_of(manager)
+        if self._clear_flushes_db:
+            step = Primaries(manager, lambda c: c.flushdb(), lambda c: c.flushdb())
+        else:
+            step = Primaries(
+                manager,
+                lambda c: unlink_matching(c, pattern),
+                lambda c: aunlink_matching(c, pattern),
+            )
+        for endpoint, result in (yield step):
+            store = state.fallback(endpoint)
+            if store is not None:
+                yield Fallback(store, lambda fb: fb.clear())
+            if isinstance(result, RedisUnavailable):
+                state.note_unavailable(result)
+                state.invalidate_on_recovery(endpoint)
+
+    def _pttl(self, key: Any, version: int | None) -> Plan[int | None]:
+        k = self._key(key, version)
+        result = int((yield Execute(self.manager, lambda c: c.pttl(k), key=k, write=False)))
+        if result == -1:
+            return None
+        return max(result, 0)
+
+    def _expire_at(self, key: Any, when: datetime, version: int | None) -> Plan[bool]:
+        now = datetime.now(tz=when.tzinfo)
+        return (yield from self._touch(key, (when - now) / timedelta(seconds=1), version))
+
+    def _keys(self, search: str, itersize: int | None, version: int | None) -> Plan[list[str]]:
+        pattern = self.make_pattern(search, version=version)
+        count = itersize or 1000
+        found: list[str] = []
+        step = Primaries(
+            self.manager,
+            lambda c: [k.decode() for k in c.scan_iter(match=pattern, count=count)],
+            lambda c: _ascan(c, pattern, count),
+        )
+        for _, result in (yield step):
+            if isinstance(result, RedisUnavailable):
+                raise result
+            found += (self._reverse_key(k) for k in result)
+        return found
+
+    def _delete_pattern(self, pattern: str, version: int | None, itersize: int | None) -> Plan[int]:
+        glob = self.make_pattern(pattern, version=version)
+        total = 0
+        errors: list[RedisUnavailable] = []
+        step = Primaries(
+            self.manager, lambda c: unlink_matching(c, glob), lambda c: aunlink_matching(c, glob)
+        )
+        for _endpoint, result in (yield step):
+            if isinstance(result, RedisUnavailable):
+                errors.append(result)
+            else:
+                total += result
+        if errors:
+            raise errors[0]
+        return total
+
+    # --- Django's cache API ---------------------------------------------------------------
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        return run(self._get(key, default, version))
+
+    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        return await arun(self._get(key, default, version))
+
+    def set(  # type: ignore[override]
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> bool:
+        """Django's ``set``, plus django-redis's ``nx``/``xx``; returns whether it was stored."""
+        return run(self._set(key, value, timeout, version, nx, xx))
+
+    async def aset(  # type: ignore[override]
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> bool:
+        return await arun(self._set(key, value, timeout, version, nx, xx))
+
+    def add(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        """Store only if absent. During an outage this is the fallback's ``add``: not a
+        cross-process mutex then (use ``lock`` for that)."""
+        return run(self._add(key, value, timeout, version))
+
+    async def aadd(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        return await arun(self._add(key, value, timeout, version))
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        return run(self._touch(key, timeout, version))
+
+    async def atouch(
+        self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        return await arun(self._touch(key, timeout, version))
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        return run(self._delete(key, version))
+
+    async def adelete(self, key: Any, version: int | None = None) -> bool:
+        return await arun(self._delete(key, version))
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        return run(self._has_key(key, version))
+
+    async def ahas_key(self, key: Any, version: int | None = None) -> bool:
+        return await arun(self._has_key(key, version))
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        """Atomic in Redis (one script); ``ValueError`` for a missing key, as Django's.
+
+        During an outage: ``RedisUnavailable`` (``DEGRADED_COUNTERS="raise"``, the
+        default), or an approximate count in the fallback (``"local"``) that is
+        never written over the real value when Redis returns.
+        """
+        return run(self._incr(key, delta, version))
+
+    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return await arun(self._incr(key, delta, version))
+
+    def decr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return run(self._incr(key, -delta, version))
+
+    async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return await arun(self._incr(key, -delta, version))
+
+    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        return run(self._get_many(keys, version))
+
+    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        return await arun(self._get_many(keys, version))
 
     def set_many(
         self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> list[Any]:
         """Returns the keys that could not be stored (none while a fallback takes them)."""
-        ms = self._ms(timeout)
-        if ms is not None and ms <= 0:
-            self.delete_many(list(data), version=version)
-            return []
-        made = {self._key(key, version): key for key in data}
-        encoded = {k: self._codec.encode(data[key]) for k, key in made.items()}
+        return run(self._set_many(data, timeout, version))
 
-        def store(client: redis.Redis, group: list[str]) -> list[Any]:
-            pipe = client.pipeline(transaction=False)
-            for k in group:
-                pipe.set(k, encoded[k], px=ms)
-            return list(pipe.execute())
-
-        failed: list[Any] = []
-        seconds = None if ms is None else ms / 1000
-        for group, result in self.manager.execute_grouped(list(made), store):
-            if not isinstance(result, RedisUnavailable):
-                continue
-            for k in group:
-                if not self._set_one(k, made[k], data[made[k]], encoded[k], ms, seconds, version):
-                    failed.append(made[k])
-        return failed
-
-    def _set_one(
-        self,
-        k: str,
-        key: Any,
-        value: Any,
-        data: bytes | int,
-        ms: int | None,
-        seconds: float | None,
-        version: int | None,
-    ) -> bool:
-        def fallback(fb: BaseCache) -> bool:
-            fb.set(key, value, seconds, version=version)
-            return True
-
-        return self._write(
-            k, (key, version), lambda c: bool(c.set(k, data, px=ms)), fallback, False
-        )
+    async def aset_many(
+        self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[Any]:
+        return await arun(self._set_many(data, timeout, version))
 
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
-        made = {self._key(key, version): key for key in keys}
-        cluster = self.manager.cluster is not None
+        run(self._delete_many(keys, version))
 
-        def remove(client: redis.Redis, group: list[str]) -> int:
-            if not cluster:
-                return int(client.delete(*group))
-            pipe = client.pipeline(transaction=False)
-            for k in group:
-                pipe.delete(k)
-            return sum(int(r) for r in pipe.execute())
-
-        for group, result in self.manager.execute_grouped(list(made), remove):
-            if isinstance(result, RedisUnavailable):
-                for k in group:
-                    self.delete(made[k], version=version)
+    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        await arun(self._delete_many(keys, version))
 
     def clear(self) -> None:
         """Delete this cache's keys (its key prefix, every version, every master) with
         SCAN + UNLINK, never the app's lock and rate-limit keys; ``CLEAR_FLUSHES_DB``
         restores Django's FLUSHDB. Masters that are down are cleared when they return."""
-        pattern = self.namespace_pattern()
-        flush = self._clear_flushes_db
-        state = self.state
-        for endpoint, result in self.manager.for_each_primary(
-            lambda c: c.flushdb() if flush else unlink_matching(c, pattern)
-        ):
-            store = state.fallback(endpoint)
-            if store is not None:
-                store.clear()
-            if isinstance(result, RedisUnavailable):
-                state.note_unavailable(result)
-                state.invalidate_on_recovery(endpoint)
+        run(self._clear())
+
+    async def aclear(self) -> None:
+        await arun(self._clear())
 
     def close(self, **kwargs: Any) -> None:
         """Nothing to do: pools live in the process-wide registry, not on this object."""
+
+    async def aclose(self, **kwargs: Any) -> None:
+        """Nothing to do (see :meth:`close`)."""
 
     # --- django-redis's extras ---------------------------------------------------------------
 
@@ -579,31 +782,46 @@ class ResilientRedisCache(BaseCache):
     def ttl(self, key: Any, version: int | None = None) -> int | None:
         """Seconds left; ``None`` for a key without expiry, ``0`` when missing.
         Raises :class:`RedisUnavailable` during an outage."""
-        ms = self.pttl(key, version=version)
-        return None if ms is None else (ms + 999) // 1000 if ms > 0 else 0
+        return _seconds(self.pttl(key, version=version))
+
+    async def attl(self, key: Any, version: int | None = None) -> int | None:
+        return _seconds(await self.apttl(key, version=version))
 
     def pttl(self, key: Any, version: int | None = None) -> int | None:
-        k = self._key(key, version)
-        result = int(self.manager.execute(lambda c: c.pttl(k), key=k, write=False))
-        if result == -1:
-            return None
-        return max(result, 0)
+        return run(self._pttl(key, version))
+
+    async def apttl(self, key: Any, version: int | None = None) -> int | None:
+        return await arun(self._pttl(key, version))
 
     def expire(self, key: Any, timeout: float, version: int | None = None) -> bool:
         return self.touch(key, timeout, version=version)
 
+    async def aexpire(self, key: Any, timeout: float, version: int | None = None) -> bool:
+        return await self.atouch(key, timeout, version=version)
+
     def pexpire(self, key: Any, timeout: int, version: int | None = None) -> bool:
         return self.touch(key, timeout / 1000, version=version)
 
+    async def apexpire(self, key: Any, timeout: int, version: int | None = None) -> bool:
+        return await self.atouch(key, timeout / 1000, version=version)
+
     def expire_at(self, key: Any, when: datetime, version: int | None = None) -> bool:
-        now = datetime.now(tz=when.tzinfo)
-        return self.touch(key, (when - now) / timedelta(seconds=1), version=version)
+        return run(self._expire_at(key, when, version))
+
+    async def aexpire_at(self, key: Any, when: datetime, version: int | None = None) -> bool:
+        return await arun(self._expire_at(key, when, version))
 
     def pexpire_at(self, key: Any, when: datetime, version: int | None = None) -> bool:
         return self.expire_at(key, when, version=version)
 
+    async def apexpire_at(self, key: Any, when: datetime, version: int | None = None) -> bool:
+        return await self.aexpire_at(key, when, version=version)
+
     def persist(self, key: Any, version: int | None = None) -> bool:
         return self.touch(key, None, version=version)
+
+    async def apersist(self, key: Any, version: int | None = None) -> bool:
+        return await self.atouch(key, None, version=version)
 
     def lock(
         self,
@@ -638,14 +856,7 @@ class ResilientRedisCache(BaseCache):
     ) -> Iterator[str]:
         """Keys matching ``search`` on every master (SCAN, never KEYS), without prefix and
         version. Raises :class:`RedisUnavailable` when a master cannot be scanned."""
-        pattern = self.make_pattern(search, version=version)
-        for _, result in self.manager.for_each_primary(
-            lambda c: [k.decode() for k in c.scan_iter(match=pattern, count=itersize or 1000)]
-        ):
-            if isinstance(result, RedisUnavailable):
-                raise result
-            for key in result:
-                yield self._reverse_key(key)
+        yield from run(self._keys(search, itersize, version))
 
     def _reverse_key(self, made: str) -> str:
         """The caller's key inside a Redis key made by Django's default key function."""
@@ -655,24 +866,22 @@ class ResilientRedisCache(BaseCache):
         return made.split(":", 2)[2] if made.count(":") >= 2 else made
 
     def keys(self, search: str, version: int | None = None) -> list[str]:
-        return list(self.iter_keys(search, version=version))
+        return run(self._keys(search, None, version))
+
+    async def akeys(self, search: str, version: int | None = None) -> list[str]:
+        return await arun(self._keys(search, None, version))
 
     def delete_pattern(
         self, pattern: str, version: int | None = None, itersize: int | None = None, **_: Any
     ) -> int:
         """Delete keys matching ``pattern`` on every master (SCAN + UNLINK); raises
         :class:`RedisUnavailable` when a master is down (its keys could not be deleted)."""
-        glob = self.make_pattern(pattern, version=version)
-        total = 0
-        errors: list[RedisUnavailable] = []
-        for _endpoint, result in self.manager.for_each_primary(lambda c: unlink_matching(c, glob)):
-            if isinstance(result, RedisUnavailable):
-                errors.append(result)
-            else:
-                total += result
-        if errors:
-            raise errors[0]
-        return total
+        return run(self._delete_pattern(pattern, version, itersize))
+
+    async def adelete_pattern(
+        self, pattern: str, version: int | None = None, itersize: int | None = None, **_: Any
+    ) -> int:
+        return await arun(self._delete_pattern(pattern, version, itersize))
 
     # --- for the health report -----------------------------------------------------------
 

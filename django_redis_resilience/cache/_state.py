@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+import redis.asyncio
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
@@ -382,6 +383,27 @@ def _unlink(client: redis.Redis, keys: list[bytes]) -> int:
     for key in keys:
         pipe.unlink(key)
     return sum(int(r) for r in pipe.execute())
+
+
+async def aunlink_matching(client: redis.asyncio.Redis, pattern: str) -> int:
+    """The asyncio twin of :func:`unlink_matching`."""
+    removed = 0
+    batch: list[bytes] = []
+    async for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= BATCH:
+            removed += await _aunlink(client, batch)
+            batch = []
+    if batch:
+        removed += await _aunlink(client, batch)
+    return removed
+
+
+async def _aunlink(client: redis.asyncio.Redis, keys: list[bytes]) -> int:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.unlink(key)
+    return sum(int(r) for r in await pipe.execute())
 
 
 _states_lock = threading.Lock()
