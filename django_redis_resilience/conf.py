@@ -10,6 +10,7 @@ Precedence for connection settings: the URL's query string, then the cache's
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -443,6 +444,8 @@ def _cache_option_problems(options: Mapping[str, Any], base: str, alias: str) ->
         if key in options and not _importable(options[key]):
             bad(key, "is not an importable class (a dotted path such as "
                 "'django_redis.serializers.json.JSONSerializer')")  # fmt: skip
+    if "STAMPEDE" in options and (problem := _stampede_problem(options["STAMPEDE"])):
+        bad("STAMPEDE", problem)
     if "FALLBACK" in options:
         fallback = options["FALLBACK"]
         caches_setting: Mapping[str, Any] = getattr(settings, "CACHES", {})
@@ -464,6 +467,31 @@ def _cache_option_problems(options: Mapping[str, Any], base: str, alias: str) ->
             bad("FALLBACK", "is another Redis cache of this app, which fails with Redis",
                 hint="use an in-process or database cache")  # fmt: skip
     return found
+
+
+def _seconds_or_none(value: Any) -> bool:
+    return value is None or (_is_num(value) and math.isfinite(value) and value >= 0)
+
+
+_STAMPEDE_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "LOCK": (lambda v: isinstance(v, bool), "True or False"),
+    "LOCK_TIMEOUT": (lambda v: _is_num(v) and math.isfinite(v) and v > 0, "seconds > 0"),
+    "EARLY_REFRESH": (_seconds_or_none, "a number >= 0 (XFetch's beta, 1.0 is usual) or None"),
+    "NULL_TIMEOUT": (_seconds_or_none, "seconds >= 0 or None"),
+}
+
+
+def _stampede_problem(value: object) -> str | None:
+    """Why ``OPTIONS["STAMPEDE"]`` is invalid, or ``None``."""
+    if not isinstance(value, Mapping):
+        return "must be a dict with any of " + ", ".join(_STAMPEDE_KEYS)
+    for key, item in value.items():
+        if key not in _STAMPEDE_KEYS:
+            return f"has an unknown key {key!r} (known: {', '.join(_STAMPEDE_KEYS)})"
+        valid, need = _STAMPEDE_KEYS[key]
+        if not valid(item):
+            return f"[{key!r}] = {item!r} is not valid: give {need}"
+    return None
 
 
 def _rules_problem(rules: object) -> str | None:

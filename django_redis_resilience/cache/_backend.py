@@ -12,6 +12,7 @@ encoded as django-redis encodes them, so existing data and tools keep working.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,14 +32,19 @@ from django_redis_resilience.cache._codec import DEFAULT_COMPRESSOR, DEFAULT_SER
 from django_redis_resilience.cache._plan import (
     AsyncClientFn,
     ClientFn,
+    Compute,
     Execute,
     Fallback,
+    Follow,
     Grouped,
     Plan,
     Primaries,
+    ReleaseLock,
+    TakeLock,
     arun,
     run,
 )
+from django_redis_resilience.cache._stampede import StampedeConfig, refresh_early
 from django_redis_resilience.cache._state import (
     PRIVATE,
     CacheSettings,
@@ -52,6 +58,9 @@ from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.connection._errors import ErrorKind, classify, translate
 from django_redis_resilience.connection._manager import LogicalEndpoint
 from django_redis_resilience.exceptions import ConfigurationError, RedisUnavailable
+from django_redis_resilience.locks import Lock
+
+logger = logging.getLogger("django_redis_resilience")
 
 T = TypeVar("T")
 _MISSING = object()
@@ -114,6 +123,13 @@ async def _aadd_and_drop(client: Any, *, key: str, data: Any) -> bool:
     if added:
         await client.delete(key)
     return added
+
+
+def _count(state: CacheState, value: Any) -> None:
+    if value is _MISSING:
+        state.counters.misses += 1
+    else:
+        state.counters.hits += 1
 
 
 def _seconds(ms: int | None) -> int | None:
@@ -181,6 +197,7 @@ class ResilientRedisCache(BaseCache):
         self._clear_flushes_db = bool(options.get("CLEAR_FLUSHES_DB", False))
         self._recovery = options.get("RECOVERY", "journal")
         self._fallback_spec: str | type | None = options.get("FALLBACK", PRIVATE)
+        self._stampede = StampedeConfig.from_options(options.get("STAMPEDE"))
         self._alias = _find_alias(type(self), server, params)
         #: ``django_redis.get_redis_connection(alias)`` reads ``cache.client.get_client``.
         self.client = _ClientShim(self)
@@ -336,12 +353,8 @@ class ResilientRedisCache(BaseCache):
             lambda fb: fb.get(key, _MISSING, version=version),
             _MISSING,
         )
-        counters = state.counters
-        if value is _MISSING:
-            counters.misses += 1
-            return default
-        counters.hits += 1
-        return value
+        _count(state, value)
+        return default if value is _MISSING else value
 
     def _set(
         self, key: Any, value: Any, timeout: Any, version: int | None, nx: bool, xx: bool
@@ -610,6 +623,112 @@ class ResilientRedisCache(BaseCache):
                 state.note_unavailable(result)
                 state.invalidate_on_recovery(endpoint)
 
+    def _get_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any,
+        version: int | None,
+        lock: bool | None,
+        early_refresh: float | None,
+    ) -> Plan[Any]:
+        """One computation per key and process (single flight), optionally one in all
+        processes (the app's lock), optionally refreshed a little before expiry."""
+        config = self._stampede
+        beta = config.early_refresh if early_refresh is None else early_refresh
+        k = self._key(key, version)
+        manager = self.manager
+        state = self._state_of(manager)
+        flights = state.flights
+        missing: tuple[Any, int | None] = (_MISSING, None)
+        if beta:
+            value, ttl_ms = yield from self._read(
+                manager,
+                state,
+                k,
+                lambda c: c.pipeline(transaction=False).get(k).pttl(k).execute(),
+                lambda reply: (self._decoded(reply[0]), int(reply[1])),
+                lambda fb: (fb.get(key, _MISSING, version=version), None),
+                missing,
+            )
+            _count(state, value)
+        else:
+            value, ttl_ms = (yield from self._get(key, _MISSING, version)), None
+        if value is not _MISSING:
+            if not refresh_early(beta=beta, duration=flights.duration(k), ttl_ms=ttl_ms):
+                return value
+            lead = flights.lead(k)
+            if lead is None:  # someone here refreshes it already
+                return value
+            flight = lead
+        else:
+            flight, leader = flights.join(k)
+            if not leader:
+                return (yield Follow(flight))
+        try:
+            result, took = yield from self._compute(
+                key, k, default, timeout, version, use_lock=config.lock if lock is None else lock,
+                current=value,
+            )  # fmt: skip
+        except BaseException as exc:
+            flights.land(k, flight, error=exc)  # nothing stored: the next miss computes again
+            raise
+        flights.land(k, flight, value=result, duration=took)
+        return result
+
+    def _compute(
+        self,
+        key: Any,
+        k: str,
+        default: Any,
+        timeout: Any,
+        version: int | None,
+        *,
+        use_lock: bool,
+        current: Any,
+    ) -> Plan[tuple[Any, float | None]]:
+        """Compute and store ``key``'s value; with the lock, only when no other process
+        stored one while this one waited (then that value is returned)."""
+        refreshing = current is not _MISSING
+        held = None
+        if use_lock:
+            held = yield TakeLock(
+                Lock(
+                    f"get_or_set:{k}",
+                    cache=self._alias,
+                    timeout=self._stampede.lock_timeout,
+                    # An early refresh never waits: someone else is refreshing.
+                    wait=0 if refreshing else self._stampede.lock_timeout,
+                    on_busy="skip",
+                    on_unavailable="run",
+                    on_lost="log",
+                )
+            )
+            if held is None and refreshing:
+                return current, None
+        try:
+            if held and not refreshing:
+                stored = yield from self._get(key, _MISSING, version)
+                if stored is not _MISSING:  # another process computed it meanwhile
+                    return stored, None
+            started = time.monotonic()
+            value = (yield Compute(default)) if callable(default) else default
+            took = time.monotonic() - started
+            if value is None and self._stampede.null_timeout is not None:
+                timeout = self._stampede.null_timeout
+            if use_lock or refreshing:
+                yield from self._set(key, value, timeout, version, False, False)
+                return value, took
+            # As Django: the first value stored wins, so every caller returns the same one.
+            yield from self._add(key, value, timeout, version)
+            return (yield from self._get(key, value, version)), took
+        finally:
+            if held:
+                try:
+                    yield ReleaseLock(held)
+                except RedisUnavailable:
+                    logger.warning("get_or_set(%r): its lock could not be released", key)
+
     def _pttl(self, key: Any, version: int | None) -> Plan[int | None]:
         k = self._key(key, version)
         result = int((yield Execute(self.manager, lambda c: c.pttl(k), key=k, write=False)))
@@ -734,6 +853,39 @@ class ResilientRedisCache(BaseCache):
 
     async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         return await arun(self._incr(key, -delta, version))
+
+    def get_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        lock: bool | None = None,
+        early_refresh: float | None = None,
+    ) -> Any:
+        """Django's ``get_or_set`` with stampede protection.
+
+        ``default`` (a value or a callable) is computed once per key and
+        process at a time; callers that miss meanwhile get its result. With
+        ``lock=True`` (or ``OPTIONS["STAMPEDE"]["LOCK"]``) once across
+        processes. ``early_refresh`` (XFetch's beta) recomputes a value shortly
+        before it expires. During an outage the value goes to the fallback.
+        """
+        return run(self._get_or_set(key, default, timeout, version, lock, early_refresh))
+
+    async def aget_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        lock: bool | None = None,
+        early_refresh: float | None = None,
+    ) -> Any:
+        """:meth:`get_or_set` for async code; ``default`` may be an async function."""
+        return await arun(self._get_or_set(key, default, timeout, version, lock, early_refresh))
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         return run(self._get_many(keys, version))

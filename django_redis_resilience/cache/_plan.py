@@ -12,6 +12,7 @@ raised (``RedisUnavailable`` for an outage, a server error as it came).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, TypeVar
@@ -20,7 +21,9 @@ from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 
+from django_redis_resilience.cache._stampede import Flight
 from django_redis_resilience.connection import ConnectionManager
+from django_redis_resilience.locks import Held, Lock
 
 T = TypeVar("T")
 
@@ -94,7 +97,42 @@ class Fallback:
         self.fn = fn
 
 
-Step = Execute | Grouped | Primaries | Fallback
+class Compute:
+    """Call the caller's function (``get_or_set``'s default); the async driver awaits
+    what it returns when that is awaitable (an async function)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+
+
+class Follow:
+    """Wait for another caller's computation of the same key (single flight)."""
+
+    __slots__ = ("flight",)
+
+    def __init__(self, flight: Flight) -> None:
+        self.flight = flight
+
+
+class TakeLock:
+    """Acquire the app's lock: the :class:`Held`, or ``None`` when skipped."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: Lock) -> None:
+        self.lock = lock
+
+
+class ReleaseLock:
+    __slots__ = ("held",)
+
+    def __init__(self, held: Held) -> None:
+        self.held = held
+
+
+Step = Execute | Grouped | Primaries | Fallback | Compute | Follow | TakeLock | ReleaseLock
 Plan = Generator[Step, Any, T]
 
 
@@ -122,17 +160,36 @@ def _do(step: Step) -> Any:
         return step.fn(step.store)
     if type(step) is Grouped:
         return step.manager.execute_grouped(step.keys, step.fn, write=step.write)
-    assert type(step) is Primaries
-    return step.manager.for_each_primary(step.fn)
+    if type(step) is Primaries:
+        return step.manager.for_each_primary(step.fn)
+    if type(step) is Compute:
+        return step.fn()
+    if type(step) is Follow:
+        return step.flight.wait()
+    if type(step) is TakeLock:
+        return step.lock.acquire()
+    assert type(step) is ReleaseLock
+    return step.held.release()
 
 
 async def arun(plan: Plan[T]) -> T:
-    """Carry out ``plan`` with the asyncio clients of the running event loop."""
+    """Carry out ``plan`` with the asyncio clients of the running event loop.
+
+    A cancelled task's cancellation goes into the plan too, so its cleanup
+    (releasing a lock, ending a flight others follow) runs, shielded.
+    """
+    cancelled = False
     try:
         step = next(plan)
         while True:
             try:
-                value = await _ado(step)
+                value = await (asyncio.shield(_ado(step)) if cancelled else _ado(step))
+            except asyncio.CancelledError as exc:
+                if cancelled:
+                    plan.close()
+                    raise
+                cancelled = True
+                step = plan.throw(exc)
             except Exception as exc:
                 step = plan.throw(exc)
             else:
@@ -162,5 +219,13 @@ async def _ado(step: Step) -> Any:
         return await step.manager.aexecute_grouped(
             step.keys, lambda client, keys: _awaited(gfn(client, keys)), write=step.write
         )
-    assert type(step) is Primaries
-    return await step.manager.afor_each_primary(step.afn)
+    if type(step) is Primaries:
+        return await step.manager.afor_each_primary(step.afn)
+    if type(step) is Compute:
+        return await _awaited(step.fn())
+    if type(step) is Follow:
+        return await step.flight.await_outcome()
+    if type(step) is TakeLock:
+        return await step.lock.aacquire()
+    assert type(step) is ReleaseLock
+    return await step.held.arelease()

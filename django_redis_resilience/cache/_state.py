@@ -30,6 +30,7 @@ from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 
+from django_redis_resilience.cache._stampede import Flights
 from django_redis_resilience.connection import BreakerState, CircuitBreaker, ConnectionManager
 from django_redis_resilience.connection._errors import redirect_of
 from django_redis_resilience.connection._manager import LogicalEndpoint
@@ -136,6 +137,8 @@ class CacheState:
         self.manager = manager
         self.settings = settings
         self.counters = CacheCounters()
+        #: ``get_or_set`` computations in progress in this process (single flight).
+        self.flights = Flights()
         self._lock = threading.Lock()
         self._journals: dict[int, OutageJournal] = {}
         self._private: dict[int, LocMemCache] = {}

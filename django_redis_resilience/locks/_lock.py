@@ -637,9 +637,9 @@ class Lock:
         return wait
 
     def _kept(self, held: Held) -> Held | None:
-        if not held.acquired:
-            return held if held.degraded and self.on_unavailable == "run" else None
-        _remember(held)
+        if not self._runs(held):
+            return None
+        _remember(held)  # degraded with "run" too: release() then ends it quietly
         return held
 
     def release(self) -> None:

@@ -1,0 +1,157 @@
+"""Stampede protection for ``get_or_set``: single flight, early refresh, null caching.
+
+When a popular key expires, every request that misses would compute it at
+once (a cache stampede). Here one caller per key and process computes (the
+*leader*); the others, threads or asyncio tasks, wait for its result. With
+``STAMPEDE["LOCK"]`` the leaders of all processes also take the app's lock,
+so one computes and the rest read what it stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: Compute times remembered for early refresh, per process and cache.
+_DURATIONS = 10_000
+
+
+@dataclass(frozen=True)
+class StampedeConfig:
+    """``OPTIONS["STAMPEDE"]``, validated by the system checks (E004)."""
+
+    #: Take the app's lock around the computation, across processes.
+    lock: bool = False
+    #: Lease of that lock in seconds (renewed while the computation runs).
+    lock_timeout: float = 30.0
+    #: XFetch's beta (1.0 is the usual choice); ``None``: no early refresh.
+    early_refresh: float | None = None
+    #: Seconds to keep a ``None`` result (a short time stops repeated misses
+    #: for absent rows hammering the database); ``None``: the normal timeout.
+    null_timeout: float | None = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None) -> StampedeConfig:
+        options = options or {}
+        return cls(
+            lock=bool(options.get("LOCK", False)),
+            lock_timeout=float(options.get("LOCK_TIMEOUT", 30.0)),
+            early_refresh=options.get("EARLY_REFRESH"),
+            null_timeout=options.get("NULL_TIMEOUT"),
+        )
+
+
+def refresh_early(*, beta: float | None, duration: float | None, ttl_ms: int | None) -> bool:
+    """XFetch: refresh before expiry with a probability that rises as it nears.
+
+    A value that took ``duration`` seconds to compute is recomputed when
+    ``duration * beta * -ln(U)`` exceeds the time it has left, so one caller
+    usually refreshes it just before it expires, instead of all callers
+    recomputing it just after.
+    """
+    if not beta or not duration or ttl_ms is None or ttl_ms <= 0:
+        return False
+    return duration * beta * -math.log(1.0 - random.random()) * 1000 >= ttl_ms
+
+
+class Flight:
+    """One computation in progress; threads and asyncio tasks wait for its outcome."""
+
+    __slots__ = ("_done", "_futures", "_guard", "error", "value")
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._guard = threading.Lock()
+        self._futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def finish(self, value: Any = None, error: BaseException | None = None) -> None:
+        with self._guard:
+            self.value, self.error = value, error
+            self._done.set()
+            futures, self._futures = self._futures, []
+        for loop, future in futures:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_wake, future)
+
+    def _outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    def wait(self) -> Any:
+        """The leader's value (or its exception), blocking this thread."""
+        self._done.wait()
+        return self._outcome()
+
+    async def await_outcome(self) -> Any:
+        """The leader's value (or its exception), without blocking the event loop."""
+        with self._guard:
+            if not self._done.is_set():
+                loop = asyncio.get_running_loop()
+                future: asyncio.Future[None] = loop.create_future()
+                self._futures.append((loop, future))
+            else:
+                future = None  # type: ignore[assignment]
+        if future is not None:
+            await future
+        return self._outcome()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Flights:
+    """The computations in progress in this process, by Redis key; and how long they took."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._flights: dict[str, Flight] = {}
+        self._durations: OrderedDict[str, float] = OrderedDict()
+
+    def join(self, key: str) -> tuple[Flight, bool]:
+        """``(flight, leader)``: lead a new flight, or follow the one in progress."""
+        with self._guard:
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight, False
+            flight = self._flights[key] = Flight()
+            return flight, True
+
+    def lead(self, key: str) -> Flight | None:
+        """A new flight to lead, or ``None`` when one is in progress (an early
+        refresh: the caller has a value to return, so it never waits)."""
+        with self._guard:
+            if key in self._flights:
+                return None
+            flight = self._flights[key] = Flight()
+            return flight
+
+    def land(self, key: str, flight: Flight, value: Any = None, error: BaseException | None = None,
+             duration: float | None = None) -> None:  # fmt: skip
+        """End the leader's flight: followers get its outcome; the next miss computes again."""
+        with self._guard:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+            if duration is not None:
+                self._durations[key] = duration
+                self._durations.move_to_end(key)
+                while len(self._durations) > _DURATIONS:
+                    self._durations.popitem(last=False)
+        flight.finish(value, error)
+
+    def duration(self, key: str) -> float | None:
+        return self._durations.get(key)
+
+    def in_flight(self) -> int:
+        return len(self._flights)
