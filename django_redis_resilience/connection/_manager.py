@@ -506,14 +506,24 @@ class ConnectionManager:
         """The asyncio twin of :meth:`execute`, on the running loop's pool."""
         if self.cluster is not None:
             await self.cluster.aensure_discovered()
-        return await self._aexecute(
-            _Attempt(self, self.route(write=write, key=key), idempotent=idempotent), fn
-        )
+        route = self.route(write=write, key=key)
+        endpoint = route[0]
+        if len(route) == 1 and endpoint.breaker.closed:
+            try:
+                result = await fn(endpoint.async_client())
+            except Exception as exc:
+                attempt = _Attempt(self, route, idempotent=idempotent)
+                return await self._aexecute(attempt, fn, attempt.failed(exc))
+            endpoint.breaker.record_success()
+            return result
+        return await self._aexecute(_Attempt(self, route, idempotent=idempotent), fn)
 
     async def _aexecute(
-        self, attempt: _Attempt, fn: Callable[[redis.asyncio.Redis], Awaitable[T]]
+        self,
+        attempt: _Attempt,
+        fn: Callable[[redis.asyncio.Redis], Awaitable[T]],
+        delay: float | None = None,
     ) -> T:
-        delay: float | None = None
         while True:
             if attempt.drop_idle:
                 attempt.drop_idle = False

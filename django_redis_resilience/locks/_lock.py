@@ -100,6 +100,8 @@ class Held:
         self._released = False
         self._lost = False
         self._who = _who()
+        #: Held by a ``with`` block or a decorated call, which ends its record.
+        self._scoped = False
         self._granted = grant is not None
         #: Strictly increasing per lock name: pass it to storage that rejects stale writers.
         self.token: int | None = None if grant is None else grant.fence
@@ -117,6 +119,10 @@ class Held:
     @property
     def acquired(self) -> bool:
         return self._granted
+
+    @property
+    def released(self) -> bool:
+        return self._released
 
     @property
     def lost(self) -> bool:
@@ -141,7 +147,8 @@ class Held:
 
     def _end(self) -> bool:
         """Mark released; ``False`` when it already was (or never acquired)."""
-        _forget(self)
+        if not self._scoped:  # a ``with`` block still needs to find it on exit
+            _forget(self)
         with self._guard:
             if self._released or not self.acquired:
                 return False
@@ -231,6 +238,8 @@ class Held:
         try:
             ok = self._renew_call(lease)
         except Exception as exc:
+            if self.released:
+                return
             left = self._valid_until - time.monotonic()
             if left <= 0:
                 self._mark_lost(f"renewal failed until the lease ended ({exc})")
@@ -243,17 +252,19 @@ class Held:
                 )
                 self._schedule(min(lease / 6, max(0.02, left / 3)), settle_only=settle_only)
             return
+        if self.released:  # released meanwhile: "not ours" is no loss
+            return
         if not ok:
             self._mark_lost("its lease ended before it was renewed")
             return
         with self._guard:
-            self._valid_until = sent + lease
+            self._valid_until = max(self._valid_until, sent + lease)
         if not settle_only:
             self._schedule(lease / 3)
 
     def _renew_call(self, lease: float) -> bool:
         """Reset the lease in Redis; ``False`` when the lock is no longer ours."""
-        return bool(int(call(*self._where(), self._args("extend", _ms(lease), "set"))))
+        return bool(int(call(*self._where(), self._args("extend", _ms(lease), "renew"))))
 
     def _mark_lost(self, why: str) -> None:
         with self._guard:
@@ -333,10 +344,14 @@ class Lock:
         on_unavailable: str = "raise",
         on_lost: str = "raise",
     ) -> None:
+        #: The name itself when it has no fields (``{{``/``}}`` unescaped, as in templates).
+        self._literal: str | None = None
         if callable(name):
             self._fields: list[str] | None = None
         elif isinstance(name, str) and name:
             self._fields = _template_fields(name)
+            if not self._fields:
+                self._literal = _checked_name(name.format())
         else:
             raise InvalidLock(
                 f"Lock name {name!r} is not valid: give a non-empty string, a template such as "
@@ -375,7 +390,8 @@ class Lock:
                 "braces for a literal brace)."
             )
         else:
-            name = self.name
+            assert self._literal is not None
+            name = self._literal
         return _checked_name(name)
 
     def _namer(self, fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
@@ -398,8 +414,8 @@ class Lock:
                 f"{fn.__qualname__}() does not take (its arguments: "
                 f"{', '.join(params) or 'none'})."
             )
-        if not self._fields:
-            fixed = _checked_name(template)
+        if self._literal is not None:
+            fixed = self._literal
             return lambda args, kwargs: fixed
 
         def from_template(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -412,8 +428,9 @@ class Lock:
     # --- acquisition (shared by sync and async) ------------------------------
 
     def _target(self, name: str) -> tuple[ConnectionManager, LockKeys]:
+        keys = LockKeys.build(_prefix_of(self.cache), name)
         self._check_reentry(name)
-        return get_manager(self.cache), LockKeys.build(_prefix_of(self.cache), name)
+        return get_manager(self.cache), keys
 
     def _identity(self, name: str) -> tuple[object, str]:
         """What two acquisitions of the same lock have in common."""
@@ -496,9 +513,14 @@ class Lock:
     # --- leaving (shared) ---------------------------------------------------------
 
     def _finish(self, held: Held, ok: bool | None, failed: bool) -> None:
-        """After release: report a lost lock as ``on_lost`` says."""
+        """After release: report a lost lock as ``on_lost`` says.
+
+        Lost means: the release found another holder (``ok`` false), the
+        renewal gave up (``lock_lost`` was sent), or the release could not be
+        sent and the lease has run out by this process's clock.
+        """
         _forget(held)
-        if ok is None or ok:
+        if not (ok is False or held._lost or (ok is None and held.lost)):
             return
         if self.on_lost == "raise" and not failed:
             raise LockLost(
@@ -539,7 +561,7 @@ class Lock:
 
     def __enter__(self) -> Held:
         held = self._acquire(self._static_name(), self.wait)
-        _remember(held)
+        _remember(held, scoped=True)
         return held
 
     def __exit__(
@@ -552,7 +574,7 @@ class Lock:
 
     async def __aenter__(self) -> Held:
         held = await self._aacquire(self._static_name(), self.wait)
-        _remember(held)
+        _remember(held, scoped=True)
         return held
 
     async def __aexit__(
@@ -565,8 +587,9 @@ class Lock:
 
     def _current(self) -> Held:
         """This thread's or task's latest acquisition through this object."""
+        who = _who()
         for held in reversed(_holding.get()):
-            if held.lock is self:
+            if held.lock is self and held._who == who:
                 return held
         raise LockLost(f"Lock {self.name!r} is not held by this thread or task.")
 
@@ -583,7 +606,7 @@ class Lock:
                 held = await self._aacquire(namer(args, kwargs), self.wait)
                 if not self._runs(held):
                     return None
-                _remember(held)
+                _remember(held, scoped=True)
                 try:
                     result = await fn(*args, **kwargs)
                 except BaseException:
@@ -599,7 +622,7 @@ class Lock:
             held = self._acquire(namer(args, kwargs), self.wait)
             if not self._runs(held):
                 return None
-            _remember(held)
+            _remember(held, scoped=True)
             try:
                 result = fn(*args, **kwargs)
             except BaseException:
@@ -699,7 +722,8 @@ class Lock:
         return held if held.acquired and not held._released else None
 
     def _peek_target(self) -> tuple[ConnectionManager, LockKeys]:
-        return get_manager(self.cache), LockKeys.build(_prefix_of(self.cache), self._static_name())
+        keys = LockKeys.build(_prefix_of(self.cache), self._static_name())
+        return get_manager(self.cache), keys
 
 
 def _prefix_of(cache: str) -> str:
@@ -727,7 +751,8 @@ def _checked_name(name: Any) -> str:
     return name
 
 
-def _remember(held: Held) -> None:
+def _remember(held: Held, *, scoped: bool = False) -> None:
+    held._scoped = scoped
     _holding.set((*_holding.get(), held))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import math
 import os
 import time
@@ -22,6 +23,7 @@ from django_redis_resilience._lua import LuaScript
 from django_redis_resilience.connection import ConnectionManager, classify
 from django_redis_resilience.connection._endpoint import MAX_BLOCK
 from django_redis_resilience.connection._errors import redirect_of
+from django_redis_resilience.exceptions import RedisUnavailable
 
 T = TypeVar("T")
 
@@ -52,8 +54,13 @@ class LockKeys:
 
     @classmethod
     def build(cls, prefix: str, name: str) -> LockKeys:
-        """``<prefix>:drr:lock:{<name>}``: the reserved namespace, never versioned."""
-        base = f"{prefix}:drr:lock:{{{name}}}"
+        """``<prefix>:drr:lock:{<name>}``: the reserved namespace, never versioned.
+
+        The name is the hash tag, so a lock's keys share a cluster slot; a name
+        with a brace of its own is hashed instead (``}x`` would end the tag early).
+        """
+        tag = name if "{" not in name and "}" not in name else _digest(name)
+        base = f"{prefix}:drr:lock:{{{tag}}}"
         return cls(base, f"{base}:fence", f"{base}:queue", f"{base}:waiters")
 
     @property
@@ -62,6 +69,10 @@ class LockKeys:
 
     def wake(self, owner: str) -> str:
         return f"{self.lock}:wake:{owner}"
+
+
+def _digest(name: str) -> str:
+    return "#" + hashlib.sha256(name.encode()).hexdigest()[:32]
 
 
 def new_owner() -> str:
@@ -143,12 +154,12 @@ def acquire_steps(
     deadline = None if wait is None else time.monotonic() + wait
     entry_ms = 0 if wait == 0 else _ms(ENTRY_LEASE)
     acquire = script_args("acquire", owner, lease_ms, entry_ms)
-    sent = time.monotonic()
-    reply = yield Run(acquire)
-    grant = grant_of(reply, sent)
-    if grant is not None or wait == 0:
-        return grant
     try:
+        sent = time.monotonic()
+        reply = yield Run(acquire)
+        grant = grant_of(reply, sent)
+        if grant is not None or wait == 0:
+            return grant
         while True:
             remaining = math.inf if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
@@ -171,12 +182,15 @@ def acquire_steps(
             grant = grant_of(reply, sent)
             if grant is not None:
                 return grant
-    except BaseException:
-        # Cancelled, interrupted, or Redis failed: leave the queue, and pass the
-        # lock on if it was handed to us meanwhile. Best effort: if Redis cannot
-        # be asked, the queue entry and any hand-off expire with their leases.
-        with contextlib.suppress(Exception):  # the original error is what the caller sees
-            yield Run(script_args("leave", owner, 1))
+    except BaseException as exc:
+        # Cancelled, interrupted, or a reply lost: leave the queue, and pass the
+        # lock on if it was granted or handed to us meanwhile. Best effort: if
+        # Redis cannot be asked, the queue entry and any grant expire with their
+        # leases. Not when Redis certainly ran nothing (refused, breaker open).
+        kind = getattr(exc, "kind", None)
+        if not (isinstance(exc, RedisUnavailable) and kind is not None and kind.rejected):
+            with contextlib.suppress(Exception):  # the original error is what the caller sees
+                yield Run(script_args("leave", owner, 1))
         raise
 
 

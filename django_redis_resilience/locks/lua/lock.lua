@@ -10,7 +10,8 @@
 -- ARGV[1] operation: acquire | release | extend | leave
 -- ARGV[2] waiter id (acquire, leave) or the holder's token "<id>:<fence>" (release, extend)
 -- ARGV[3] lease ms (acquire), ms (extend), 1 to hand on a lock given meanwhile (leave)
--- ARGV[4] queue entry lease ms (acquire: 0 = try once, do not queue); "add" or "set" (extend)
+-- ARGV[4] queue entry lease ms (acquire: 0 = try once, do not queue); "add", "set" or
+--         "renew" (extend: "renew" sets the lease unless more is left already)
 -- ARGV[5] how long the counter outlives its last use, ms
 -- ARGV[6] hand-off lease cap ms: a woken waiter holds the lock this long until it extends
 --
@@ -123,9 +124,11 @@ end
 if op == 'extend' then
   if redis.call('GET', lock) ~= who then return 0 end
   local ms = tonumber(ARGV[3])
+  local ttl = redis.call('PTTL', lock)
   if ARGV[4] == 'add' then
-    local ttl = redis.call('PTTL', lock)
     if ttl > 0 then ms = ms + ttl end
+  elseif ARGV[4] == 'renew' and ttl > ms then
+    return 1  -- extended beyond the lease by hand: renewal never shortens it
   end
   redis.call('PEXPIRE', lock, ms)
   return 1
