@@ -1,0 +1,1157 @@
+"""``lock`` on real Redis: exclusion, fencing tokens, fair waiting, the decorator, argument
+checks, exactness across processes, round trips and the outage policies."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import itertools
+import logging
+import math
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+from redis.crc import key_slot
+
+from django_redis_resilience import Lock, lock, signals
+from django_redis_resilience.exceptions import (
+    InvalidLock,
+    LockAlreadyHeld,
+    LockLost,
+    LockNotAcquired,
+    RedisUnavailable,
+)
+from django_redis_resilience.locks import Held
+from django_redis_resilience.locks._protocol import LOCK, LockKeys, script_args
+from django_redis_resilience.testing import RedisServer
+from tests._polling import wait_for
+from tests.cache.conftest import FAST_BREAKER, resilient_caches
+from tests.locks import _lock_worker
+from tests.locks.conftest import unique
+
+LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _base(prefix: str, name: str) -> str:
+    """The lock's key: ``<KEY_PREFIX>:drr:lock:{<name>}`` (a digest of a name with braces)."""
+    return LockKeys.build(prefix, name).lock
+
+
+def test_a_lock_key_names_the_lock_unless_the_name_has_braces() -> None:
+    assert _base("p", "invoice:7") == "p:drr:lock:{invoice:7}"
+    tagged = _base("p", "}x")
+    assert tagged.startswith("p:drr:lock:{#")
+    assert tagged.count("{") == 1
+    assert tagged.count("}") == 1
+    assert _base("p", "}y") != tagged
+
+
+def _all_keys(prefix: str, name: str) -> list[str]:
+    base = _base(prefix, name)
+    return [base, f"{base}:fence", f"{base}:queue", f"{base}:waiters"]
+
+
+def _cmd(server: RedisServer, *args: Any) -> Any:
+    with server.client() as client:
+        return client.execute_command(*args)
+
+
+def _in_thread(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in a new thread (a caller that holds nothing); its result or its error."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` from a coroutine, letting other tasks run in between."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def node_of(request: pytest.FixtureRequest, topology: str) -> Callable[[str], RedisServer]:
+    """The data node that holds a key on ``topology``'s shared servers."""
+    if topology == "standalone":
+        server = request.getfixturevalue("drr_redis_server")
+        return lambda key: server
+    if topology == "sentinel":
+        group = request.getfixturevalue("drr_sentinel_group")
+        return lambda key: group.primary
+    cluster = request.getfixturevalue("drr_cluster")
+    return cluster.node_for_key  # type: ignore[no-any-return]
+
+
+# --- basics on every topology -------------------------------------------------------------------
+
+
+def test_lock_is_the_lock_class() -> None:
+    assert lock is Lock
+    assert issubclass(InvalidLock, ValueError)
+    assert issubclass(InvalidLock, ImproperlyConfigured)
+
+
+def test_acquire_release_busy_locked_and_owned(
+    shared: str, node_of: Callable[[str], RedisServer]
+) -> None:
+    name = unique()
+    key = _base(shared, name)
+    lk = lock(name, timeout=10)
+    assert not lk.locked()
+    assert not lk.owned()
+    with lk as held:
+        assert isinstance(held, Held)
+        assert held
+        assert held.acquired
+        assert not held.lost
+        assert not held.degraded
+        assert isinstance(held.token, int)
+        value = _cmd(node_of(key), "GET", key)
+        assert value.endswith(f":{held.token}".encode())
+        assert lk.locked()
+        assert lk.owned()
+        # Another thread sees the lock taken, does not own it, and cannot take it.
+        assert _in_thread(lk.locked) is True
+        assert _in_thread(lk.owned) is False
+        assert _in_thread(lock(name).locked) is True
+
+        def busy() -> None:
+            with lock(name, wait=0):
+                pytest.fail("a held lock was acquired")
+
+        with pytest.raises(LockNotAcquired, match=name):
+            _in_thread(busy)
+        assert _cmd(node_of(key), "GET", key) == value  # untouched by the attempt
+    assert _cmd(node_of(key), "EXISTS", key) == 0
+    assert not lk.locked()
+    assert not lk.owned()
+    assert not held.lost
+
+
+def test_on_busy_skip_does_not_run_and_gives_a_falsy_handle(
+    shared: str, node_of: Callable[[str], RedisServer]
+) -> None:
+    name = unique()
+    queue = _base(shared, name) + ":queue"
+    calls: list[str] = []
+
+    @lock(name, wait=0, on_busy="skip")
+    def guarded() -> str:
+        calls.append("ran")
+        return "result"
+
+    def context_manager() -> tuple[bool, Any, bool, bool]:
+        with lock(name, wait=0, on_busy="skip") as held:
+            return bool(held), held.token, held.acquired, held.degraded
+
+    with lock(name, timeout=10):
+        assert _in_thread(guarded) is None
+        assert _in_thread(context_manager) == (False, None, False, False)
+        assert _in_thread(lambda: lock(name, on_busy="skip").acquire(wait=0)) is None
+        # Waiting a while, then giving up: also None, and the queue is left behind clean.
+        assert _in_thread(lambda: lock(name, on_busy="skip").acquire(wait=0.2)) is None
+        with pytest.raises(LockNotAcquired):
+            _in_thread(lambda: lock(name).acquire(wait=0.2))
+        assert _cmd(node_of(queue), "ZCARD", queue) == 0
+    assert calls == []
+    assert guarded() == "result"
+    assert calls == ["ran"]
+
+
+def test_tokens_strictly_increase_across_acquisitions(shared: str) -> None:
+    name = unique()
+    tokens: list[int] = []
+
+    async def in_a_task() -> int:
+        async with lock(name) as held:
+            return held.token  # type: ignore[return-value]
+
+    for _ in range(3):
+        with lock(name) as held:
+            tokens.append(held.token)  # type: ignore[arg-type]
+        manual = lock(name)
+        got = manual.acquire()
+        assert got is not None
+        tokens.append(got.token)  # type: ignore[arg-type]
+        manual.release()
+        tokens.append(asyncio.run(in_a_task()))
+    assert len(tokens) == 9
+    assert all(a < b for a, b in itertools.pairwise(tokens)), tokens
+
+
+def test_extend_adds_to_the_lease(shared: str, node_of: Callable[[str], RedisServer]) -> None:
+    name = unique()
+    key = _base(shared, name)
+    lk = lock(name, timeout=20, renew=False)
+    held = lk.acquire()
+    assert held is not None
+    assert 0 < _cmd(node_of(key), "PTTL", key) <= 20_000
+    held.extend(30)
+    assert 30_000 < _cmd(node_of(key), "PTTL", key) <= 50_000
+    lk.extend(40)  # through the Lock: this thread's acquisition
+    assert 60_000 < _cmd(node_of(key), "PTTL", key) <= 90_000
+    held.extend(5, replace=True)
+    assert 0 < _cmd(node_of(key), "PTTL", key) <= 5_000
+    assert not held.lost
+    lk.release()
+    with pytest.raises(LockLost):
+        held.extend(1)
+    assert _cmd(node_of(key), "EXISTS", key) == 0
+
+
+def test_a_caller_that_holds_nothing_cannot_release(
+    shared: str, node_of: Callable[[str], RedisServer]
+) -> None:
+    name = unique()
+    base = _base(shared, name)
+    lk = lock(name, timeout=10)
+    held = lk.acquire()
+    assert held is not None
+    value = _cmd(node_of(base), "GET", base)
+    # Another thread, same Lock object: it holds nothing, so nothing is released.
+    with pytest.raises(LockLost):
+        _in_thread(lk.release)
+    with pytest.raises(LockLost):
+        _in_thread(lock(name).release)
+    assert _cmd(node_of(base), "GET", base) == value
+    # Forged script calls: the right fence with another owner, and a wrong fence.
+    owner = value.decode().rpartition(":")[0]
+    forged = [f"{uuid.uuid4().hex[:24]}:{held.token}", f"{owner}:{held.token + 1}"]
+    with node_of(base).client() as client:
+        for token in forged:
+            assert LOCK(client, _all_keys(shared, name), script_args("release", token)) == [0]
+            extend = script_args("extend", token, 1, "set")
+            assert LOCK(client, _all_keys(shared, name), extend) == 0
+    assert _cmd(node_of(base), "GET", base) == value
+    assert _cmd(node_of(base), "PTTL", base) > 1_000
+    assert held.release() is True
+    assert _cmd(node_of(base), "EXISTS", base) == 0
+
+
+def test_taking_a_lock_already_held_here_fails_at_once(shared: str) -> None:
+    name = unique()
+    lk = lock(name, timeout=10, wait=5)
+    with lk:
+        with pytest.raises(LockAlreadyHeld), lk:
+            pytest.fail("entered a lock this thread holds")
+        with pytest.raises(LockAlreadyHeld):
+            lock(name, wait=None).acquire()
+        with pytest.raises(LockAlreadyHeld):
+            lock(name)(lambda: None)()
+        assert lk.owned()
+    held = lk.acquire()  # free again
+    assert held is not None
+    with pytest.raises(LockAlreadyHeld):
+        lk.acquire(wait=5)
+    lk.release()
+
+    async def in_a_task() -> None:
+        async with lk:
+            with pytest.raises(LockAlreadyHeld):
+                async with lock(name, wait=None):
+                    pytest.fail("entered a lock this task holds")
+            with pytest.raises(LockAlreadyHeld):
+                await lk.aacquire()
+            assert await lk.aowned()
+
+    asyncio.run(in_a_task())
+    assert not lk.locked()
+
+
+def test_keys_are_reserved_unversioned_and_survive_cache_clear(
+    shared: str, node_of: Callable[[str], RedisServer]
+) -> None:
+    name = unique()
+    base = _base(shared, name)
+    default = settings.CACHES["default"]
+    both = {
+        "default": {**default, "VERSION": 1},
+        "v2": {**default, "VERSION": 2},
+    }
+    cached = f"{shared}:1:{name}"  # the cache's own keys carry the version
+    with override_settings(CACHES=both):
+        with lock(name, timeout=10) as held:
+            caches["default"].set(name, "value")
+            assert _cmd(node_of(cached), "EXISTS", cached) == 1
+            with node_of(base).client() as client:
+                found = sorted(k.decode() for k in client.scan_iter(match=f"{shared}:*:{{*"))
+            assert found == [base, f"{base}:fence"]
+
+            def other_version() -> None:
+                with lock(name, cache="v2", wait=0):
+                    pytest.fail("a version bump split the lock")
+
+            with pytest.raises(LockNotAcquired):
+                _in_thread(other_version)
+            caches["default"].clear()
+            caches["v2"].clear()
+            assert _cmd(node_of(cached), "EXISTS", cached) == 0
+            assert _cmd(node_of(base), "GET", base).endswith(f":{held.token}".encode())
+        assert not held.lost
+        with lock(name, cache="v2", wait=0) as again:
+            assert again.token > held.token  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("name", ["plain", "a:b", "a{b", "a}b", "{x}", "ünï"])
+def test_on_a_cluster_every_key_of_a_lock_is_in_one_slot(drr_cluster: Any, name: str) -> None:
+    prefix = unique("lk")
+    base = _base(prefix, name)
+    with override_settings(CACHES=resilient_caches(drr_cluster.location, KEY_PREFIX=prefix)):
+        with lock(lambda: name, timeout=10):
+
+            def wait_then_release() -> None:
+                with lock(lambda: name, wait=10):
+                    pass
+
+            waiter = threading.Thread(target=wait_then_release)
+            waiter.start()
+            node = drr_cluster.node_for_key(base)
+            assert wait_for(lambda: _cmd(node, "EXISTS", f"{base}:queue") == 1)
+            seen: list[tuple[str, int]] = []
+            for server in drr_cluster.nodes:
+                with server.client() as client:
+                    seen += [(k.decode(), server.port) for k in client.scan_iter(f"{prefix}:*")]
+        waiter.join(15)
+    assert not waiter.is_alive()
+    assert sorted(k for k, _ in seen) == sorted(_all_keys(prefix, name))
+    assert {port for _, port in seen} == {node.port}
+    documented = [*_all_keys(prefix, name), f"{base}:wake:0123abcd"]
+    assert len({key_slot(k.encode()) for k in documented}) == 1
+
+
+def test_on_a_cluster_a_name_starting_with_a_closing_brace_still_works(drr_cluster: Any) -> None:
+    """With a name that starts with ``}`` the key's hash tag ``{<name>}`` is the empty ``{}``,
+    so Redis hashes each whole key and the lock's keys land in different slots."""
+    prefix = unique("lk")
+    name = "}x"
+    assert len({key_slot(k.encode()) for k in _all_keys(prefix, name)}) == 1
+    with override_settings(CACHES=resilient_caches(drr_cluster.location, KEY_PREFIX=prefix)):
+        with lock(lambda: name, timeout=10) as held:
+            assert held.token
+        assert not lock(lambda: name).locked()
+
+
+# --- the decorator ------------------------------------------------------------------------------
+
+
+def _held_names(server: RedisServer, prefix: str) -> list[str]:
+    """The names of the locks held now under ``prefix``."""
+    start = f"{prefix}:drr:lock:{{"
+    with server.client() as client:
+        keys = [k.decode() for k in client.scan_iter(match=f"{prefix}:drr:lock:*")]
+    return sorted(k[len(start) : -1] for k in keys if not k.endswith((":fence", ":queue")))
+
+
+def test_decorator_fills_the_template_from_bound_arguments(
+    standalone: str, drr_redis_server: RedisServer
+) -> None:
+    seen: list[list[str]] = []
+
+    def charge(invoice_id: int, amount: int, currency: str = "EUR") -> int:
+        """Charge an invoice."""
+        seen.append(_held_names(drr_redis_server, standalone))
+        return amount * 2
+
+    decorated = lock("invoice:{invoice_id}:{currency}", timeout=5)(charge)
+    assert decorated(42, 10) == 20
+    assert decorated(invoice_id=7, amount=1, currency="USD") == 2
+    assert decorated(8, currency="GBP", amount=3) == 6
+    assert seen == [["invoice:42:EUR"], ["invoice:7:USD"], ["invoice:8:GBP"]]
+    assert decorated.__name__ == "charge"
+    assert decorated.__doc__ == "Charge an invoice."
+    assert decorated.__wrapped__ is charge  # type: ignore[attr-defined]
+    assert inspect.signature(decorated) == inspect.signature(charge)
+    assert _held_names(drr_redis_server, standalone) == []
+
+    @lock("user:{user.pk}:{user.profile.kind}")
+    def touch(user: Any, *, note: str = "") -> None:
+        seen.append(_held_names(drr_redis_server, standalone))
+
+    touch(SimpleNamespace(pk=5, profile=SimpleNamespace(kind="staff")), note="x")
+    assert seen[-1] == ["user:5:staff"]
+
+    @lock("job:{kind}:{attempt}", timeout=5)
+    async def run_job(kind: str, attempt: int = 1) -> str:
+        """Run a job."""
+        await asyncio.sleep(0)
+        seen.append(_held_names(drr_redis_server, standalone))
+        return kind.upper()
+
+    assert inspect.iscoroutinefunction(run_job)
+    assert run_job.__name__ == "run_job"
+    assert run_job.__doc__ == "Run a job."
+    assert asyncio.run(run_job("mail")) == "MAIL"
+    assert asyncio.run(run_job(kind="sms", attempt=3)) == "SMS"
+    assert seen[-2:] == [["job:mail:1"], ["job:sms:3"]]
+    assert _held_names(drr_redis_server, standalone) == []
+
+
+def test_decorator_with_a_callable_name(standalone: str, drr_redis_server: RedisServer) -> None:
+    seen: list[list[str]] = []
+
+    @lock(lambda order, **_: f"order:{order['id']}")
+    def ship(order: dict[str, int], *, express: bool = False) -> bool:
+        seen.append(_held_names(drr_redis_server, standalone))
+        return express
+
+    @lock(lambda: "nightly")
+    async def report() -> None:
+        seen.append(_held_names(drr_redis_server, standalone))
+
+    assert ship({"id": 3}, express=True) is True
+    asyncio.run(report())
+    with lock(functools.partial(str.format, "batch-{}", 9)):
+        seen.append(_held_names(drr_redis_server, standalone))
+    assert seen == [["order:3"], ["nightly"], ["batch-9"]]
+
+
+def test_decorator_releases_when_the_function_raises(standalone: str) -> None:
+    name = unique()
+
+    @lock(name)
+    def fails() -> None:
+        assert lock(name).locked()
+        raise KeyError("boom")
+
+    @lock(name)
+    async def afails() -> None:
+        assert await lock(name).alocked()
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        fails()
+    with pytest.raises(KeyError):
+        asyncio.run(afails())
+    assert not lock(name).locked()
+
+
+def test_a_template_naming_a_missing_argument_fails_at_decoration() -> None:
+    def charge(order_id: int) -> None: ...
+
+    async def acharge(order_id: int) -> None: ...
+
+    with pytest.raises(InvalidLock, match="invoice_id") as excinfo:
+        lock("invoice:{invoice_id}")(charge)
+    assert "charge" in str(excinfo.value)
+    with pytest.raises(InvalidLock, match="invoice_id"):
+        lock("invoice:{invoice_id}")(acharge)
+    with pytest.raises(InvalidLock, match="user"):
+        lock("{user.pk}")(charge)
+
+
+def test_a_template_outside_a_decorator_is_refused(standalone: str) -> None:
+    lk = lock("invoice:{invoice_id}")
+    with pytest.raises(InvalidLock, match="invoice_id"), lk:
+        pytest.fail("entered a template lock")
+    with pytest.raises(InvalidLock):
+        lk.acquire()
+    with pytest.raises(InvalidLock):
+        lk.locked()
+
+    async def in_a_task() -> None:
+        async with lk:
+            pytest.fail("entered a template lock")
+
+    with pytest.raises(InvalidLock):
+        asyncio.run(in_a_task())
+
+
+def test_doubled_braces_name_the_same_lock_with_and_without_fields(
+    standalone: str, drr_redis_server: RedisServer
+) -> None:
+    """``{{`` is one literal ``{`` in a template (``str.format``); a name without fields
+    must mean the same, or ``lock("{{a}}:1")`` and ``@lock("{{a}}:{n}")`` with ``n=1``
+    are two locks."""
+    seen: list[list[str]] = []
+
+    @lock("{{a}}:{n}")
+    def with_field(n: int) -> None:
+        seen.append(_held_names(drr_redis_server, standalone))
+
+    with_field(1)
+    with lock("{{a}}:1"):
+        seen.append(_held_names(drr_redis_server, standalone))
+    tag = _base(standalone, "{a}:1").split("{", 1)[1][:-1]
+    assert seen == [[tag], [tag]]
+
+
+# --- invalid arguments --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"timeout": 0}, "timeout=0 "),
+        ({"timeout": -1}, "timeout=-1 "),
+        ({"timeout": math.nan}, "timeout=nan "),
+        ({"timeout": math.inf}, "timeout=inf "),
+        ({"timeout": "5"}, "timeout='5' "),
+        ({"timeout": True}, "timeout=True "),
+        ({"timeout": None}, "timeout=None "),
+        ({"wait": -1}, "wait=-1 "),
+        ({"wait": math.nan}, "wait=nan "),
+        ({"wait": "1"}, "wait='1' "),
+        ({"wait": False}, "wait=False "),
+        ({"renew": 1}, "renew=1 "),
+        ({"on_busy": "x"}, "on_busy='x' "),
+        ({"on_busy": "wait"}, "on_busy='wait' "),
+        ({"on_unavailable": "x"}, "on_unavailable='x' "),
+        ({"on_lost": "x"}, "on_lost='x' "),
+        ({"cache": 3}, "cache=3 "),
+        ({"cache": ""}, "cache='' "),
+        ({"name": ""}, "Lock name '' "),
+        ({"name": None}, "Lock name None "),
+        ({"name": 5}, "Lock name 5 "),
+        ({"name": "{}"}, "Lock name '{}' "),
+        ({"name": "{0}"}, "Lock name '{0}' "),
+        ({"name": "a{b"}, "Lock name 'a{b' "),
+    ],
+)
+def test_invalid_arguments_name_the_bad_value(kwargs: dict[str, Any], fragment: str) -> None:
+    arguments = {"name": "report", **kwargs}
+    with pytest.raises(InvalidLock) as excinfo:
+        lock(arguments.pop("name"), **arguments)
+    assert fragment in str(excinfo.value)
+
+
+@pytest.mark.parametrize("alias", ["other", "missing"])
+def test_a_cache_that_is_not_resilient_is_refused_on_use(
+    drr_redis_server: RedisServer, alias: str
+) -> None:
+    fragment = f"cache={alias!r} is not a ResilientRedisCache"
+    setting = {**resilient_caches(drr_redis_server.url), "other": LOCMEM}
+    with override_settings(CACHES=setting):
+        lk = lock("report", cache=alias)
+        with pytest.raises(InvalidLock, match=fragment), lk:
+            pytest.fail("entered a lock without Redis")
+        with pytest.raises(InvalidLock, match=fragment):
+            lk.acquire()
+        with pytest.raises(InvalidLock, match=fragment):
+            lk.locked()
+        with pytest.raises(InvalidLock, match=fragment):
+            lock("x:{n}", cache=alias)(lambda n: n)(1)
+        with pytest.raises(InvalidLock, match=fragment):
+            asyncio.run(lk.aacquire())
+
+
+def test_without_a_resilient_default_cache_a_lock_says_so() -> None:
+    fragment = "cache='default' is not a ResilientRedisCache"
+    with (
+        override_settings(CACHES={"default": LOCMEM}),
+        pytest.raises(InvalidLock, match=fragment),
+    ):
+        lock("report").acquire()
+
+
+def test_invalid_per_call_arguments(standalone: str) -> None:
+    lk = lock(unique())
+    with pytest.raises(InvalidLock, match="wait=-1 "):
+        lk.acquire(wait=-1)
+    with pytest.raises(InvalidLock, match="wait='2' "):
+        asyncio.run(lk.aacquire(wait="2"))  # type: ignore[arg-type]
+    held = lk.acquire()
+    assert held is not None
+    for seconds in (0, -1, math.nan, "1"):
+        with pytest.raises(InvalidLock, match=f"seconds={seconds!r} "):
+            held.extend(seconds)  # type: ignore[arg-type]
+    lk.release()
+
+
+# --- leases -------------------------------------------------------------------------------------
+
+
+def test_a_lease_is_renewed_while_the_lock_is_held(
+    standalone: str, drr_redis_server: RedisServer
+) -> None:
+    name = unique()
+    key = _base(standalone, name)
+    pttls: list[int] = []
+
+    def renewals() -> int:
+        pttls.append(_cmd(drr_redis_server, "PTTL", key))
+        return sum(b > a for a, b in itertools.pairwise(pttls))
+
+    with lock(name, timeout=0.9) as held:
+        # Four renewals (one every third of the lease) outlast the first lease.
+        assert wait_for(lambda: renewals() >= 4, timeout=10)
+        assert min(pttls) > 0
+        assert not held.lost
+        assert lock(name).locked()
+    assert _cmd(drr_redis_server, "EXISTS", key) == 0
+
+
+def test_a_stale_holder_cannot_release_the_new_holders_lock(
+    standalone: str, drr_redis_server: RedisServer
+) -> None:
+    name = unique()
+    key = _base(standalone, name)
+    reported: list[tuple[str, int]] = []
+
+    def on_lost(sender: Any, *, name: str, token: int, **kwargs: Any) -> None:
+        reported.append((name, token))
+
+    signals.lock_lost.connect(on_lost)
+    try:
+        box: dict[str, Any] = {}
+
+        def hold_past_the_lease() -> None:
+            with lock(name, timeout=0.5, renew=False) as held:
+                box["held"] = held
+                assert wait_for(lambda: _cmd(drr_redis_server, "EXISTS", key) == 0)
+                assert held.lost
+                box["other"] = _in_thread(lambda: lock(name, timeout=10).acquire())
+
+        with pytest.raises(LockLost, match="was lost"):
+            hold_past_the_lease()
+        held, other = box["held"], box["other"]
+        assert other.token > held.token
+        value = _cmd(drr_redis_server, "GET", key)
+        assert value.endswith(f":{other.token}".encode())  # the new holder's, untouched
+        assert reported == [(name, held.token)]
+
+        stale = lock(name, timeout=0.5, renew=False)
+        assert other.release() is True
+        mine = stale.acquire()
+        assert mine is not None
+        assert wait_for(lambda: _cmd(drr_redis_server, "EXISTS", key) == 0)
+        newer = _in_thread(lambda: lock(name, timeout=10).acquire())
+        assert mine.release() is False
+        assert mine.lost
+        assert _cmd(drr_redis_server, "GET", key).endswith(f":{newer.token}".encode())
+        with pytest.raises(LockLost):
+            mine.extend(5)
+        assert newer.release() is True
+        assert reported == [(name, held.token), (name, mine.token)]
+    finally:
+        signals.lock_lost.disconnect(on_lost)
+
+
+def test_locks_handed_on_and_released_at_once_are_not_reported_lost(
+    standalone: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A waiter handed the lock gets a short hand-off lease and renews it at once from the
+    background thread; releasing meanwhile is a clean release, not a lost lock."""
+    name = unique()
+    reported: list[int] = []
+    errors: list[BaseException] = []
+
+    def on_lost(sender: Any, *, token: int, **kwargs: Any) -> None:
+        reported.append(token)
+
+    def contend(hold: float) -> None:
+        try:
+            for _ in range(30):
+                with lock(name, timeout=10, wait=30):
+                    time.sleep(hold)
+        except BaseException as exc:
+            errors.append(exc)
+
+    caplog.set_level(logging.WARNING, logger="django_redis_resilience")
+    signals.lock_lost.connect(on_lost)
+    try:
+        threads = [
+            threading.Thread(target=contend, args=(hold,))
+            for hold in (0, 0.0002, 0.0003, 0.0005, 0.001, 0.002)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        signals.lock_lost.disconnect(on_lost)
+    assert errors == []
+    assert [r.getMessage() for r in caplog.records if "lost" in r.getMessage()] == []
+    assert reported == []
+
+
+def test_releasing_early_inside_a_with_block_ends_it_quietly(
+    standalone: str, drr_redis_server: RedisServer
+) -> None:
+    name = unique()
+    key = _base(standalone, name)
+    with lock(name, timeout=10) as held:
+        assert held.release() is True
+        assert _cmd(drr_redis_server, "EXISTS", key) == 0
+        assert held.release() is True  # already released: nothing more to do
+    with pytest.raises(LockLost):
+        held.extend(1)
+    assert not lock(name).locked()
+
+
+def test_releasing_early_inside_an_async_with_block_ends_it_quietly(
+    standalone: str, drr_redis_server: RedisServer
+) -> None:
+    name = unique()
+    key = _base(standalone, name)
+
+    async def in_a_task() -> None:
+        async with lock(name, timeout=10) as held:
+            assert await held.arelease() is True
+            assert _cmd(drr_redis_server, "EXISTS", key) == 0
+
+    asyncio.run(in_a_task())
+    assert not lock(name).locked()
+
+
+def test_an_error_from_the_guarded_code_is_not_replaced_by_lock_lost(
+    standalone: str, drr_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = unique()
+    key = _base(standalone, name)
+    caplog.set_level(logging.ERROR, logger="django_redis_resilience")
+
+    @lock(name, timeout=0.5, renew=False)
+    def slow() -> None:
+        assert wait_for(lambda: _cmd(drr_redis_server, "EXISTS", key) == 0)
+        raise KeyError("from the guarded code")
+
+    def block() -> None:
+        with lock(name, timeout=0.5, renew=False):
+            assert wait_for(lambda: _cmd(drr_redis_server, "EXISTS", key) == 0)
+            raise KeyError("from the guarded code")
+
+    for guarded in (slow, block):
+        with pytest.raises(KeyError, match="from the guarded code"):
+            guarded()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2
+    assert all(name in message and "lost" in message for message in errors)
+
+
+def test_on_lost_log_reports_without_raising(
+    standalone: str, drr_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = unique()
+    key = _base(standalone, name)
+    caplog.set_level(logging.WARNING, logger="django_redis_resilience")
+    with lock(name, timeout=0.5, renew=False, on_lost="log") as held:
+        assert wait_for(lambda: _cmd(drr_redis_server, "EXISTS", key) == 0)
+        other = _in_thread(lambda: lock(name, timeout=10).acquire())
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert name in errors[0].getMessage()
+    assert "lost" in errors[0].getMessage()
+    assert str(held.token) in errors[0].getMessage()
+    assert other.release() is True
+
+
+# --- many processes -----------------------------------------------------------------------------
+
+PROCESSES = 8
+ITERATIONS = 25
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def process_target(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """``CACHES`` and the counter's location for worker processes."""
+    prefix = unique("lk")
+    if request.param == "standalone":
+        server = request.getfixturevalue("drr_redis_server")
+        return {
+            "caches": resilient_caches(server.url, KEY_PREFIX=prefix),
+            "raw": {"cluster": False, "url": server.url},
+        }
+    cluster = request.getfixturevalue("drr_cluster")
+    host, port = cluster.seeds[0]
+    return {
+        "caches": resilient_caches(cluster.location, KEY_PREFIX=prefix),
+        "raw": {"cluster": True, "host": host, "port": port},
+    }
+
+
+def test_eight_processes_never_lose_an_update(process_target: dict[str, Any]) -> None:
+    label = unique("mp")
+    keys = {part: f"{label}:{part}" for part in ("ready", "go", "counter", "order")}
+    spec = {**process_target, "name": label, "keys": keys, "iterations": ITERATIONS}
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_lock_worker.PRELOAD)
+    results = context.Queue()
+    workers = [
+        context.Process(target=_lock_worker.run, args=(spec, results)) for _ in range(PROCESSES)
+    ]
+    for worker in workers:
+        worker.start()
+    client = _lock_worker.raw_client(process_target["raw"])
+    try:
+        ready = wait_for(lambda: int(client.get(keys["ready"]) or 0) == PROCESSES, timeout=30)
+        client.rpush(keys["go"], *["go"] * PROCESSES)  # all start together
+        reports = [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(10)
+        assert ready
+        assert [status for status, _ in reports] == ["ok"] * PROCESSES, reports
+        assert [worker.exitcode for worker in workers] == [0] * PROCESSES
+        counter = int(client.get(keys["counter"]))
+        granted = [int(t) for t in client.lrange(keys["order"], 0, -1)]
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+        results.close()
+        for key in keys.values():
+            client.delete(key)
+        client.close()
+    total = PROCESSES * ITERATIONS
+    assert counter == total  # no lost update
+    assert len(granted) == total
+    assert all(a < b for a, b in itertools.pairwise(granted))  # in grant order
+    per_process = [tokens for _, tokens in reports]
+    assert all(len(tokens) == ITERATIONS for tokens in per_process)
+    assert sorted(t for tokens in per_process for t in tokens) == granted
+    # They did contend: the fair queue passed the lock from one process to another (a
+    # releaser queues behind the others), not each process 25 times in a row.
+    owner = {t: i for i, tokens in enumerate(per_process) for t in tokens}
+    assert sum(owner[a] != owner[b] for a, b in itertools.pairwise(granted)) >= total // 2
+
+
+# --- fair waiting -------------------------------------------------------------------------------
+
+
+def test_waiters_are_served_in_arrival_order(
+    shared: str, node_of: Callable[[str], RedisServer]
+) -> None:
+    name = unique()
+    queue = _base(shared, name) + ":queue"
+    order: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+
+    def waiter(i: int) -> None:
+        try:
+            with lock(name, timeout=10, wait=20) as held:
+                order.append((i, held.token))  # type: ignore[arg-type]
+        except BaseException as exc:
+            errors.append(exc)
+
+    lk = lock(name, timeout=10)
+    held = lk.acquire()
+    assert held is not None
+    threads = []
+    for i in range(6):
+        thread = threading.Thread(target=waiter, args=(i,))
+        thread.start()
+        threads.append(thread)
+        # The next one starts only once this one is queued: the arrival order is certain.
+        assert wait_for(lambda n=i + 1: _cmd(node_of(queue), "ZCARD", queue) == n)
+    lk.release()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert [i for i, _ in order] == list(range(6))
+    tokens = [held.token, *(t for _, t in order)]
+    assert all(a < b for a, b in itertools.pairwise(tokens))
+    assert _cmd(node_of(queue), "EXISTS", queue) == 0
+
+
+# --- asyncio ------------------------------------------------------------------------------------
+
+
+def test_tasks_sharing_one_lock_object_each_keep_their_own_token(standalone: str) -> None:
+    name = unique()
+
+    async def main() -> tuple[list[int], int]:
+        lk = lock(name, timeout=5, wait=30)
+        granted: list[int] = []
+        holders = 0
+        most = 0
+
+        async def task() -> None:
+            nonlocal holders, most
+            async with lk as held:
+                holders += 1
+                most = max(most, holders)
+                token = held.token
+                assert token is not None
+                granted.append(token)
+                await asyncio.sleep(0)
+                assert await lk.aowned()
+                await asyncio.sleep(0.001)
+                assert held.token == token
+                assert not held.lost
+                assert await lk.alocked()
+                holders -= 1
+
+        await asyncio.gather(*(task() for _ in range(20)))
+        assert not await lk.alocked()
+        return granted, most
+
+    granted, most = asyncio.run(main())
+    assert most == 1
+    assert len(granted) == 20
+    assert all(a < b for a, b in itertools.pairwise(granted))
+
+
+def test_a_task_that_holds_nothing_cannot_release_or_own_its_parents_lock(
+    standalone: str, drr_redis_server: RedisServer
+) -> None:
+    """A task inherits its parent's context; ownership is still the parent's alone, as for
+    threads (``LockAlreadyHeld`` already treats the child as another owner)."""
+    name = unique()
+    key = _base(standalone, name)
+
+    async def main() -> None:
+        lk = lock(name, timeout=10)
+        held = await lk.aacquire()
+        assert held is not None
+
+        async def child() -> bool:
+            owned = await lk.aowned()
+            with pytest.raises(LockLost):
+                await lk.arelease()
+            return owned
+
+        assert await asyncio.create_task(child()) is False
+        assert _cmd(drr_redis_server, "EXISTS", key) == 1
+        assert await lk.aowned()
+        await lk.arelease()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("yields", [0, 1, 2, 5, 20])
+def test_a_waiter_cancelled_as_it_is_handed_the_lock_passes_it_on(
+    standalone: str, drr_redis_server: RedisServer, yields: int
+) -> None:
+    name = unique()
+    base = _base(standalone, name)
+    queue = f"{base}:queue"
+
+    async def main() -> None:
+        granted: list[tuple[str, int]] = []
+        done = {"w1": asyncio.Event(), "w2": asyncio.Event()}
+
+        async def hold(label: str) -> None:
+            async with lock(name, timeout=10) as held:
+                granted.append((label, held.token))  # type: ignore[arg-type]
+                await done[label].wait()
+
+        holder = await lock(name, timeout=10).aacquire()
+        assert holder is not None
+        first = asyncio.create_task(hold("w1"))
+        await _until(lambda: _cmd(drr_redis_server, "ZCARD", queue) == 1)
+        second = asyncio.create_task(hold("w2"))
+        await _until(lambda: _cmd(drr_redis_server, "ZCARD", queue) == 2)
+        w1, w2 = (m.decode() for m in _cmd(drr_redis_server, "ZRANGE", queue, 0, -1))
+        # A blocking release: the loop cannot run, so w1 is handed the lock unawares.
+        assert holder.release() is True
+        assert _cmd(drr_redis_server, "GET", base).decode().startswith(f"{w1}:")
+        for _ in range(yields):
+            await asyncio.sleep(0)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        # Once w1's cancellation is over, the lock is w2's: no lease had to run out.
+        assert _cmd(drr_redis_server, "GET", base).decode().startswith(f"{w2}:")
+        await _until(lambda: [label for label, _ in granted][-1:] == ["w2"])
+        if yields == 0:
+            assert [label for label, _ in granted] == ["w2"]
+        assert granted[-1][1] > holder.token  # type: ignore[operator]
+        done["w2"].set()
+        await second
+        assert _cmd(drr_redis_server, "EXISTS", base, queue) == 0
+
+    asyncio.run(main())
+
+
+@pytest.mark.chaos
+def test_a_task_cancelled_while_its_first_attempt_is_in_flight_leaves_no_lock(
+    drr_redis_factory: Any, drr_proxy_factory: Any
+) -> None:
+    """The script granted the lock, the reply was still on its way, the task was cancelled:
+    nobody will ever release that acquisition, so it must be released on the way out."""
+    server = drr_redis_factory()
+    proxy = drr_proxy_factory(server)
+    prefix = unique("lk")
+    name = unique()
+    key = _base(prefix, name)
+    options = {"KEY_PREFIX": prefix, "SOCKET_TIMEOUT": 5.0}
+
+    async def main() -> None:
+        async with lock(unique()):  # this loop's connection is open, the script loaded
+            pass
+        proxy.set_latency(0.2)
+        task = asyncio.create_task(lock(name, timeout=15).aacquire())
+        await _until(lambda: _cmd(server, "EXISTS", key) == 1)  # granted on the server
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        proxy.set_latency(0)
+
+    with override_settings(CACHES=resilient_caches(proxy.url(), **options)):
+        asyncio.run(main())
+    # Nobody holds it: it must be free well before its 15 s lease ends.
+    assert wait_for(lambda: _cmd(server, "EXISTS", key) == 0, timeout=5)
+
+
+# --- round trips --------------------------------------------------------------------------------
+
+
+def _evalsha_calls(server: RedisServer) -> tuple[int, int]:
+    """(EVALSHA calls, SCRIPT calls) from INFO commandstats: commands a script runs count
+    under their own names, so EVALSHA counts the scripts clients sent."""
+    with server.client() as client:
+        stats = client.info("commandstats")
+    evalsha = int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+    script = sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_script"))
+    return evalsha, script
+
+
+def test_an_uncontended_acquire_and_release_is_two_script_calls(drr_redis_factory: Any) -> None:
+    server = drr_redis_factory()  # its own server: no other client's scripts in the counts
+    with override_settings(CACHES=resilient_caches(server.url)):
+        with lock(unique()):  # warm-up: connects and loads the script
+            pass
+        evalsha, script = _evalsha_calls(server)
+        used = 0
+        name = unique()
+        for _ in range(5):
+            with lock(name):
+                pass
+            used += 1
+
+        @lock(unique())
+        def decorated() -> None:
+            pass
+
+        for _ in range(3):
+            decorated()
+            used += 1
+
+        async def in_a_loop() -> int:
+            async with lock(unique()):  # a new loop: its own connection, no script load
+                pass
+            for _ in range(4):
+                async with lock(name):
+                    pass
+            return 5
+
+        used += asyncio.run(in_a_loop())
+        evalsha_after, script_after = _evalsha_calls(server)
+    assert evalsha_after - evalsha == 2 * used
+    assert script_after - script == 0
+
+
+# --- outages ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def killed(drr_redis_factory: Any) -> Iterator[RedisServer]:
+    """``default`` on a server that was killed after a first lock."""
+    server = drr_redis_factory()
+    with override_settings(CACHES=resilient_caches(server.url, BREAKER=FAST_BREAKER)):
+        with lock(unique()) as held:
+            assert held
+        server.kill()
+        yield server
+
+
+@pytest.mark.chaos
+def test_on_unavailable_raise(killed: RedisServer) -> None:
+    calls: list[str] = []
+
+    @lock(unique())
+    def guarded() -> None:
+        calls.append("ran")
+
+    @lock(unique())
+    async def aguarded() -> None:
+        calls.append("ran")
+
+    for _ in range(3):  # before and after the breaker opens
+        with pytest.raises(RedisUnavailable), lock(unique()):
+            calls.append("ran")
+        with pytest.raises(RedisUnavailable):
+            guarded()
+        with pytest.raises(RedisUnavailable):
+            asyncio.run(aguarded())
+        with pytest.raises(RedisUnavailable):
+            lock(unique()).acquire()
+    assert calls == []
+
+
+@pytest.mark.chaos
+def test_on_unavailable_skip(killed: RedisServer) -> None:
+    calls: list[str] = []
+
+    @lock(unique(), on_unavailable="skip")
+    def guarded() -> str:
+        calls.append("ran")
+        return "result"
+
+    @lock(unique(), on_unavailable="skip")
+    async def aguarded() -> str:
+        calls.append("ran")
+        return "result"
+
+    for _ in range(3):
+        assert guarded() is None
+        assert asyncio.run(aguarded()) is None
+        assert lock(unique(), on_unavailable="skip").acquire() is None
+        with lock(unique(), on_unavailable="skip") as held:
+            assert not held
+            assert held.degraded
+            assert held.token is None
+    assert calls == []
+
+
+@pytest.mark.chaos
+def test_on_unavailable_run_runs_and_logs_an_error(
+    killed: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = unique()
+    calls: list[str] = []
+
+    @lock(name, on_unavailable="run")
+    def guarded() -> str:
+        calls.append("ran")
+        return "result"
+
+    @lock(name, on_unavailable="run")
+    async def aguarded() -> str:
+        calls.append("ran")
+        return "result"
+
+    caplog.set_level(logging.ERROR, logger="django_redis_resilience")
+    assert guarded() == "result"
+    assert asyncio.run(aguarded()) == "result"
+    with lock(name, on_unavailable="run") as held:
+        assert not held
+        assert held.degraded
+        calls.append("ran")
+    manual = lock(name, on_unavailable="run").acquire()
+    assert manual is not None
+    assert manual.degraded
+    assert not manual
+    assert calls == ["ran", "ran", "ran"]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 4
+    assert all(name in r.getMessage() and "WITHOUT the lock" in r.getMessage() for r in errors)
