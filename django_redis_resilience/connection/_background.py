@@ -59,7 +59,11 @@ class Scheduler:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._queue[0][2] is job:
+                # Wake the thread only when this job is due before the one it
+                # sleeps for: a lock renewal per acquisition must not cost a
+                # thread switch per acquisition.
+                self._cond.notify()
         return job
 
     def pending(self) -> int:

@@ -463,7 +463,10 @@ class Lock:
             return self._busy(name, wait)
         held = Held(self, name=name, keys=keys, manager=manager, owner=owner, grant=grant)
         if grant.handed and grant.lease_ms < _ms(self.timeout):
-            held._schedule(0, settle_only=not self.renew)  # the full lease, right away
+            # Handed on with the short hand-off lease: extend it to the full one
+            # in good time, but not at once (most bodies end before that, and
+            # a renewal racing the body costs it a thread switch).
+            held._schedule(grant.lease_ms / 3000, settle_only=not self.renew)
         elif self.renew:
             held._schedule(self.timeout / 3)
         return held
