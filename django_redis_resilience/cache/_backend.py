@@ -341,6 +341,11 @@ class ResilientRedisCache(BaseCache):
     # --- Django's cache API: the plans ----------------------------------------------------
 
     def _get(self, key: Any, default: Any, version: int | None) -> Plan[Any]:
+        value = yield from self._lookup(key, version, count=True)
+        return default if value is _MISSING else value
+
+    def _lookup(self, key: Any, version: int | None, *, count: bool) -> Plan[Any]:
+        """The value, or ``_MISSING``; ``count``: as a hit or a miss in the counters."""
         k = self._key(key, version)
         manager = self.manager
         state = self._state_of(manager)
@@ -353,8 +358,9 @@ class ResilientRedisCache(BaseCache):
             lambda fb: fb.get(key, _MISSING, version=version),
             _MISSING,
         )
-        _count(state, value)
-        return default if value is _MISSING else value
+        if count:
+            _count(state, value)
+        return value
 
     def _set(
         self, key: Any, value: Any, timeout: Any, version: int | None, nx: bool, xx: bool
@@ -665,6 +671,15 @@ class ResilientRedisCache(BaseCache):
             flight, leader = flights.join(k)
             if not leader:
                 return (yield Follow(flight))
+            try:
+                # A flight may have landed between our miss and our lead: read again.
+                value = yield from self._lookup(key, version, count=False)
+            except BaseException as exc:
+                flights.land(k, flight, error=exc)
+                raise
+            if value is not _MISSING:
+                flights.land(k, flight, value=value)
+                return value
         try:
             result, took = yield from self._compute(
                 key, k, default, timeout, version, use_lock=config.lock if lock is None else lock,
