@@ -94,7 +94,8 @@ def verdict_line(verdict: Verdict) -> str:
     else:
         percent = (verdict.value - 1.0) * 100.0
         limit = (target.limit - 1.0) * 100.0
-        measured = f"{percent:+.1f} % (ratio {verdict.value:.3f}, target within {limit:g} %)"
+        bound = f"<= {limit:+.1f} %" if target.limit < 1.0 else f"within {limit:g} %"
+        measured = f"{percent:+.1f} % (ratio {verdict.value:.3f}, target {bound})"
     return f"{target.label}: {measured}: {status}"
 
 

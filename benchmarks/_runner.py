@@ -9,6 +9,7 @@ median of its rounds, which one preempted round cannot move.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import statistics
 import time
@@ -16,8 +17,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-#: Does ``n`` operations; the runner divides its wall time by ``n``.
-Operation = Callable[[int], None]
+#: Does ``n`` operations; the runner divides its wall time by ``n`` (or, when it
+#: returns a :class:`SelfTimed`, the time it reports).
+Operation = Callable[[int], object]
+
+
+@dataclass(frozen=True)
+class SelfTimed:
+    """What a run returns when only part of it is the operations: it timed them itself.
+
+    For runs that must first set up, untimed, what cannot outlive them (an
+    event loop and the connections bound to it), then do the ``n`` operations.
+    """
+
+    ns: int
 
 
 class BenchmarkSkipped(Exception):
@@ -60,6 +73,10 @@ class Benchmark:
     #: Figures measured outside the per-operation rounds (counts, percentiles,
     #: recovery times), one sentence each, printed under the table.
     notes: tuple[str, ...] = ()
+    #: Notes that can only be written once the rounds are over, from figures the
+    #: contenders gathered while they ran (wait times, counts): called once after
+    #: the last round with the contenders' results, printed after ``notes``.
+    late_notes: Callable[[tuple[ContenderResult, ...]], tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         if not self.contenders:
@@ -129,8 +146,9 @@ def _timed(run: Operation, ops: int) -> int:
     gc.disable()
     try:
         start = time.perf_counter_ns()
-        run(ops)
-        return time.perf_counter_ns() - start
+        outcome = run(ops)
+        elapsed = time.perf_counter_ns() - start
+        return outcome.ns if isinstance(outcome, SelfTimed) else elapsed
     finally:
         if was_enabled:
             gc.enable()
@@ -171,6 +189,9 @@ def run_benchmark(benchmark: Benchmark, *, rounds: int, ops: int) -> BenchmarkRe
         for c in benchmark.contenders
     )
     verdicts = tuple(_verdict(t, results) for t in benchmark.targets)
+    if benchmark.late_notes is not None:
+        notes = (*benchmark.notes, *benchmark.late_notes(results))
+        benchmark = dataclasses.replace(benchmark, notes=notes)
     return BenchmarkResult(benchmark, ops, rounds, results, verdicts)
 
 
