@@ -1,4 +1,4 @@
-"""Cache operations written once, run by a sync or an asyncio driver.
+"""Cache operations written once, run by a sync or an asyncio driver (see ``_drive``).
 
 Each cache method is a *plan*: a generator that decides (key, journal,
 breaker verdict, fallback, counters) and yields the I/O it needs as one of
@@ -12,7 +12,6 @@ raised (``RedisUnavailable`` for an outage, a server error as it came).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, TypeVar
@@ -21,6 +20,7 @@ from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 
+from django_redis_resilience._drive import adrive, drive
 from django_redis_resilience.cache._stampede import Flight
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.locks import Held, Lock
@@ -138,17 +138,7 @@ Plan = Generator[Step, Any, T]
 
 def run(plan: Plan[T]) -> T:
     """Carry out ``plan`` with the sync clients."""
-    try:
-        step = next(plan)
-        while True:
-            try:
-                value = _do(step)
-            except Exception as exc:
-                step = plan.throw(exc)
-            else:
-                step = plan.send(value)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    return drive(plan, _do)
 
 
 def _do(step: Step) -> Any:
@@ -173,29 +163,8 @@ def _do(step: Step) -> Any:
 
 
 async def arun(plan: Plan[T]) -> T:
-    """Carry out ``plan`` with the asyncio clients of the running event loop.
-
-    A cancelled task's cancellation goes into the plan too, so its cleanup
-    (releasing a lock, ending a flight others follow) runs, shielded.
-    """
-    cancelled = False
-    try:
-        step = next(plan)
-        while True:
-            try:
-                value = await (asyncio.shield(_ado(step)) if cancelled else _ado(step))
-            except asyncio.CancelledError as exc:
-                if cancelled:
-                    plan.close()
-                    raise
-                cancelled = True
-                step = plan.throw(exc)
-            except Exception as exc:
-                step = plan.throw(exc)
-            else:
-                step = plan.send(value)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    """Carry out ``plan`` with the asyncio clients of the running event loop."""
+    return await adrive(plan, _ado)
 
 
 async def _awaited(value: Any) -> Any:

@@ -19,6 +19,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
+from django_redis_resilience._drive import adrive, drive
 from django_redis_resilience._lua import LuaScript
 from django_redis_resilience.connection import ConnectionManager, classify
 from django_redis_resilience.connection._endpoint import MAX_BLOCK
@@ -205,18 +206,7 @@ def _blocking_failure(exc: BaseException) -> bool:
 
 def run(steps: Generator[Step, Any, T], manager: ConnectionManager, keys: LockKeys) -> T:
     """Carry out ``steps`` with the sync clients."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        value, error = None, None
-        try:
-            value = _do(step, manager, keys)
-        except BaseException as exc:
-            error = exc
+    return drive(steps, lambda step: _do(step, manager, keys))
 
 
 def _do(step: Step, manager: ConnectionManager, keys: LockKeys) -> Any:
@@ -256,33 +246,9 @@ async def acall(manager: ConnectionManager, keys: LockKeys, args: list[Any]) -> 
 
 
 async def arun(steps: Generator[Step, Any, T], manager: ConnectionManager, keys: LockKeys) -> T:
-    """Carry out ``steps`` with the asyncio clients of the running loop.
-
-    Once the task is cancelled, the steps that follow (leaving the queue) are
-    shielded, so a cancelled waiter that was handed the lock passes it on.
-    """
-    value: Any = None
-    error: BaseException | None = None
-    cancelled = False
-    while True:
-        try:
-            step = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        value, error = None, None
-        try:
-            if cancelled:
-                value = await asyncio.shield(_ado(step, manager, keys))
-            else:
-                value = await _ado(step, manager, keys)
-        except asyncio.CancelledError as exc:
-            if cancelled:  # cancelled again while cleaning up: give up
-                steps.close()
-                raise
-            cancelled = True
-            error = exc
-        except BaseException as exc:
-            error = exc
+    """Carry out ``steps`` with the asyncio clients of the running loop (a cancelled
+    waiter still leaves the queue, and passes on a lock handed to it meanwhile)."""
+    return await adrive(steps, lambda step: _ado(step, manager, keys))
 
 
 async def _ado(step: Step, manager: ConnectionManager, keys: LockKeys) -> Any:

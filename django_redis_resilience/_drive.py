@@ -1,0 +1,63 @@
+"""Operations written once as generators of steps, carried out by a sync or an asyncio driver.
+
+A *plan* decides everything (what to ask Redis, what to do with the answer or
+the error) and yields each piece of I/O as a step; the driver performs the
+step with the sync or the asyncio client and sends the outcome back in, or
+throws the exception the step raised. So the cache's ``get``/``aget`` and the
+lock's ``acquire``/``aacquire`` share every decision and differ only in how
+they wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+
+def drive(plan: Generator[S, Any, T], do: Callable[[S], Any]) -> T:
+    """Carry out ``plan`` with ``do(step)``, blocking."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = plan.send(value) if error is None else plan.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        value, error = None, None
+        try:
+            value = do(step)
+        except BaseException as exc:  # the plan cleans up (even on KeyboardInterrupt)
+            error = exc
+
+
+async def adrive(plan: Generator[S, Any, T], ado: Callable[[S], Awaitable[Any]]) -> T:
+    """Carry out ``plan`` with ``await ado(step)`` on the running event loop.
+
+    A cancellation goes into the plan like any error, so its cleanup runs
+    (leaving a lock's queue, ending a flight others wait for); the steps of
+    that cleanup are shielded from the cancellation. Cancelled again during
+    the cleanup, the plan is closed and the cancellation goes on.
+    """
+    value: Any = None
+    error: BaseException | None = None
+    cancelled = False
+    while True:
+        try:
+            step = plan.send(value) if error is None else plan.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        value, error = None, None
+        try:
+            value = await (asyncio.shield(ado(step)) if cancelled else ado(step))
+        except asyncio.CancelledError as exc:
+            if cancelled:
+                plan.close()
+                raise
+            cancelled = True
+            error = exc
+        except BaseException as exc:
+            error = exc
