@@ -444,7 +444,7 @@ def _cache_option_problems(options: Mapping[str, Any], base: str, alias: str) ->
         if key in options and not _importable(options[key]):
             bad(key, "is not an importable class (a dotted path such as "
                 "'django_redis.serializers.json.JSONSerializer')")  # fmt: skip
-    if "STAMPEDE" in options and (problem := _stampede_problem(options["STAMPEDE"])):
+    if "STAMPEDE" in options and (problem := stampede_problem(options["STAMPEDE"])):
         bad("STAMPEDE", problem)
     if "FALLBACK" in options:
         fallback = options["FALLBACK"]
@@ -481,7 +481,7 @@ _STAMPEDE_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def _stampede_problem(value: object) -> str | None:
+def stampede_problem(value: object) -> str | None:
     """Why ``OPTIONS["STAMPEDE"]`` is invalid, or ``None``."""
     if not isinstance(value, Mapping):
         return "must be a dict with any of " + ", ".join(_STAMPEDE_KEYS)

@@ -44,7 +44,7 @@ from django_redis_resilience.cache._plan import (
     arun,
     run,
 )
-from django_redis_resilience.cache._stampede import StampedeConfig, refresh_early
+from django_redis_resilience.cache._stampede import RETRY, StampedeConfig, refresh_early
 from django_redis_resilience.cache._state import (
     PRIVATE,
     CacheSettings,
@@ -54,6 +54,7 @@ from django_redis_resilience.cache._state import (
     unlink_matching,
 )
 from django_redis_resilience.clients import get_manager
+from django_redis_resilience.conf import conf, stampede_problem
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.connection._errors import ErrorKind, classify, translate
 from django_redis_resilience.connection._manager import LogicalEndpoint
@@ -197,8 +198,10 @@ class ResilientRedisCache(BaseCache):
         self._clear_flushes_db = bool(options.get("CLEAR_FLUSHES_DB", False))
         self._recovery = options.get("RECOVERY", "journal")
         self._fallback_spec: str | type | None = options.get("FALLBACK", PRIVATE)
-        self._stampede = StampedeConfig.from_options(options.get("STAMPEDE"))
         self._alias = _find_alias(type(self), server, params)
+        if "STAMPEDE" in options and stampede_problem(options["STAMPEDE"]):
+            conf.connection_options(self._alias)  # raises E004 naming the setting
+        self._stampede = StampedeConfig.from_options(options.get("STAMPEDE"))
         #: ``django_redis.get_redis_connection(alias)`` reads ``cache.client.get_client``.
         self.client = _ClientShim(self)
 
@@ -640,6 +643,24 @@ class ResilientRedisCache(BaseCache):
     ) -> Plan[Any]:
         """One computation per key and process (single flight), optionally one in all
         processes (the app's lock), optionally refreshed a little before expiry."""
+        while True:
+            value = yield from self._get_or_set_once(
+                key, default, timeout, version, lock, early_refresh
+            )
+            if value is not RETRY:
+                return value
+            # The leader we followed was cancelled or interrupted: that is not
+            # ours to raise. Start over (one of the followers leads now).
+
+    def _get_or_set_once(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any,
+        version: int | None,
+        lock: bool | None,
+        early_refresh: float | None,
+    ) -> Plan[Any]:
         config = self._stampede
         beta = config.early_refresh if early_refresh is None else early_refresh
         k = self._key(key, version)
@@ -675,7 +696,7 @@ class ResilientRedisCache(BaseCache):
                 # A flight may have landed between our miss and our lead: read again.
                 value = yield from self._lookup(key, version, count=False)
             except BaseException as exc:
-                flights.land(k, flight, error=exc)
+                flights.abandon(k, flight, exc)
                 raise
             if value is not _MISSING:
                 flights.land(k, flight, value=value)
@@ -686,7 +707,7 @@ class ResilientRedisCache(BaseCache):
                 current=value,
             )  # fmt: skip
         except BaseException as exc:
-            flights.land(k, flight, error=exc)  # nothing stored: the next miss computes again
+            flights.abandon(k, flight, exc)  # nothing stored: the next miss computes again
             raise
         flights.land(k, flight, value=result, duration=took)
         return result
@@ -738,7 +759,7 @@ class ResilientRedisCache(BaseCache):
             yield from self._add(key, value, timeout, version)
             return (yield from self._get(key, value, version)), took
         finally:
-            if held:
+            if held is not None:  # a falsy one too (skipped in an outage): ends its record
                 try:
                     yield ReleaseLock(held)
                 except RedisUnavailable:
@@ -746,7 +767,8 @@ class ResilientRedisCache(BaseCache):
 
     def _pttl(self, key: Any, version: int | None) -> Plan[int | None]:
         k = self._key(key, version)
-        result = int((yield Execute(self.manager, lambda c: c.pttl(k), key=k, write=False)))
+        # Asked of the primary: a replica that lags would call a fresh key missing.
+        result = int((yield Execute(self.manager, lambda c: c.pttl(k), key=k)))
         if result == -1:
             return None
         return max(result, 0)

@@ -21,6 +21,8 @@ from typing import Any
 
 #: Compute times remembered for early refresh, per process and cache.
 _DURATIONS = 10_000
+#: A flight's outcome when its leader was cancelled or interrupted: followers start over.
+RETRY: Any = object()
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,14 @@ class Flights:
                 while len(self._durations) > _DURATIONS:
                     self._durations.popitem(last=False)
         flight.finish(value, error)
+
+    def abandon(self, key: str, flight: Flight, exc: BaseException) -> None:
+        """End a flight whose leader raised: an error goes to the followers; a
+        cancellation or interruption was the leader's alone, so they start over."""
+        if isinstance(exc, Exception):
+            self.land(key, flight, error=exc)
+        else:
+            self.land(key, flight, value=RETRY)
 
     def duration(self, key: str) -> float | None:
         return self._durations.get(key)
