@@ -30,6 +30,9 @@ def drive(plan: Generator[S, Any, T], do: Callable[[S], Any]) -> T:
         value, error = None, None
         try:
             value = do(step)
+        except GeneratorExit:
+            plan.close()
+            raise
         except BaseException as exc:  # the plan cleans up (even on KeyboardInterrupt)
             error = exc
 
@@ -59,5 +62,8 @@ async def adrive(plan: Generator[S, Any, T], ado: Callable[[S], Awaitable[Any]])
                 raise
             cancelled = True
             error = exc
+        except GeneratorExit:  # this coroutine is being closed: no step may run now
+            plan.close()
+            raise
         except BaseException as exc:
             error = exc

@@ -44,7 +44,12 @@ from django_redis_resilience.cache._plan import (
     arun,
     run,
 )
-from django_redis_resilience.cache._stampede import RETRY, StampedeConfig, refresh_early
+from django_redis_resilience.cache._stampede import (
+    ALONE,
+    RETRY,
+    StampedeConfig,
+    refresh_early,
+)
 from django_redis_resilience.cache._state import (
     PRIVATE,
     CacheSettings,
@@ -625,12 +630,12 @@ class ResilientRedisCache(BaseCache):
                 lambda c: aunlink_matching(c, pattern),
             )
         for endpoint, result in (yield step):
+            if isinstance(result, RedisUnavailable):  # recorded first: it must not be skipped
+                state.note_unavailable(result)
+                state.invalidate_on_recovery(endpoint)
             store = state.fallback(endpoint)
             if store is not None:
                 yield Fallback(store, lambda fb: fb.clear())
-            if isinstance(result, RedisUnavailable):
-                state.note_unavailable(result)
-                state.invalidate_on_recovery(endpoint)
 
     def _get_or_set(
         self,
@@ -691,7 +696,15 @@ class ResilientRedisCache(BaseCache):
         else:
             flight, leader = flights.join(k)
             if not leader:
-                return (yield Follow(flight))
+                outcome = yield Follow(flight)
+                if outcome is not ALONE:
+                    return outcome
+                # Waiting here would block the leader (same thread): compute
+                # alone, without the lock, which would wait for the leader too.
+                result, _ = yield from self._compute(
+                    key, k, default, timeout, version, use_lock=False, current=_MISSING
+                )
+                return result
             try:
                 # A flight may have landed between our miss and our lead: read again.
                 value = yield from self._lookup(key, version, count=False)
@@ -701,13 +714,22 @@ class ResilientRedisCache(BaseCache):
             if value is not _MISSING:
                 flights.land(k, flight, value=value)
                 return value
+        refreshing = value is not _MISSING
         try:
             result, took = yield from self._compute(
                 key, k, default, timeout, version, use_lock=config.lock if lock is None else lock,
                 current=value,
             )  # fmt: skip
+        except Exception as exc:
+            if not refreshing:
+                flights.abandon(k, flight, exc)  # nothing stored: the next miss computes again
+                raise
+            # An early refresh that failed: the value we had is still valid.
+            logger.warning("get_or_set(%r): early refresh failed: %r", key, exc)
+            flights.land(k, flight, value=value)
+            return value
         except BaseException as exc:
-            flights.abandon(k, flight, exc)  # nothing stored: the next miss computes again
+            flights.abandon(k, flight, exc)
             raise
         flights.land(k, flight, value=result, duration=took)
         return result
@@ -730,7 +752,8 @@ class ResilientRedisCache(BaseCache):
         if use_lock:
             held = yield TakeLock(
                 Lock(
-                    f"get_or_set:{k}",
+                    # Braces doubled: the key is a name, not a template.
+                    "get_or_set:" + k.replace("{", "{{").replace("}", "}}"),
                     cache=self._alias,
                     timeout=self._stampede.lock_timeout,
                     # An early refresh never waits: someone else is refreshing.

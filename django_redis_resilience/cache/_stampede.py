@@ -23,6 +23,8 @@ from typing import Any
 _DURATIONS = 10_000
 #: A flight's outcome when its leader was cancelled or interrupted: followers start over.
 RETRY: Any = object()
+#: What following gives a caller that must not wait for the leader: it computes alone.
+ALONE: Any = object()
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,14 @@ def refresh_early(*, beta: float | None, duration: float | None, ttl_ms: int | N
 class Flight:
     """One computation in progress; threads and asyncio tasks wait for its outcome."""
 
-    __slots__ = ("_done", "_futures", "_guard", "error", "value")
+    __slots__ = ("_done", "_futures", "_guard", "error", "task", "thread", "value")
 
     def __init__(self) -> None:
+        #: Who leads: a follower in the same thread (a sync call inside the
+        #: leader's event loop, or a loader asking for its own key) must not
+        #: wait for it, or it would wait for ever.
+        self.thread = threading.get_ident()
+        self.task = _current_task()
         self._done = threading.Event()
         self._guard = threading.Lock()
         self._futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -90,12 +97,18 @@ class Flight:
         return self.value
 
     def wait(self) -> Any:
-        """The leader's value (or its exception), blocking this thread."""
+        """The leader's value (or its exception), blocking this thread; :data:`ALONE`
+        when this thread is the leader's (waiting would block the leader)."""
+        if self.thread == threading.get_ident() and not self._done.is_set():
+            return ALONE
         self._done.wait()
         return self._outcome()
 
     async def await_outcome(self) -> Any:
-        """The leader's value (or its exception), without blocking the event loop."""
+        """The leader's value (or its exception), without blocking the event loop;
+        :data:`ALONE` when the caller is the leading task itself."""
+        if self.task is not None and self.task is _current_task():
+            return ALONE
         with self._guard:
             if not self._done.is_set():
                 loop = asyncio.get_running_loop()
@@ -106,6 +119,13 @@ class Flight:
         if future is not None:
             await future
         return self._outcome()
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return None
 
 
 def _wake(future: asyncio.Future[None]) -> None:

@@ -8,6 +8,7 @@ off and the exception is marked here instead.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import ssl
 from typing import Any
@@ -26,6 +27,12 @@ class _SyncMixin:
             super().connect(*args, **kwargs)  # type: ignore[misc]
         except BaseException as exc:
             mark_unsent(exc)
+            # redis-py closes the socket when the handshake fails with a redis
+            # error, not with others (an OSError from a server restarting mid
+            # TLS handshake): never leave an open socket to the garbage collector.
+            if getattr(self, "_sock", None) is not None:
+                with contextlib.suppress(Exception):
+                    self.disconnect()  # type: ignore[attr-defined]
             raise
 
     def send_packed_command(self, *args: Any, **kwargs: Any) -> None:

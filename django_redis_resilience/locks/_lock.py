@@ -99,6 +99,8 @@ class Held:
         self._job: Job | None = None
         self._released = False
         self._lost = False
+        #: Bumped by every extend: a renewal that overlapped one trusts the lesser end.
+        self._generation = 0
         self._who = _who()
         #: Held by a ``with`` block or a decorated call, which ends its record.
         self._scoped = False
@@ -179,7 +181,10 @@ class Held:
         """The asyncio twin of :meth:`release`."""
         if not self._end():
             return not self._lost
-        return self._released_reply(await acall(*self._where(), self._args("release")))
+        # Shielded: once marked released, a cancellation here would leave the
+        # lock held in Redis for the rest of its lease with no way to retry.
+        reply = await asyncio.shield(acall(*self._where(), self._args("release")))
+        return self._released_reply(reply)
 
     # --- extend -----------------------------------------------------------
 
@@ -193,13 +198,16 @@ class Held:
             raise LockLost(f"Lock {self.name!r} is not held: it cannot be extended.")
         return max(1, math.ceil(seconds * 1000)), "set" if replace else "add"
 
-    def _extended(self, ok: Any, sent: float, seconds: float, replace: bool) -> None:
+    def _extended(self, ok: Any, sent: float, seconds: float, replace: bool, before: float) -> None:
         if not int(ok):
             self._mark_lost("its lease had ended before it could be extended")
             raise LockLost(f"Lock {self.name!r} was lost: its lease ended before the extension.")
         with self._guard:
-            # "add" adds to what Redis had left, which is at least what we count on.
-            self._valid_until = sent + seconds if replace else self._valid_until + seconds
+            self._generation += 1
+            # "add" adds to what Redis had left, which is at least what we counted
+            # on when it was sent (a renewal applied meanwhile may not be in it).
+            base = min(before, self._valid_until)
+            self._valid_until = sent + seconds if replace else base + seconds
 
     def extend(self, seconds: float, *, replace: bool = False) -> None:
         """Add ``seconds`` to the lease (``replace=True``: the lease is ``seconds`` from now).
@@ -207,14 +215,14 @@ class Held:
         Raises :class:`LockLost` when the lock is no longer ours.
         """
         args = self._args("extend", *self._extension(seconds, replace))
-        sent = time.monotonic()
-        self._extended(call(*self._where(), args), sent, seconds, replace)
+        sent, before = time.monotonic(), self._valid_until
+        self._extended(call(*self._where(), args), sent, seconds, replace, before)
 
     async def aextend(self, seconds: float, *, replace: bool = False) -> None:
         """The asyncio twin of :meth:`extend`."""
         args = self._args("extend", *self._extension(seconds, replace))
-        sent = time.monotonic()
-        self._extended(await acall(*self._where(), args), sent, seconds, replace)
+        sent, before = time.monotonic(), self._valid_until
+        self._extended(await acall(*self._where(), args), sent, seconds, replace, before)
 
     # --- renewal (background thread) ----------------------------------------
 
@@ -235,6 +243,7 @@ class Held:
             return
         lease = self.lock.timeout
         sent = time.monotonic()
+        generation = self._generation
         try:
             ok = self._renew_call(lease)
         except Exception as exc:
@@ -258,9 +267,22 @@ class Held:
             self._mark_lost("its lease ended before it was renewed")
             return
         with self._guard:
-            self._valid_until = max(self._valid_until, sent + lease)
+            if generation == self._generation:
+                self._valid_until = max(self._valid_until, sent + lease)
+            else:  # an extend crossed this renewal: which reached Redis last is unknown
+                self._valid_until = min(self._valid_until, sent + lease)
         if not settle_only:
             self._schedule(lease / 3)
+
+    def _owned_now(self) -> bool:
+        manager, keys = self._where()
+        value = manager.execute(lambda c: c.get(keys.lock), key=keys.lock)
+        return bool(value == f"{self._owner}:{self.token}".encode())
+
+    async def _aowned_now(self) -> bool:
+        manager, keys = self._where()
+        value = await manager.aexecute(lambda c: c.get(keys.lock), key=keys.lock)
+        return bool(value == f"{self._owner}:{self.token}".encode())
 
     def _renew_call(self, lease: float) -> bool:
         """Reset the lease in Redis; ``False`` when the lock is no longer ours."""
@@ -275,7 +297,11 @@ class Held:
                 self._job.cancel()
                 self._job = None
         logger.warning("Lock %r (token %s) was lost: %s", self.name, self.token, why)
-        signals.lock_lost.send(sender=Lock, name=self.name, token=self.token)
+        for receiver, result in signals.lock_lost.send_robust(
+            sender=Lock, name=self.name, token=self.token
+        ):
+            if isinstance(result, Exception):
+                logger.error("A lock_lost receiver (%r) failed", receiver, exc_info=result)
 
 
 def _ms(seconds: float) -> int:
@@ -462,11 +488,12 @@ class Lock:
         if grant is None:
             return self._busy(name, wait)
         held = Held(self, name=name, keys=keys, manager=manager, owner=owner, grant=grant)
-        if grant.handed and grant.lease_ms < _ms(self.timeout):
-            # Handed on with the short hand-off lease: extend it to the full one
-            # in good time, but not at once (most bodies end before that, and
-            # a renewal racing the body costs it a thread switch).
-            held._schedule(grant.lease_ms / 3000, settle_only=not self.renew)
+        if grant.lease_ms < _ms(self.timeout):
+            # Handed on (noticed by BLPOP or by the script) with the short
+            # hand-off lease: extend it to the full one in good time, but not at
+            # once (most bodies end before that, and a renewal racing the body
+            # costs it a thread switch).
+            held._schedule(held.valid_for / 3, settle_only=not self.renew)
         elif self.renew:
             held._schedule(self.timeout / 3)
         return held
@@ -523,7 +550,10 @@ class Lock:
         sent and the lease has run out by this process's clock.
         """
         _forget(held)
-        if not (ok is False or held._lost or (ok is None and held.lost)):
+        if not held.acquired:
+            return
+        expired = time.monotonic() > held._valid_until
+        if not (ok is False or held._lost or (ok is None and expired)):
             return
         if self.on_lost == "raise" and not failed:
             raise LockLost(
@@ -539,7 +569,7 @@ class Lock:
             "Lock %r: release failed (%s); it frees itself when its lease ends within %.1fs",
             held.name,
             exc,
-            held.valid_for,
+            max(0.0, held._valid_until - time.monotonic()),
         )
 
     def _leave(self, held: Held, failed: bool) -> None:
@@ -671,14 +701,12 @@ class Lock:
     def release(self) -> None:
         """Release this thread's or task's acquisition; :class:`LockLost` if it had expired."""
         held = self._current()
-        _forget(held)
-        if not held.release():
+        if not held.release():  # ends its record, unless a ``with`` block will
             raise LockLost(f"Lock {held.name!r} had expired before it was released.")
 
     async def arelease(self) -> None:
         """The asyncio twin of :meth:`release`."""
         held = self._current()
-        _forget(held)
         if not await held.arelease():
             raise LockLost(f"Lock {held.name!r} had expired before it was released.")
 
@@ -703,19 +731,11 @@ class Lock:
     def owned(self) -> bool:
         """Whether this thread or task holds the lock now (asks Redis)."""
         held = self._owned_candidate()
-        if held is None or held.manager is None or held.keys is None:
-            return False
-        keys = held.keys
-        value = held.manager.execute(lambda c: c.get(keys.lock), key=keys.lock)
-        return bool(value == f"{held._owner}:{held.token}".encode())
+        return held is not None and held._owned_now()
 
     async def aowned(self) -> bool:
         held = self._owned_candidate()
-        if held is None or held.manager is None or held.keys is None:
-            return False
-        keys = held.keys
-        value = await held.manager.aexecute(lambda c: c.get(keys.lock), key=keys.lock)
-        return bool(value == f"{held._owner}:{held.token}".encode())
+        return held is not None and await held._aowned_now()
 
     def _owned_candidate(self) -> Held | None:
         try:

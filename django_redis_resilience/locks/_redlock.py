@@ -20,10 +20,11 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django_redis_resilience._drive import adrive, drive
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.exceptions import InvalidLock, RedisUnavailable
@@ -70,55 +71,94 @@ class RedlockHeld(Held):
     def _part_args(self, part: _Part, op: str, *extra: Any) -> list[Any]:
         return script_args(op, f"{self._owner}:{part.fence}", *extra)
 
-    def _each(self, op: str, *extra: Any) -> int:
-        """Run ``op`` on every server that granted; how many still had the lock."""
-        ok = 0
+    def _each(self, op: str, *extra: Any) -> bool:
+        """Run ``op`` on every server that granted; whether a majority still had the lock.
+
+        Raises :class:`RedisUnavailable` when too many servers could not be
+        asked to tell (the caller retries or reports it, as for one server).
+        """
+        replies: list[Any] = []
         for part in self._parts:
             try:
-                reply = call(
-                    part.server.manager, part.server.keys, self._part_args(part, op, *extra)
-                )
-            except RedisUnavailable:
-                continue
-            ok += _succeeded(reply)
-        return ok
+                args = self._part_args(part, op, *extra)
+                replies.append(call(part.server.manager, part.server.keys, args))
+            except RedisUnavailable as exc:
+                replies.append(exc)
+        return self._majority(replies)
 
-    async def _aeach(self, op: str, *extra: Any) -> int:
-        async def one(part: _Part) -> int:
+    async def _aeach(self, op: str, *extra: Any) -> bool:
+        async def one(part: _Part) -> Any:
             try:
                 args = self._part_args(part, op, *extra)
-                return _succeeded(await acall(part.server.manager, part.server.keys, args))
-            except RedisUnavailable:
-                return 0
+                return await acall(part.server.manager, part.server.keys, args)
+            except RedisUnavailable as exc:
+                return exc
 
-        return sum(await asyncio.gather(*(one(p) for p in self._parts)))
+        return self._majority(list(await asyncio.gather(*(one(p) for p in self._parts))))
+
+    def _majority(self, replies: list[Any]) -> bool:
+        down = [r for r in replies if isinstance(r, RedisUnavailable)]
+        ok = sum(_succeeded(r) for r in replies if not isinstance(r, RedisUnavailable))
+        if ok >= self._quorum:
+            return True
+        if ok + len(down) >= self._quorum:
+            raise down[0]  # undecided: the servers that could not be asked may still agree
+        return False
 
     def release(self) -> bool:
         if not self._end():
             return not self._lost
-        return self._released_count(self._each("release"))
+        return self._released_reply([int(self._each("release"))])
 
     async def arelease(self) -> bool:
         if not self._end():
             return not self._lost
-        return self._released_count(await self._aeach("release"))
-
-    def _released_count(self, ok: int) -> bool:
-        return self._released_reply([1 if ok >= self._quorum else 0])
+        ok = await asyncio.shield(self._aeach("release"))
+        return self._released_reply([int(ok)])
 
     def extend(self, seconds: float, *, replace: bool = False) -> None:
         args = self._extension(seconds, replace)
-        sent = time.monotonic()
-        self._extended(int(self._each("extend", *args) >= self._quorum), sent, seconds, replace)
+        sent, before = time.monotonic(), self._valid_until
+        self._extended(int(self._each("extend", *args)), sent, seconds, replace, before)
 
     async def aextend(self, seconds: float, *, replace: bool = False) -> None:
         args = self._extension(seconds, replace)
-        sent = time.monotonic()
+        sent, before = time.monotonic(), self._valid_until
         ok = await self._aeach("extend", *args)
-        self._extended(int(ok >= self._quorum), sent, seconds, replace)
+        self._extended(int(ok), sent, seconds, replace, before)
 
     def _renew_call(self, lease: float) -> bool:
-        return self._each("extend", _ms(lease), "set") >= self._quorum
+        return self._each("extend", _ms(lease), "renew")
+
+    def _owned_now(self) -> bool:
+        return sum(_holds(part, _get(part.server), self._owner) for part in self._parts) >= (
+            self._quorum
+        )
+
+    async def _aowned_now(self) -> bool:
+        values = await asyncio.gather(*(_aget(p.server) for p in self._parts))
+        mine = sum(_holds(p, v, self._owner) for p, v in zip(self._parts, values, strict=True))
+        return mine >= self._quorum
+
+
+def _get(server: _Server) -> Any:
+    key = server.keys.lock
+    try:
+        return server.manager.execute(lambda c: c.get(key), key=key)
+    except RedisUnavailable:
+        return None
+
+
+async def _aget(server: _Server) -> Any:
+    key = server.keys.lock
+    try:
+        return await server.manager.aexecute(lambda c: c.get(key), key=key)
+    except RedisUnavailable:
+        return None
+
+
+def _holds(part: _Part, value: Any, owner: str) -> int:
+    return int(value == f"{owner}:{part.fence}".encode())
 
 
 def _succeeded(reply: Any) -> int:
@@ -185,8 +225,9 @@ class Redlock(Lock):
     def _identity(self, name: str) -> tuple[object, str]:
         return (self.caches, name)
 
-    def _servers(self, name: str) -> list[_Server]:
-        self._check_reentry(name)
+    def _servers(self, name: str, *, check: bool = True) -> list[_Server]:
+        if check:
+            self._check_reentry(name)
         return [
             _Server(alias, get_manager(alias), LockKeys.build(_prefix_of(alias), name))
             for alias in self.caches
@@ -206,9 +247,12 @@ class Redlock(Lock):
             elif (grant := grant_of(reply, started)) is not None:
                 parts.append(_Part(server, grant.fence))
         elapsed = time.monotonic() - started
-        validity = self.timeout - elapsed - (self.timeout * DRIFT + 0.002)
+        drift = self.timeout * DRIFT + 0.002
+        validity = self.timeout - elapsed - drift
         if len(parts) >= self.quorum and validity > 0:
-            held = RedlockHeld(self, name=name, owner=owner, parts=parts, ends=started + validity)
+            # The lease began when the round began (drift allowed for): no later.
+            ends = started + self.timeout - drift
+            held = RedlockHeld(self, name=name, owner=owner, parts=parts, ends=ends)
             if self.renew:
                 held._schedule(self.timeout / 3)
             return held, [], None
@@ -225,65 +269,93 @@ class Redlock(Lock):
         return min(left, random.uniform(self.retry_delay / 2, self.retry_delay))
 
     def _acquire(self, name: str, wait: float | None) -> Held:
-        servers = self._servers(name)
-        deadline = math.inf if wait is None else time.monotonic() + wait
-        args_for = self._args_for
-        while True:
-            owner = new_owner()
-            started = time.monotonic()
-            replies: list[Any] = []
-            for server in servers:
-                try:
-                    replies.append(call(server.manager, server.keys, args_for(owner)))
-                except RedisUnavailable as exc:
-                    replies.append(exc)
-            held, parts, down = self._round(name, owner, started, replies, servers)
-            if held is not None:
-                return held
-            for part in parts:  # a minority granted: give those back at once
-                with contextlib.suppress(RedisUnavailable):  # else its lease ends by itself
-                    call(part.server.manager, part.server.keys, _release_args(owner, part))
-            if down is not None:
-                return self._unavailable(name, down)
-            pause = self._pause(deadline)
-            if pause is None:
-                return self._busy(name, wait)
-            time.sleep(pause)
+        return drive(self._acquire_plan(name, wait), _ask_each)
 
     async def _aacquire(self, name: str, wait: float | None) -> Held:
+        return await adrive(self._acquire_plan(name, wait), _aask_each)
+
+    def _acquire_plan(self, name: str, wait: float | None) -> Generator[_Ask, Any, Held]:
+        """Rounds of "try once on every server" until a majority grants, time runs out,
+        or too many servers are down; written once for both drivers."""
         servers = self._servers(name)
         deadline = math.inf if wait is None else time.monotonic() + wait
-
-        async def ask(server: _Server, args: list[Any]) -> Any:
-            try:
-                return await acall(server.manager, server.keys, args)
-            except RedisUnavailable as exc:
-                return exc
-
-        async def give_back(part: _Part, owner: str) -> None:
-            with contextlib.suppress(RedisUnavailable):  # else its lease ends by itself
-                await acall(part.server.manager, part.server.keys, _release_args(owner, part))
-
         while True:
             owner = new_owner()
             started = time.monotonic()
-            args = self._args_for(owner)
-            replies = list(await asyncio.gather(*(ask(s, args) for s in servers)))
+            # Try once on every server (no queue): waiting is the rounds' back-off.
+            acquire = script_args("acquire", owner, _ms(self.timeout), 0)
+            try:
+                replies = yield _Ask(servers, acquire)
+            except BaseException:
+                # Cancelled or interrupted mid-round: any server may have granted.
+                with contextlib.suppress(Exception):
+                    yield _Ask(servers, script_args("leave", owner, 1))
+                raise
             held, parts, down = self._round(name, owner, started, replies, servers)
             if held is not None:
                 return held
-            await asyncio.gather(*(give_back(p, owner) for p in parts))
+            if parts:  # a minority granted: give those back at once
+                yield _Ask([p.server for p in parts], script_args("leave", owner, 1))
             if down is not None:
                 return self._unavailable(name, down)
             pause = self._pause(deadline)
             if pause is None:
                 return self._busy(name, wait)
-            await asyncio.sleep(pause)
+            yield _Ask([], [], pause=pause)
 
-    def _args_for(self, owner: str) -> list[Any]:
-        # Try once on every server (no queue): waiting is the rounds' back-off.
-        return script_args("acquire", owner, _ms(self.timeout), 0)
+    def locked(self) -> bool:
+        servers = self._servers(self._static_name(), check=False)
+        return sum(bool(_exists(s)) for s in servers) >= self.quorum
+
+    async def alocked(self) -> bool:
+        servers = self._servers(self._static_name(), check=False)
+        found = await asyncio.gather(*(_aexists(s) for s in servers))
+        return sum(bool(f) for f in found) >= self.quorum
 
 
-def _release_args(owner: str, part: _Part) -> list[Any]:
-    return script_args("release", f"{owner}:{part.fence}")
+@dataclass(frozen=True)
+class _Ask:
+    """Run the lock script with ``args`` on each server (after ``pause`` seconds)."""
+
+    servers: list[_Server]
+    args: list[Any]
+    pause: float = 0.0
+
+
+def _ask_each(step: _Ask) -> list[Any]:
+    if step.pause:
+        time.sleep(step.pause)
+    replies: list[Any] = []
+    for server in step.servers:
+        try:
+            replies.append(call(server.manager, server.keys, step.args))
+        except RedisUnavailable as exc:
+            replies.append(exc)
+    return replies
+
+
+async def _aask_each(step: _Ask) -> list[Any]:
+    if step.pause:
+        await asyncio.sleep(step.pause)
+
+    async def one(server: _Server) -> Any:
+        try:
+            return await acall(server.manager, server.keys, step.args)
+        except RedisUnavailable as exc:
+            return exc
+
+    return list(await asyncio.gather(*(one(s) for s in step.servers)))
+
+
+def _exists(server: _Server) -> Any:
+    key = server.keys.lock
+    with contextlib.suppress(RedisUnavailable):
+        return server.manager.execute(lambda c: c.exists(key), key=key)
+    return 0
+
+
+async def _aexists(server: _Server) -> Any:
+    key = server.keys.lock
+    with contextlib.suppress(RedisUnavailable):
+        return await server.manager.aexecute(lambda c: c.exists(key), key=key)
+    return 0

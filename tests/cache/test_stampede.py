@@ -705,3 +705,81 @@ def test_valid_stampede_options_pass(
     with _resilient(drr_redis_server.url, STAMPEDE=stampede) as cache:
         assert cache.get_or_set("k", lambda: "v", 60) == "v"
         assert asyncio.run(cache.aget_or_set("k", "other", 60)) == "v"
+
+
+# --- callers that must not wait for the leader --------------------------------------------
+
+
+def test_a_sync_call_inside_the_leaders_event_loop_computes_instead_of_blocking_it(
+    drr_redis_server: RedisServer,
+) -> None:
+    """A sync ``get_or_set`` on the loop thread while a task of that loop leads the same
+    key: waiting would block the loop, and with it the leader, for ever."""
+    with _resilient(drr_redis_server.url) as cache:
+        key = f"k-{uuid.uuid4().hex}"
+        started = asyncio.Event()
+        release = asyncio.Event()
+
+        async def leader_loader() -> str:
+            started.set()
+            await release.wait()
+            return "from the leader"
+
+        async def main() -> tuple[Any, Any]:
+            leader = asyncio.create_task(cache.aget_or_set(key, leader_loader, 60))
+            await started.wait()
+            inside = cache.get_or_set(key, lambda: "computed alone", 60)  # sync, on the loop
+            release.set()
+            return inside, await leader
+
+        inside, led = asyncio.run(main())
+        assert inside == "computed alone"
+        assert led in ("from the leader", "computed alone")  # Django's add-then-get
+
+
+def test_a_loader_that_asks_for_its_own_key_computes_instead_of_waiting_for_itself(
+    drr_redis_server: RedisServer,
+) -> None:
+    with _resilient(drr_redis_server.url) as cache:
+        key = f"k-{uuid.uuid4().hex}"
+        calls: list[str] = []
+
+        def outer() -> str:
+            calls.append("outer")
+            return "outer:" + str(cache.get_or_set(key, inner, 60))
+
+        def inner() -> str:
+            calls.append("inner")
+            return "inner"
+
+        assert cache.get_or_set(key, outer, 60) in ("outer:inner", "inner")
+        assert calls == ["outer", "inner"]
+
+        async def aouter() -> str:
+            return "a:" + str(await cache.aget_or_set(key + "a", ainner, 60))
+
+        async def ainner() -> str:
+            return "b"
+
+        assert asyncio.run(cache.aget_or_set(key + "a", aouter, 60)) in ("a:b", "b")
+
+
+def test_a_key_with_braces_works_with_the_recompute_lock(drr_redis_server: RedisServer) -> None:
+    """A cluster hash tag in a cache key is a name for the lock, not a template."""
+    with _resilient(drr_redis_server.url, STAMPEDE={"LOCK": True}) as cache:
+        for key in ("{user:42}:profile", "a{", "a}b"):
+            assert cache.get_or_set(key, lambda key=key: f"v-{key}", 60) == f"v-{key}"
+            assert asyncio.run(cache.aget_or_set(key + "!", lambda: "w", 60)) == "w"
+
+
+def test_a_failed_early_refresh_keeps_the_valid_value(drr_redis_server: RedisServer) -> None:
+    with _resilient(drr_redis_server.url) as cache:
+        key = f"k-{uuid.uuid4().hex}"
+        assert cache.get_or_set(key, lambda: (time.sleep(0.01), "first")[1], 60) == "first"
+
+        def broken() -> str:
+            raise LoaderFailed
+
+        # Always refreshed early (ALWAYS): the refresh fails, the cached value stands.
+        assert cache.get_or_set(key, broken, 60, early_refresh=ALWAYS) == "first"
+        assert cache.get(key) == "first"

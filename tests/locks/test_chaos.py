@@ -548,7 +548,9 @@ def test_a_dead_waiter_stalls_the_queue_at_most_for_its_entry_lease(
         held = mine.acquire()
         assert held is not None
         assert held.token is not None
-        dead = spawn(server.url, prefix, name, timeout=5.0, mode="wait")
+        # Its lease (20 s) is far longer than its queue entry's: the bound below
+        # tells which of the two the stall is limited by, with room for a slow machine.
+        dead = spawn(server.url, prefix, name, timeout=20.0, mode="wait")
         assert wait_for(lambda: len(_queued(server, keys)) == 1, timeout=20)
         (dead_id,) = _queued(server, keys)
         second.start()
@@ -568,7 +570,7 @@ def test_a_dead_waiter_stalls_the_queue_at_most_for_its_entry_lease(
         second.outcome(timeout=ENTRY_LEASE + 10)
         assert "acquired" not in " ".join(dead.seen)
     assert acquired["token"] > handed[1] > held.token
-    assert acquired["at"] - released_at <= ENTRY_LEASE + MARGIN
+    assert acquired["at"] - released_at <= ENTRY_LEASE + 3 * MARGIN
 
 
 # --- 6. an open breaker ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ checks, exactness across processes, round trips and the outage policies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import itertools
@@ -1155,3 +1156,88 @@ def test_on_unavailable_run_runs_and_logs_an_error(
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 4
     assert all(name in r.getMessage() and "WITHOUT the lock" in r.getMessage() for r in errors)
+
+
+# --- hand-offs noticed by the script, early releases, lost leases at exit ---------------------
+
+
+def test_a_hand_off_noticed_by_the_script_is_extended_to_the_full_lease(
+    standalone: str, drr_redis_server: RedisServer
+) -> None:
+    """A waiter that was not blocked when the lock was handed to it learns of it from its
+    next script call, with the short hand-off lease: it must still extend it in time."""
+    from django_redis_resilience.clients import get_manager
+    from django_redis_resilience.locks._protocol import (
+        ENTRY_LEASE,
+        acquire_steps,
+        call,
+        new_owner,
+        run,
+    )
+
+    name = unique()
+    keys = LockKeys.build(standalone, name)
+    manager = get_manager("default")
+    owner = new_owner()
+    with lock(name, timeout=10):
+        queued = call(manager, keys, script_args("acquire", owner, 6000, 2000))
+        assert int(queued[0]) == 0  # queued behind the holder
+    # Released: handed to the queued owner, who was not listening.
+    grant = run(acquire_steps(keys, owner=owner, lease=6, wait=5), manager, keys)
+    assert grant is not None
+    assert grant.lease_ms <= ENTRY_LEASE * 1000
+    held = lock(name, timeout=6)._outcome(name, manager, keys, owner, grant, 5)
+    assert wait_for(lambda: _cmd(drr_redis_server, "PTTL", keys.lock) > ENTRY_LEASE * 1000)
+    assert held.release()
+
+
+def test_releasing_by_hand_inside_a_with_block_exits_quietly(shared: str) -> None:
+    lk = lock(unique())
+    with lk as held:
+        lk.release()
+        assert held.released
+    with lk as held:
+        assert held.release()
+    assert not lk.locked()
+
+
+def test_a_lease_that_ran_out_is_reported_when_the_release_cannot_be_sent(
+    drr_redis_factory: Any,
+) -> None:
+    server = drr_redis_factory()
+    options = {"BREAKER": FAST_BREAKER, "SOCKET_TIMEOUT": 0.2, "SOCKET_CONNECT_TIMEOUT": 0.2}
+    with override_settings(CACHES=resilient_caches(server.url, **options)):
+        seen: list[Held] = []
+
+        def guarded() -> None:
+            with lock(unique(), timeout=0.3, renew=False) as held:
+                seen.append(held)
+                time.sleep(0.5)  # the lease runs out
+                server.kill()  # and the release cannot be sent
+
+        with pytest.raises(LockLost):
+            guarded()
+        assert seen[0].released
+
+
+def test_a_cancelled_async_release_still_releases(shared: str) -> None:
+    lk = lock(unique(), timeout=30)
+
+    async def main() -> None:
+        held = await lk.aacquire()
+        assert held is not None
+        task = asyncio.create_task(held.arelease())
+        await asyncio.sleep(0)  # started, not finished
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await _until(lambda: not lk.locked())
+
+    asyncio.run(main())
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.01)

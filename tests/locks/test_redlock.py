@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -151,3 +152,33 @@ def test_async_and_not_reentrant(servers: list[RedisServer]) -> None:
 def test_bad_caches(caches: Any) -> None:
     with pytest.raises(InvalidLock, match="caches="):
         Redlock("x", caches=caches)
+
+
+def test_owned_and_locked_ask_a_majority(servers: list[RedisServer]) -> None:
+    name = unique()
+    lk = Redlock(name, caches=ALIASES, timeout=5, wait=0)
+    assert not lk.locked()
+    with lk:
+        assert lk.owned()
+        assert lk.locked()
+        assert asyncio.run(lk.alocked())
+    assert not lk.owned()
+    assert not lk.locked()
+
+
+def test_a_cancelled_acquisition_leaves_no_grant_behind(servers: list[RedisServer]) -> None:
+    name = unique()
+    lk = Redlock(name, caches=ALIASES, timeout=30)
+
+    async def main() -> None:
+        task = asyncio.create_task(lk.aacquire())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            held = await task
+            if held is not None:  # it finished before the cancellation: give it back
+                await held.arelease()
+
+    asyncio.run(main())
+    assert _holders(servers, name) == [None, None, None]
