@@ -57,9 +57,16 @@ def location(request: pytest.FixtureRequest, topology: str) -> Any:
 
 
 @pytest.fixture
-def cache(location: Any) -> Iterator[ResilientRedisCache]:
-    """``caches["default"]``, a resilient cache on ``topology``'s shared servers."""
-    with override_settings(CACHES=resilient_caches(location)):
+def cache(location: Any, topology: str) -> Iterator[ResilientRedisCache]:
+    """``caches["default"]``, a resilient cache on ``topology``'s shared servers.
+
+    On a primary with replicas it reads from the primary: these tests check
+    what a caller reads back after its own writes, which a replica serves only
+    once it has caught up (eventual consistency, documented). Reads routed to
+    replicas are tested in ``tests/connection/test_manager.py``.
+    """
+    options = {"READ_FROM_REPLICAS": False} if topology == "replicas" else {}
+    with override_settings(CACHES=resilient_caches(location, **options)):
         backend = caches["default"]
         assert isinstance(backend, ResilientRedisCache)
         yield backend
