@@ -44,7 +44,27 @@ CONNECTION_SETTINGS = (
     "CLUSTER",
 )
 #: Settings allowed only in ``REDIS_RESILIENCE``.
-GLOBAL_SETTINGS = ("RATELIMIT",)
+GLOBAL_SETTINGS = ("RATELIMIT", "HEALTH")
+HEALTH_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "TIMEOUT": (lambda v: _is_num(v) and 0 < v <= 30, "seconds, more than 0 and at most 30"),
+    "SLOW_MS": (lambda v: _is_num(v) and v > 0, "milliseconds > 0"),
+    "NODE_ZONES": (
+        lambda v: isinstance(v, Mapping)
+        and all(isinstance(k, str) and isinstance(z, str) for k, z in v.items()),
+        "a dict of host (or announced hostname) to zone name",
+    ),
+    "TOKEN": (lambda v: v is None or (isinstance(v, str) and len(v) >= 16),
+              "a string of at least 16 characters, or None"),  # fmt: skip
+    "CACHE_SECONDS": (lambda v: _is_num(v) and 0 <= v <= 300, "seconds from 0 to 300"),
+}
+#: ``REDIS_RESILIENCE["HEALTH"]`` defaults.
+HEALTH_DEFAULTS: dict[str, Any] = {
+    "TIMEOUT": 1.0,
+    "SLOW_MS": 100.0,
+    "NODE_ZONES": {},
+    "TOKEN": None,
+    "CACHE_SECONDS": 5.0,
+}
 RATELIMIT_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "TRUSTED_PROXY_HOPS": (lambda v: _is_int(v) and 0 <= v <= 10, "an integer from 0 to 10"),
     "IPV4_PREFIX": (lambda v: _is_int(v) and 0 <= v <= 32, "an integer from 0 to 32"),
@@ -208,6 +228,12 @@ class Settings:
         return self._global("RATELIMIT", {})  # type: ignore[no-any-return]
 
     @property
+    def HEALTH(self) -> Mapping[str, Any]:
+        """``TIMEOUT`` (1 s per probe), ``SLOW_MS`` (100), ``NODE_ZONES`` ({}),
+        ``TOKEN`` (None), ``CACHE_SECONDS`` (5), merged over the defaults."""
+        return {**HEALTH_DEFAULTS, **self._global("HEALTH", {})}
+
+    @property
     def CLUSTER(self) -> Mapping[str, Any]:
         return self._global("CLUSTER", {})  # type: ignore[no-any-return]
 
@@ -309,6 +335,7 @@ class Settings:
                 )
         found += _connection_problems(raw, "REDIS_RESILIENCE", E="E002")
         found += _ratelimit_problems(raw.get("RATELIMIT", {}), self.resilient_aliases())
+        found += _keyed_problems(raw.get("HEALTH", {}), "HEALTH", HEALTH_KEYS)
         return found
 
     def _alias_problems(self, alias: str) -> list[Problem]:
@@ -507,6 +534,26 @@ def _rules_problem(rules: object) -> str | None:
 
 _MIDDLEWARE = "django_redis_resilience.ratelimiting.RateLimitMiddleware"
 _AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+
+def _keyed_problems(
+    value: object, name: str, keys: Mapping[str, tuple[Callable[[Any], bool], str]]
+) -> list[Problem]:
+    """A dict setting whose keys each have one rule."""
+    where = f"REDIS_RESILIENCE[{name!r}]"
+    hint = "keys: " + ", ".join(keys)
+    if not isinstance(value, Mapping):
+        return [Problem(PREFIX + "E002", "error", where, value, "must be a dict", hint=hint)]
+    found: list[Problem] = []
+    for key, sub in value.items():
+        if key not in keys:
+            found.append(Problem(PREFIX + "E002", "error", f"{where}[{key!r}]", sub,
+                                 "is not a known key", hint=hint))  # fmt: skip
+        elif not keys[key][0](sub):
+            shown = "***" if key == "TOKEN" else sub
+            found.append(Problem(PREFIX + "E002", "error", f"{where}[{key!r}]", shown,
+                                 f"must be {keys[key][1]}"))  # fmt: skip
+    return found
 
 
 def _ratelimit_problems(value: object, aliases: list[str]) -> list[Problem]:
