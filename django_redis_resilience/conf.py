@@ -49,12 +49,16 @@ HEALTH_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "TIMEOUT": (lambda v: _is_num(v) and 0 < v <= 30, "seconds, more than 0 and at most 30"),
     "SLOW_MS": (lambda v: _is_num(v) and v > 0, "milliseconds > 0"),
     "NODE_ZONES": (
-        lambda v: isinstance(v, Mapping)
-        and all(isinstance(k, str) and isinstance(z, str) for k, z in v.items()),
+        lambda v: (
+            isinstance(v, Mapping)
+            and all(isinstance(k, str) and isinstance(z, str) for k, z in v.items())
+        ),
         "a dict of host (or announced hostname) to zone name",
     ),
-    "TOKEN": (lambda v: v is None or (isinstance(v, str) and len(v) >= 16),
-              "a string of at least 16 characters, or None"),  # fmt: skip
+    "TOKEN": (
+        lambda v: v is None or (isinstance(v, str) and len(v) >= 16),
+        "a string of at least 16 characters, or None",
+    ),
     "CACHE_SECONDS": (lambda v: _is_num(v) and 0 <= v <= 300, "seconds from 0 to 300"),
 }
 #: ``REDIS_RESILIENCE["HEALTH"]`` defaults.

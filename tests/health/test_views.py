@@ -1,0 +1,131 @@
+"""The JSON health endpoints: status for everyone, details for staff or the bearer token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client, override_settings
+
+from django_redis_resilience import views
+from django_redis_resilience.testing import RedisServer
+from tests.cache.conftest import FAST_BREAKER, resilient_caches
+
+TOKEN = "t0ken-for-the-health-endpoint"
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_report() -> Iterator[None]:
+    views.forget_cached_report()
+    yield
+    views.forget_cached_report()
+
+
+def _settings(location: Any, **health: Any) -> Any:
+    return override_settings(
+        CACHES=resilient_caches(
+            location, BREAKER=FAST_BREAKER, SOCKET_TIMEOUT=0.2, SOCKET_CONNECT_TIMEOUT=0.2
+        ),
+        ROOT_URLCONF="tests.health.urls",
+        MIDDLEWARE=MIDDLEWARE,
+        REDIS_RESILIENCE={"HEALTH": {"TOKEN": TOKEN, "TIMEOUT": 0.5, **health}},
+    )
+
+
+def _slowlog_calls(server: RedisServer) -> int:
+    with server.client() as client:
+        stats = client.info("commandstats")
+    # Redis 7 counts subcommands apart ("cmdstat_slowlog|len"), 6.2 under the command.
+    return sum(int(v.get("calls", 0)) for k, v in stats.items() if k.startswith("cmdstat_slowlog"))
+
+
+def test_anonymous_callers_get_the_status_only(drr_redis_server: RedisServer) -> None:
+    with _settings(drr_redis_server.url):
+        client = Client()
+        basic = client.get("/redis/health/")
+        assert basic.status_code == 200
+        assert basic.json() == {"status": "ok", "redis": "ok"}
+        probed = client.get("/redis/health/redis/")
+        assert probed.status_code == 200
+        assert probed.json() == {"status": "ok"}
+        assert probed["Cache-Control"].startswith("max-age=0")
+
+
+def test_the_bearer_token_gives_the_details(drr_redis_server: RedisServer) -> None:
+    with _settings(drr_redis_server.url):
+        client = Client()
+        good = client.get("/redis/health/redis/", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert good.status_code == 200
+        body = good.json()
+        assert body["status"] == "ok"
+        assert body["caches"][0]["nodes"][0]["reachable"] is True
+        for wrong in (f"Bearer {TOKEN}x", f"Basic {TOKEN}", TOKEN, "Bearer "):
+            refused = client.get("/redis/health/redis/", headers={"Authorization": wrong})
+            assert refused.json() == {"status": "ok"}, wrong
+
+
+@pytest.mark.django_db
+def test_staff_get_the_details_and_other_users_do_not(drr_redis_server: RedisServer) -> None:
+    users = get_user_model()
+    staff = users.objects.create_user("staff", password="x", is_staff=True)
+    plain = users.objects.create_user("plain", password="x")
+    with _settings(drr_redis_server.url):
+        client = Client()
+        client.force_login(plain)
+        assert client.get("/redis/health/redis/").json() == {"status": "ok"}
+        assert "caches" not in client.get("/redis/health/").json()
+        client.force_login(staff)
+        assert "caches" in client.get("/redis/health/redis/").json()
+        assert client.get("/redis/health/").json()["caches"] == {"default": "ok"}
+
+
+@pytest.mark.chaos
+def test_redis_down_is_503_for_monitoring_and_200_for_the_load_balancer(
+    drr_redis_factory: Any,
+) -> None:
+    server = drr_redis_factory(password="s3cret-pass-word")
+    with _settings(server.url):
+        from django.core.cache import caches
+
+        server.kill()
+        for _ in range(3):
+            caches["default"].get("k")  # opens this process's breaker
+        client = Client()
+        basic = client.get("/redis/health/")
+        assert basic.status_code == 200
+        assert basic.json() == {"status": "ok", "redis": "degraded"}
+        probed = client.get("/redis/health/redis/")
+        assert probed.status_code == 503
+        assert probed.json() == {"status": "critical"}
+        detailed = client.get("/redis/health/redis/", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert detailed.status_code == 503
+        assert "s3cret-pass-word" not in detailed.content.decode()
+        codes = {f["code"] for f in detailed.json()["caches"][0]["findings"]}
+        assert {"H001", "H030"} <= codes
+
+
+def test_the_report_is_cached_so_probes_cannot_hammer_redis(drr_redis_factory: Any) -> None:
+    server = drr_redis_factory()
+    with _settings(server.url, CACHE_SECONDS=60):
+        client = Client()
+        before = _slowlog_calls(server)
+        for _ in range(5):
+            assert client.get("/redis/health/redis/").status_code == 200
+        assert _slowlog_calls(server) - before == 1  # one probe (one SLOWLOG LEN) in all
+    with _settings(server.url, CACHE_SECONDS=0):
+        before = _slowlog_calls(server)
+        for _ in range(3):
+            Client().get("/redis/health/redis/")
+        assert _slowlog_calls(server) - before == 3
+
+
+def test_only_get_is_allowed(drr_redis_server: RedisServer) -> None:
+    with _settings(drr_redis_server.url):
+        assert Client().post("/redis/health/").status_code == 405
+        assert Client().post("/redis/health/redis/").status_code == 405
