@@ -20,3 +20,22 @@ class RedisResilienceConfig(AppConfig):
         conf.validate()
         clients.install()
         setting_changed.connect(clients.on_setting_changed, dispatch_uid="drr-setting-changed")
+        _install_events()
+
+
+_events_installed = False
+
+
+def _install_events() -> None:
+    """Degradation events are written from the signals (once per process, reset after fork)."""
+    global _events_installed
+    if _events_installed:
+        return
+    _events_installed = True
+    import os
+
+    from django_redis_resilience import events, signals
+
+    signals.redis_degraded.connect(events.on_degraded, dispatch_uid="drr-events-degraded")
+    signals.redis_recovered.connect(events.on_recovered, dispatch_uid="drr-events-recovered")
+    os.register_at_fork(after_in_child=events.reset)

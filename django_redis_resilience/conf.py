@@ -60,6 +60,9 @@ HEALTH_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
         "a string of at least 16 characters, or None",
     ),
     "CACHE_SECONDS": (lambda v: _is_num(v) and 0 <= v <= 300, "seconds from 0 to 300"),
+    "EVENTS": (lambda v: isinstance(v, bool), "True or False"),
+    "EVENT_INTERVAL": (lambda v: _is_num(v) and v >= 0, "seconds >= 0"),
+    "EVENT_MAX_AGE_DAYS": (lambda v: _is_num(v) and v > 0, "days > 0"),
 }
 #: ``REDIS_RESILIENCE["HEALTH"]`` defaults.
 HEALTH_DEFAULTS: dict[str, Any] = {
@@ -68,6 +71,9 @@ HEALTH_DEFAULTS: dict[str, Any] = {
     "NODE_ZONES": {},
     "TOKEN": None,
     "CACHE_SECONDS": 5.0,
+    "EVENTS": True,
+    "EVENT_INTERVAL": 10.0,
+    "EVENT_MAX_AGE_DAYS": 30.0,
 }
 RATELIMIT_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "TRUSTED_PROXY_HOPS": (lambda v: _is_int(v) and 0 <= v <= 10, "an integer from 0 to 10"),
