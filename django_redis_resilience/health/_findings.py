@@ -284,11 +284,11 @@ def placement_findings(
         if counts:
             zone, count = counts.most_common(1)[0]
             if count > len(masters) / 2:
-                severity = Severity.INFO if loopback and not shared else Severity.WARNING
+                # Zones are what the operator declared: a warning even on loopback.
                 found.append(
                     Finding(
                         "H018",
-                        severity,
+                        Severity.WARNING,
                         f"{count} of {len(masters)} masters are in zone {zone}: if it fails, the "
                         "cluster loses its majority and cannot fail over.",
                         alias,

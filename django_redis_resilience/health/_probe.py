@@ -84,6 +84,8 @@ def _number(value: Any) -> Any:
 
 def _refused(exc: Exception) -> bool:
     """A command a managed server does not allow (renamed, ACL, disabled)."""
+    if isinstance(exc, rex.NoPermissionError):  # an ACL denial (redis-py drops "NOPERM")
+        return True
     text = str(exc).lower()
     return isinstance(exc, rex.ResponseError) and (
         "unknown command" in text
@@ -149,7 +151,7 @@ def _info(raw: Any) -> dict[str, Any]:
 def _optional(report: NodeReport, name: str, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except rex.ResponseError as exc:
+    except (rex.ResponseError, rex.NoPermissionError) as exc:
         if _refused(exc):
             report.not_available.append(name)
             return None

@@ -79,7 +79,7 @@ def build_report(
     started = time.perf_counter()
     health = {**conf.HEALTH, **(settings or {})}
     timeout = float(health["TIMEOUT"] if timeout is None else timeout)
-    chosen = list(conf.resilient_aliases() if aliases is None else aliases)
+    chosen = list(dict.fromkeys(conf.resilient_aliases() if aliases is None else aliases))
     managers = [get_manager(alias) for alias in chosen]
     nodes = probe_all(managers, timeout)
     caches: list[CacheReport] = []

@@ -54,6 +54,13 @@ class Command(BaseCommand):
         parser.error = error  # type: ignore[method-assign]
         return parser
 
+    def run_from_argv(self, argv: list[str]) -> None:
+        try:
+            super().run_from_argv(argv)
+        except CommandError as exc:  # a usage error: Django parses outside its own handler
+            self.stderr.write(f"{type(exc).__name__}: {exc}")
+            sys.exit(exc.returncode)
+
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "--alias",
