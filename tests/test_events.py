@@ -102,3 +102,39 @@ def test_events_can_be_turned_off() -> None:
     with override_settings(REDIS_RESILIENCE={"HEALTH": {"EVENTS": False}}):
         assert not events.record("breaker_opened", alias="a", endpoint="e")
     assert events.flush() == 0
+
+
+@pytest.mark.chaos
+def test_a_failover_and_a_lost_node_are_seen_by_the_health_report(
+    drr_sentinel_factory: Any,
+) -> None:
+    from django_redis_resilience.health import build_report
+
+    group = drr_sentinel_factory()
+    old = group.current_primary()
+    with override_settings(CACHES=resilient_caches(group.location)):
+        build_report(timeout=0.5)  # what the next report compares with
+        old.kill()
+        new = group.wait_for_failover(old)
+        build_report(timeout=0.5)
+        events.flush()
+    rows = {r.kind: r for r in DegradationEvent.objects.all()}
+    assert f":{new.port}" in rows["failover"].message
+    assert rows["failover"].message.startswith(f"masters were 127.0.0.1:{old.port}")
+    assert rows["node_lost"].endpoint == f"127.0.0.1:{old.port}"
+
+
+@pytest.mark.chaos
+def test_a_node_that_returns_is_recorded(drr_redis_factory: Any) -> None:
+    from django_redis_resilience.health import build_report
+
+    server = drr_redis_factory()
+    with _caches(server):
+        build_report(timeout=0.5)
+        server.kill()
+        build_report(timeout=0.5)
+        server.restart()
+        build_report(timeout=0.5)
+        events.flush()
+    kinds = list(DegradationEvent.objects.order_by("id").values_list("kind", flat=True))
+    assert kinds == ["node_lost", "node_recovered"]

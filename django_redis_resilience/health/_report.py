@@ -69,6 +69,42 @@ def _client_masters(manager: ConnectionManager) -> dict[int, str] | None:
     return masters
 
 
+def _masters(cache: CacheReport) -> frozenset[str]:
+    """Who serves writes: the cluster's masters, Sentinel's primary, or the reachable primary."""
+    if cache.cluster.get("masters"):
+        return frozenset(cache.cluster["masters"])
+    for node in cache.nodes:
+        master = node.sentinel.get("master") or {}
+        if master.get("ip") and master.get("port"):
+            return frozenset({f"{master['ip']}:{master['port']}"})
+    return frozenset(n.address for n in cache.nodes if n.kind == "primary" and n.reachable)
+
+
+def _compare_with_last(manager: ConnectionManager, cache: CacheReport) -> None:
+    """Degradation events seen by comparing with this process's previous report:
+    nodes lost and recovered, a failover (Sentinel), a changed set of masters (cluster)."""
+    from django_redis_resilience import events
+
+    up = frozenset(n.address for n in cache.nodes if n.reachable)
+    down = frozenset(n.address for n in cache.nodes if not n.reachable)
+    masters = _masters(cache)
+    last = manager.extensions.get("health_last")
+    manager.extensions["health_last"] = {"up": up, "down": down, "masters": masters}
+    if last is None:
+        return
+    alias = manager.alias
+    for address in sorted(down & last["up"]):
+        events.record("node_lost", alias=alias, endpoint=address, message="no longer answers")
+    for address in sorted(up & last["down"]):
+        events.record("node_recovered", alias=alias, endpoint=address, message="answers again")
+    if masters and last["masters"] and masters != last["masters"]:
+        kind = "topology_changed" if manager.cluster is not None else "failover"
+        message = (
+            f"masters were {', '.join(sorted(last['masters']))}; now {', '.join(sorted(masters))}"
+        )
+        events.record(kind, alias=alias, endpoint=manager.topology.display, message=message)
+
+
 def build_report(
     aliases: Iterable[str] | None = None,
     *,
@@ -99,6 +135,7 @@ def build_report(
         cache.findings += client_findings(cache)
         cache.duration_ms = (time.perf_counter() - started) * 1000
         caches.append(cache)
+        _compare_with_last(manager, cache)
     return Report(
         caches=caches,
         generated_at=time.time(),
