@@ -349,7 +349,20 @@ class ResilientRedisCache(BaseCache):
     # --- Django's cache API: the plans ----------------------------------------------------
 
     def _get(self, key: Any, default: Any, version: int | None) -> Plan[Any]:
-        value = yield from self._lookup(key, version, count=True)
+        # The hottest path: one generator level less than going through _lookup.
+        k = self._key(key, version)
+        manager = self.manager
+        state = self._state_of(manager)
+        value = yield from self._read(
+            manager,
+            state,
+            k,
+            lambda c: c.get(k),
+            self._decoded,
+            lambda fb: fb.get(key, _MISSING, version=version),
+            _MISSING,
+        )
+        _count(state, value)
         return default if value is _MISSING else value
 
     def _lookup(self, key: Any, version: int | None, *, count: bool) -> Plan[Any]:
@@ -717,9 +730,14 @@ class ResilientRedisCache(BaseCache):
         refreshing = value is not _MISSING
         try:
             result, took = yield from self._compute(
-                key, k, default, timeout, version, use_lock=config.lock if lock is None else lock,
+                key,
+                k,
+                default,
+                timeout,
+                version,
+                use_lock=config.lock if lock is None else lock,
                 current=value,
-            )  # fmt: skip
+            )
         except Exception as exc:
             if not refreshing:
                 flights.abandon(k, flight, exc)  # nothing stored: the next miss computes again
