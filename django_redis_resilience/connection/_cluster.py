@@ -360,6 +360,8 @@ class ClusterRouter:
         #: Refreshes done by this process, for reports and tests.
         self.refresh_count = 0
         self.last_refresh_at: float | None = None
+        #: Seconds the last refresh took (for metrics).
+        self.last_refresh_duration: float | None = None
         self.last_refresh_error: BaseException | None = None
         #: Seeds that did not answer the last discovery (they are asked again every time).
         self.dead_seeds: tuple[Address, ...] = ()
@@ -465,9 +467,11 @@ class ClusterRouter:
         candidates = list(
             dict.fromkeys([*self.seeds, *(self._map.addresses() if self._map else [])])
         )
+        started = time.monotonic()
         found = self.discover(candidates)
         self.refresh_count += 1
         self.last_refresh_at = time.monotonic()
+        self.last_refresh_duration = self.last_refresh_at - started
         self.dead_seeds = tuple(s for s in self.seeds if s in found.failed)
         ok = found.entries is not None
         if found.entries is not None:

@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from django_redis_resilience import signals
+from django_redis_resilience import metrics, signals
 from django_redis_resilience.clients import get_manager, key_prefix
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.connection._background import Job
@@ -519,21 +519,27 @@ class Lock:
     def _acquire(self, name: str, wait: float | None) -> Held:
         manager, keys = self._target(name)
         owner = new_owner()
+        started = time.monotonic()
         try:
             steps = acquire_steps(keys, owner=owner, lease=self.timeout, wait=wait)
             grant = run(steps, manager, keys)
         except RedisUnavailable as exc:
+            metrics.count_lock("unavailable", time.monotonic() - started)
             return self._unavailable(name, exc)
+        metrics.count_lock("busy" if grant is None else "acquired", time.monotonic() - started)
         return self._outcome(name, manager, keys, owner, grant, wait)
 
     async def _aacquire(self, name: str, wait: float | None) -> Held:
         manager, keys = self._target(name)
         owner = new_owner()
+        started = time.monotonic()
         try:
             steps = acquire_steps(keys, owner=owner, lease=self.timeout, wait=wait)
             grant = await arun(steps, manager, keys)
         except RedisUnavailable as exc:
+            metrics.count_lock("unavailable", time.monotonic() - started)
             return self._unavailable(name, exc)
+        metrics.count_lock("busy" if grant is None else "acquired", time.monotonic() - started)
         return self._outcome(name, manager, keys, owner, grant, wait)
 
     def _runs(self, held: Held) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 import redis.exceptions as rex
 from django.conf import settings
 
+from django_redis_resilience import metrics
 from django_redis_resilience.clients import get_manager, key_prefix
 from django_redis_resilience.connection import ConnectionManager, classify
 from django_redis_resilience.exceptions import InvalidRateLimit, RedisUnavailable
@@ -275,14 +276,18 @@ def _collect(
 ) -> list[Decision]:
     """Decisions in the order of ``checks`` from the per-slot answers."""
     if len(groups) == 1:  # standalone and Sentinel, or one slot: already in order
-        return _collect_group(manager, list(checks), groups[0][1], peek, on_unavailable, token)
-    by_key: dict[str, Decision] = {}
-    index = {c.redis_key: c for c in checks}
-    for keys, result in groups:
-        group = [index[k] for k in keys]
-        decisions = _collect_group(manager, group, result, peek, on_unavailable, token)
-        by_key.update((c.redis_key, d) for c, d in zip(group, decisions, strict=True))
-    return [by_key[c.redis_key] for c in checks]
+        decisions = _collect_group(manager, list(checks), groups[0][1], peek, on_unavailable, token)
+    else:
+        by_key: dict[str, Decision] = {}
+        index = {c.redis_key: c for c in checks}
+        for keys, result in groups:
+            group = [index[k] for k in keys]
+            found = _collect_group(manager, group, result, peek, on_unavailable, token)
+            by_key.update((c.redis_key, d) for c, d in zip(group, found, strict=True))
+        decisions = [by_key[c.redis_key] for c in checks]
+    if not peek:
+        metrics.count_decisions(decisions)
+    return decisions
 
 
 def _collect_group(
