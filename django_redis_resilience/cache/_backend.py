@@ -349,20 +349,7 @@ class ResilientRedisCache(BaseCache):
     # --- Django's cache API: the plans ----------------------------------------------------
 
     def _get(self, key: Any, default: Any, version: int | None) -> Plan[Any]:
-        # The hottest path: one generator level less than going through _lookup.
-        k = self._key(key, version)
-        manager = self.manager
-        state = self._state_of(manager)
-        value = yield from self._read(
-            manager,
-            state,
-            k,
-            lambda c: c.get(k),
-            self._decoded,
-            lambda fb: fb.get(key, _MISSING, version=version),
-            _MISSING,
-        )
-        _count(state, value)
+        value = yield from self._lookup(key, version, count=True)
         return default if value is _MISSING else value
 
     def _lookup(self, key: Any, version: int | None, *, count: bool) -> Plan[Any]:
