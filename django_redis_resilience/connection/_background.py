@@ -83,6 +83,11 @@ class Scheduler:
     def _next_job(self) -> Job | None:
         with self._cond:
             while not self._stopped:
+                # Drop cancelled jobs before waiting: a lock renewal is scheduled and
+                # cancelled on every acquisition, and waking up for each of them at
+                # its due time would cost a thread switch per acquisition.
+                while self._queue and self._queue[0][2].cancelled:
+                    heapq.heappop(self._queue)
                 if not self._queue:
                     self._cond.wait()
                     continue
