@@ -71,30 +71,21 @@ class RedlockHeld(Held):
     def _part_args(self, part: _Part, op: str, *extra: Any) -> list[Any]:
         return script_args(op, f"{self._owner}:{part.fence}", *extra)
 
+    def _ask(self, op: str, *extra: Any) -> _Ask:
+        """``op`` on every server that granted, each with its own token."""
+        servers = [p.server for p in self._parts]
+        return _Ask(servers, [self._part_args(p, op, *extra) for p in self._parts])
+
     def _each(self, op: str, *extra: Any) -> bool:
         """Run ``op`` on every server that granted; whether a majority still had the lock.
 
         Raises :class:`RedisUnavailable` when too many servers could not be
         asked to tell (the caller retries or reports it, as for one server).
         """
-        replies: list[Any] = []
-        for part in self._parts:
-            try:
-                args = self._part_args(part, op, *extra)
-                replies.append(call(part.server.manager, part.server.keys, args))
-            except RedisUnavailable as exc:
-                replies.append(exc)
-        return self._majority(replies)
+        return self._majority(_ask_each(self._ask(op, *extra)))
 
     async def _aeach(self, op: str, *extra: Any) -> bool:
-        async def one(part: _Part) -> Any:
-            try:
-                args = self._part_args(part, op, *extra)
-                return await acall(part.server.manager, part.server.keys, args)
-            except RedisUnavailable as exc:
-                return exc
-
-        return self._majority(list(await asyncio.gather(*(one(p) for p in self._parts))))
+        return self._majority(await _aask_each(self._ask(op, *extra)))
 
     def _majority(self, replies: list[Any]) -> bool:
         down = [r for r in replies if isinstance(r, RedisUnavailable)]
@@ -285,17 +276,17 @@ class Redlock(Lock):
             # Try once on every server (no queue): waiting is the rounds' back-off.
             acquire = script_args("acquire", owner, _ms(self.timeout), 0)
             try:
-                replies = yield _Ask(servers, acquire)
+                replies = yield _Ask.same(servers, acquire)
             except BaseException:
                 # Cancelled or interrupted mid-round: any server may have granted.
                 with contextlib.suppress(Exception):
-                    yield _Ask(servers, script_args("leave", owner, 1))
+                    yield _Ask.same(servers, script_args("leave", owner, 1))
                 raise
             held, parts, down = self._round(name, owner, started, replies, servers)
             if held is not None:
                 return held
             if parts:  # a minority granted: give those back at once
-                yield _Ask([p.server for p in parts], script_args("leave", owner, 1))
+                yield _Ask.same([p.server for p in parts], script_args("leave", owner, 1))
             if down is not None:
                 return self._unavailable(name, down)
             pause = self._pause(deadline)
@@ -315,20 +306,24 @@ class Redlock(Lock):
 
 @dataclass(frozen=True)
 class _Ask:
-    """Run the lock script with ``args`` on each server (after ``pause`` seconds)."""
+    """Run the lock script on each server with its arguments (after ``pause`` seconds)."""
 
     servers: list[_Server]
-    args: list[Any]
+    args: list[list[Any]]
     pause: float = 0.0
+
+    @classmethod
+    def same(cls, servers: list[_Server], args: list[Any]) -> _Ask:
+        return cls(servers, [args] * len(servers))
 
 
 def _ask_each(step: _Ask) -> list[Any]:
     if step.pause:
         time.sleep(step.pause)
     replies: list[Any] = []
-    for server in step.servers:
+    for server, args in zip(step.servers, step.args, strict=True):
         try:
-            replies.append(call(server.manager, server.keys, step.args))
+            replies.append(call(server.manager, server.keys, args))
         except RedisUnavailable as exc:
             replies.append(exc)
     return replies
@@ -338,13 +333,14 @@ async def _aask_each(step: _Ask) -> list[Any]:
     if step.pause:
         await asyncio.sleep(step.pause)
 
-    async def one(server: _Server) -> Any:
+    async def one(server: _Server, args: list[Any]) -> Any:
         try:
-            return await acall(server.manager, server.keys, step.args)
+            return await acall(server.manager, server.keys, args)
         except RedisUnavailable as exc:
             return exc
 
-    return list(await asyncio.gather(*(one(s) for s in step.servers)))
+    pairs = zip(step.servers, step.args, strict=True)
+    return list(await asyncio.gather(*(one(s, a) for s, a in pairs)))
 
 
 def _exists(server: _Server) -> Any:

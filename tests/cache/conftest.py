@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -36,6 +37,23 @@ def resilient_caches(location: Any, **options: Any) -> dict[str, Any]:
             "OPTIONS": options,
         }
     }
+
+
+@contextmanager
+def resilient_cache(location: Any, **options: Any) -> Iterator[ResilientRedisCache]:
+    """``caches["default"]`` as a resilient cache on ``location`` (for servers a test breaks)."""
+    with override_settings(CACHES=resilient_caches(location, **options)):
+        cache = caches["default"]
+        assert isinstance(cache, ResilientRedisCache)
+        yield cache
+
+
+def settle(cache: ResilientRedisCache) -> None:
+    """Wait until the replicas hold every write so far: reads may be served by a replica."""
+    manager = cache.manager
+    if manager.cluster is None and manager.replicas:
+        assert manager.primary is not None
+        manager.primary.client.wait(len(manager.replicas), 5000)
 
 
 @pytest.fixture(params=TOPOLOGIES)

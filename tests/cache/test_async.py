@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.core.cache import caches
 from django.test import Client, override_settings
 from django_redis.serializers.pickle import PickleSerializer
 
@@ -28,7 +26,7 @@ from django_redis_resilience.connection import BreakerState, CircuitBreaker
 from django_redis_resilience.connection._endpoint import NodePools
 from django_redis_resilience.testing import ClusterGroup, RedisServer
 
-from .conftest import FAST_BREAKER, resilient_caches, wait_for
+from .conftest import FAST_BREAKER, resilient_cache, settle, wait_for
 
 #: Opens only after five failures: one timed-out call leaves it closed.
 PATIENT_BREAKER = {**FAST_BREAKER, "FAILURE_THRESHOLD": 5}
@@ -37,22 +35,6 @@ QUICK_SOCKETS = {"SOCKET_TIMEOUT": 0.1, "SOCKET_CONNECT_TIMEOUT": 0.1}
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-@contextmanager
-def _resilient(location: Any, **options: Any) -> Iterator[ResilientRedisCache]:
-    with override_settings(CACHES=resilient_caches(location, **options)):
-        cache = caches["default"]
-        assert isinstance(cache, ResilientRedisCache)
-        yield cache
-
-
-def _settle(cache: ResilientRedisCache) -> None:
-    """Wait until the replicas hold every write so far: reads may be served by a replica."""
-    manager = cache.manager
-    if manager.cluster is None and manager.replicas:
-        assert manager.primary is not None
-        manager.primary.client.wait(len(manager.replicas), 5000)
 
 
 def _breaker(cache: ResilientRedisCache, key: str | None = None) -> CircuitBreaker:
@@ -140,7 +122,7 @@ def test_aset_and_aget_agree_with_set_and_get(cache: ResilientRedisCache) -> Non
         for name, value in VALUES.items():
             assert await cache.aset(f"a:{name}", value) is True
             assert cache.set(f"s:{name}", value) is True
-        _settle(cache)
+        settle(cache)
         for name, value in VALUES.items():
             for writer in ("a", "s"):
                 from_async = await cache.aget(f"{writer}:{name}")
@@ -151,7 +133,7 @@ def test_aset_and_aget_agree_with_set_and_get(cache: ResilientRedisCache) -> Non
         for name in VALUES:  # byte for byte what the sync method stores
             assert raw.get(cache.make_key(f"a:{name}")) == raw.get(cache.make_key(f"s:{name}"))
         assert await cache.aset("a:str", "overwritten") is True
-        _settle(cache)
+        settle(cache)
         assert cache.get("a:str") == "overwritten"
 
     asyncio.run(body())
@@ -163,34 +145,34 @@ def test_aset_nx_xx_and_aadd_agree_with_the_sync_methods(cache: ResilientRedisCa
         assert await cache.aset("nx", 1, nx=True) is True
         assert await cache.aset("nx", 2, nx=True) is False
         assert cache.set("nx", 3, nx=True) is False
-        _settle(cache)
+        settle(cache)
         assert await cache.aget("nx") == cache.get("nx") == 1
 
         assert await cache.aset("xx", 1, xx=True) is False
         assert cache.set("xx", 1, xx=True) is False
-        _settle(cache)
+        settle(cache)
         assert await cache.ahas_key("xx") is cache.has_key("xx") is False
         assert await cache.aset("nx", 4, xx=True) is True
-        _settle(cache)
+        settle(cache)
         assert cache.get("nx") == 4
         assert cache.set("nx", 5, xx=True) is True
-        _settle(cache)
+        settle(cache)
         assert await cache.aget("nx") == 5
 
         assert await cache.aadd("add", "first") is True
         assert await cache.aadd("add", "second") is False
         assert cache.add("add", "third") is False
-        _settle(cache)
+        settle(cache)
         assert await cache.aget("add") == cache.get("add") == "first"
         assert await cache.aadd("timed", "v", 30) is True
-        _settle(cache)
+        settle(cache)
         assert 25 <= (await cache.attl("timed") or 0) <= 30
 
         # An expired timeout: reported as added, stored nowhere, as Django's backends do.
         assert await cache.aadd("gone", "v", 0) is True
         assert cache.add("gone-sync", "v", 0) is True
         assert await cache.aset("nx", "v", 0) is True  # overwriting with an expired value
-        _settle(cache)
+        settle(cache)
         assert await cache.aget_many(["gone", "gone-sync", "nx"]) == {}
         assert cache.get_many(["gone", "gone-sync", "nx"]) == {}
 
@@ -201,33 +183,33 @@ def test_aset_nx_xx_and_aadd_agree_with_the_sync_methods(cache: ResilientRedisCa
 def test_async_expiry_methods_agree_with_the_sync_ones(cache: ResilientRedisCache) -> None:
     async def body() -> None:
         await cache.aset("k", "v", timeout=None)
-        _settle(cache)
+        settle(cache)
         assert await cache.attl("k") is None
         assert cache.ttl("k") is None
         assert await cache.apttl("k") is None
 
         assert await cache.atouch("k", 100) is True
-        _settle(cache)
+        settle(cache)
         assert 95 <= (await cache.attl("k") or 0) <= 100
         assert 95 <= (cache.ttl("k") or 0) <= 100
         assert await cache.aexpire("k", 200) is True
-        _settle(cache)
+        settle(cache)
         assert 195 <= (await cache.attl("k") or 0) <= 200
         assert await cache.apexpire("k", 300_000) is True
-        _settle(cache)
+        settle(cache)
         assert 295_000 <= (await cache.apttl("k") or 0) <= 300_000
         assert 295_000 <= (cache.pttl("k") or 0) <= 300_000
 
         now = datetime.now(tz=timezone.utc)
         assert await cache.aexpire_at("k", now + timedelta(seconds=400)) is True
-        _settle(cache)
+        settle(cache)
         assert 395 <= (cache.ttl("k") or 0) <= 400
         assert await cache.apexpire_at("k", now + timedelta(seconds=500)) is True
-        _settle(cache)
+        settle(cache)
         assert 495 <= (await cache.attl("k") or 0) <= 500
 
         assert await cache.apersist("k") is True
-        _settle(cache)
+        settle(cache)
         assert await cache.attl("k") is None
         assert cache.ttl("k") is None
         assert await cache.aget("k") == "v"
@@ -246,7 +228,7 @@ def test_async_expiry_methods_agree_with_the_sync_ones(cache: ResilientRedisCach
         assert await cache.apttl("missing") == cache.pttl("missing") == 0
 
         assert await cache.atouch("k", 0) is True  # an expiry in the past deletes
-        _settle(cache)
+        settle(cache)
         assert cache.get("k") is None
         assert await cache.ahas_key("k") is False
 
@@ -259,7 +241,7 @@ def test_adelete_and_ahas_key_agree_with_the_sync_methods(cache: ResilientRedisC
         await cache.aset("a", 1)
         cache.set("b", 2)
         await cache.aset("none", None)
-        _settle(cache)
+        settle(cache)
         assert [await cache.ahas_key(k) for k in ("a", "b", "none", "c")] == [
             True,
             True,
@@ -273,7 +255,7 @@ def test_adelete_and_ahas_key_agree_with_the_sync_methods(cache: ResilientRedisC
         assert await cache.adelete("a") is False
         assert cache.delete("b") is False
         assert await cache.adelete("never-set") is False
-        _settle(cache)
+        settle(cache)
         assert await cache.ahas_key("a") is False
         assert cache.has_key("b") is False
 
@@ -289,7 +271,7 @@ def test_aincr_and_adecr_agree_with_incr_and_decr(cache: ResilientRedisCache) ->
             await cache.adecr("missing", 3)
         with pytest.raises(ValueError, match="not found"):
             cache.incr("missing")
-        _settle(cache)
+        settle(cache)
         assert await cache.ahas_key("missing") is False  # a failed incr creates nothing
 
         await cache.aset("n", 10, 60)
@@ -299,14 +281,14 @@ def test_aincr_and_adecr_agree_with_incr_and_decr(cache: ResilientRedisCache) ->
         assert await cache.adecr("n") == 21
         assert cache.decr("n", 30) == -9
         assert await cache.adecr("n", -9) == 0
-        _settle(cache)
+        settle(cache)
         assert await cache.aget("n") == cache.get("n") == 0
         assert 55 <= (await cache.attl("n") or 0) <= 60  # incr keeps the expiry
 
         await cache.aset("f", 1.5)  # a serialized number: the non-atomic path
         assert await cache.aincr("f") == 2.5
         assert await cache.adecr("f", 2) == 0.5
-        _settle(cache)
+        settle(cache)
         assert cache.get("f") == 0.5
 
     asyncio.run(body())
@@ -320,21 +302,21 @@ def test_versions_and_aincr_version_agree_with_the_sync_methods(
         await cache.aset("v", "one")
         await cache.aset("v", "two", version=2)
         cache.set("v", "three", version=3)
-        _settle(cache)
+        settle(cache)
         assert [await cache.aget("v", version=n) for n in (1, 2, 3)] == ["one", "two", "three"]
         assert [cache.get("v", version=n) for n in (1, 2, 3)] == ["one", "two", "three"]
         assert await cache.adelete("v", version=2) is True
         assert await cache.adelete("v", version=3) is True
-        _settle(cache)
+        settle(cache)
         assert cache.get("v", version=2) is None
         assert await cache.aget("v") == "one"
 
         assert await cache.aincr_version("v") == 2
-        _settle(cache)
+        settle(cache)
         assert await cache.aget("v") is None
         assert await cache.aget("v", version=2) == cache.get("v", version=2) == "one"
         assert await cache.adecr_version("v", version=2) == 1
-        _settle(cache)
+        settle(cache)
         assert cache.get("v") == "one"
         assert await cache.ahas_key("v", version=2) is False
         with pytest.raises(ValueError):
@@ -343,15 +325,15 @@ def test_versions_and_aincr_version_agree_with_the_sync_methods(
         await cache.aset("n", 1, version=5)
         assert await cache.aincr("n", version=5) == 2
         assert cache.incr("n", version=5) == 3
-        _settle(cache)
+        settle(cache)
         assert await cache.ahas_key("n") is False
         assert await cache.ahas_key("n", version=5) is True
         assert await cache.aset_many({"m": 1}, version=7) == []
-        _settle(cache)
+        settle(cache)
         assert cache.get_many(["m"], version=7) == {"m": 1}
         assert await cache.aget_many(["m"]) == {}
         await cache.adelete_many(["m"], version=7)
-        _settle(cache)
+        settle(cache)
         assert cache.get("m", version=7) is None
         assert cache.make_key("v", version=4) == f"{cache.key_prefix}:4:v"
 
@@ -366,13 +348,13 @@ def test_many_methods_agree_with_the_sync_ones(cache: ResilientRedisCache) -> No
     async def body() -> None:
         assert await cache.aset_many({k: expected[k] for k in keys[:25]}) == []
         assert cache.set_many({k: expected[k] for k in keys[25:]}) == []
-        _settle(cache)
+        settle(cache)
         assert await cache.aget_many([*keys, "never-set"]) == expected
         assert cache.get_many([*keys, "never-set"]) == expected
 
         assert await cache.adelete_many(keys[:10]) is None
         cache.delete_many(keys[40:])
-        _settle(cache)
+        settle(cache)
         remaining = {k: expected[k] for k in keys[10:40]}
         assert await cache.aget_many(keys) == remaining
         assert cache.get_many(keys) == remaining
@@ -382,10 +364,10 @@ def test_many_methods_agree_with_the_sync_ones(cache: ResilientRedisCache) -> No
         assert await cache.adelete_many([]) is None
 
         assert await cache.aset_many({"t1": 1, "t2": "two"}, timeout=30) == []
-        _settle(cache)
+        settle(cache)
         assert 25 <= (cache.ttl("t2") or 0) <= 30
         assert await cache.aset_many({"t1": 1, keys[10]: 2}, timeout=0) == []  # deletes
-        _settle(cache)
+        settle(cache)
         assert await cache.aget_many(["t1", keys[10], "t2"]) == {"t2": "two"}
 
     asyncio.run(body())
@@ -406,7 +388,7 @@ def test_akeys_and_adelete_pattern_agree_with_the_sync_methods(
 
         assert await cache.adelete_pattern("user:*") == 2
         assert await cache.adelete_pattern("nothing:*") == 0
-        _settle(cache)
+        settle(cache)
         assert await cache.aget_many(["user:1", "user:2", "item:1"]) == {"item:1": 3}
         assert await cache.aget("user:3", version=2) == 3
         assert cache.delete_pattern("*", version=2) == 1
@@ -429,13 +411,13 @@ def test_aclear_leaves_reserved_and_foreign_keys_alone(cache: ResilientRedisCach
         await cache.aset_many({"a": 1, "b": "two", "c": [3]})
         await cache.aset("a", "other version", version=2)
         assert await cache.aclear() is None
-        _settle(cache)
+        settle(cache)
         assert await cache.aget_many(["a", "b", "c"]) == {}
         assert cache.get_many(["a", "b", "c"]) == {}
         assert await cache.aget("a", version=2) is None
         assert await cache.akeys("*") == []
         assert await cache.aset("after", "v") is True
-        _settle(cache)
+        settle(cache)
         assert cache.get("after") == "v"
 
     try:
@@ -456,12 +438,12 @@ def test_aget_or_set_with_a_value_a_callable_and_an_async_callable(
 
     async def body() -> None:
         assert await cache.aget_or_set("v", "plain") == "plain"
-        _settle(cache)
+        settle(cache)
         assert await cache.aget_or_set("v", "other") == "plain"
         assert await cache.aget_or_set("c", lambda: "from a callable") == "from a callable"
         assert await cache.aget_or_set("a", computed, 60) == "from a coroutine"
         assert await cache.aget_or_set("a", computed, 60, version=2) == "from a coroutine"
-        _settle(cache)
+        settle(cache)
         assert cache.get_many(["v", "c", "a"]) == {
             "v": "plain",
             "c": "from a callable",
@@ -494,7 +476,7 @@ def test_async_write_during_an_outage_is_never_undone_by_old_data(
     """``breaker="closed"``: the async write is the call that fails, before the breaker opens."""
     server = drr_redis_factory()
     written = 2 if op.startswith("aset") else None
-    with _resilient(server.url, BREAKER=FAST_BREAKER) as cache:
+    with resilient_cache(server.url, BREAKER=FAST_BREAKER) as cache:
 
         async def before() -> None:
             await cache.aset("k", 1)
@@ -537,7 +519,7 @@ def test_async_calls_never_raise_while_redis_is_down_and_never_serve_stale_after
     drr_redis_factory: Any, failure: str
 ) -> None:
     server = drr_redis_factory()
-    with _resilient(server.url, BREAKER=FAST_BREAKER, **QUICK_SOCKETS) as cache:
+    with resilient_cache(server.url, BREAKER=FAST_BREAKER, **QUICK_SOCKETS) as cache:
         old = {"k": 1, "d": "deleted during the outage", "m": "in set_many", "u": "untouched"}
 
         async def before() -> None:
@@ -598,7 +580,7 @@ def test_async_timed_out_write_is_journaled_and_the_old_value_never_read(
     drr_redis_factory: Any,
 ) -> None:
     server = drr_redis_factory()
-    with _resilient(server.url, BREAKER=PATIENT_BREAKER, SOCKET_TIMEOUT=0.2) as cache:
+    with resilient_cache(server.url, BREAKER=PATIENT_BREAKER, SOCKET_TIMEOUT=0.2) as cache:
         asyncio.run(cache.aset("k", 1))
         breaker = _breaker(cache)
         server.hang()
@@ -648,7 +630,7 @@ def _keys_by_master(
 @pytest.mark.chaos
 def test_async_cluster_killed_master_degrades_only_its_keys(drr_cluster_factory: Any) -> None:
     cluster = drr_cluster_factory(masters=3, require_full_coverage=False)
-    with _resilient(cluster.location, BREAKER=FAST_BREAKER, **QUICK_SOCKETS) as cache:
+    with resilient_cache(cluster.location, BREAKER=FAST_BREAKER, **QUICK_SOCKETS) as cache:
         by_port = _keys_by_master(cluster, cache, [f"k{i}" for i in range(60)])
         victim = cluster.masters[0]
         healthy = [m for m in cluster.masters if m is not victim]
@@ -711,7 +693,7 @@ async def _exercise(cache: ResilientRedisCache, tag: str) -> dict[str, Any]:
     await cache.aset(f"{tag}:n", 1)
     assert await cache.aincr(f"{tag}:n", 4) == 5
     assert await cache.adelete(f"{tag}:m2") is True
-    _settle(cache)
+    settle(cache)
     values = await asyncio.gather(*(cache.aget(f"{tag}:{i}") for i in range(10)))
     many = await cache.aget_many([f"{tag}:m1", f"{tag}:m2", f"{tag}:n"])
     return {"values": values, "many": many, "keys": sorted(await cache.akeys(f"{tag}:m*"))}
@@ -779,7 +761,7 @@ def test_many_event_loops_do_not_pile_up_pools(cache: ResilientRedisCache) -> No
 def test_pools_are_closed_with_their_event_loops(drr_redis_factory: Any) -> None:
     server = drr_redis_factory()
     name = f"drr-async-{uuid.uuid4().hex[:8]}"
-    with _resilient(f"{server.url}?client_name={name}") as cache:
+    with resilient_cache(f"{server.url}?client_name={name}") as cache:
 
         async def use(i: int) -> int:
             await asyncio.gather(*(cache.aset(f"k{j}", i) for j in range(5)))
@@ -814,7 +796,7 @@ def test_async_view_under_wsgi_gets_a_loop_per_request(cache: ResilientRedisCach
         assert body["has_key"] is (n > 0)
         assert (body["stored"], body["failed"]) == (True, [])
         threads.add(body["thread"])
-        _settle(cache)  # the next request may read from a replica
+        settle(cache)  # the next request may read from a replica
     assert threading.get_ident() not in threads  # each request ran in asgiref's loop thread
     assert cache.get(key) == 8
     assert cache.get(f"{key}:last") == 8
@@ -845,7 +827,7 @@ def test_async_calls_run_in_the_event_loops_thread_on_the_asyncio_client(
     server = drr_redis_factory()
     serializer = f"{__name__}.ThreadRecordingSerializer"
     ThreadRecordingSerializer.calls.clear()
-    with _resilient(server.url, SERIALIZER=serializer) as cache:
+    with resilient_cache(server.url, SERIALIZER=serializer) as cache:
         primary = cache.manager.primary
         assert primary is not None
 

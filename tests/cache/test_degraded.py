@@ -16,8 +16,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,7 +30,7 @@ from django_redis_resilience.connection import BreakerState, CircuitBreaker
 from django_redis_resilience.exceptions import RedisUnavailable
 from django_redis_resilience.testing import ClusterGroup, RedisServer
 
-from .conftest import BACKEND, FAST_BREAKER, resilient_caches, wait_for
+from .conftest import BACKEND, FAST_BREAKER, resilient_cache, wait_for
 
 #: Opens only after five failures: one timed-out call leaves it closed.
 PATIENT_BREAKER = {**FAST_BREAKER, "FAILURE_THRESHOLD": 5}
@@ -40,14 +39,6 @@ SLEEPY_BREAKER = {"FAILURE_THRESHOLD": 2, "RECOVERY_TIMEOUT": 30, "MAX_RECOVERY_
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-@contextmanager
-def _resilient(location: Any, **options: Any) -> Iterator[ResilientRedisCache]:
-    with override_settings(CACHES=resilient_caches(location, **options)):
-        cache = caches["default"]
-        assert isinstance(cache, ResilientRedisCache)
-        yield cache
 
 
 def _calls(server: RedisServer, command: str) -> int:
@@ -111,7 +102,7 @@ def test_no_stale_read_after_redis_returns_with_its_old_data(
 ) -> None:
     """``breaker="closed"``: the write is the call that fails, before the breaker opens."""
     server = drr_redis_factory()
-    with _resilient(server.url, BREAKER=FAST_BREAKER) as cache:
+    with resilient_cache(server.url, BREAKER=FAST_BREAKER) as cache:
         cache.set("k", 1)
         cache.set("untouched", "u")
         assert cache.get("k") == 1
@@ -143,7 +134,7 @@ def test_no_stale_read_after_redis_returns_with_its_old_data(
 @pytest.mark.chaos
 def test_clear_during_an_outage_empties_the_namespace_on_recovery(drr_redis_factory) -> None:
     server = drr_redis_factory()
-    with _resilient(server.url, BREAKER=FAST_BREAKER) as cache:
+    with resilient_cache(server.url, BREAKER=FAST_BREAKER) as cache:
         cache.set_many({"a": 1, "b": "two", "c": [3]})
         cache.set("a", "old version", version=2)
         with server.client() as client:
@@ -235,7 +226,7 @@ def test_invalidate_namespace_protects_a_writer_that_recovers_late(drr_redis_fac
 @pytest.mark.chaos
 def test_timed_out_write_is_journaled_and_the_old_value_never_read(drr_redis_factory) -> None:
     server = drr_redis_factory()
-    with _resilient(server.url, BREAKER=PATIENT_BREAKER, SOCKET_TIMEOUT=0.2) as cache:
+    with resilient_cache(server.url, BREAKER=PATIENT_BREAKER, SOCKET_TIMEOUT=0.2) as cache:
         cache.set("k", 1)
         breaker = _breaker(cache)
         server.hang()
@@ -268,7 +259,7 @@ def test_timed_out_write_is_journaled_and_the_old_value_never_read(drr_redis_fac
 def test_clear_that_timed_out_is_carried_out_without_an_outage(drr_redis_factory) -> None:
     """A ``clear()`` that failed while the breaker stayed closed must still happen."""
     server = drr_redis_factory()
-    with _resilient(server.url, BREAKER=PATIENT_BREAKER, SOCKET_TIMEOUT=0.2) as cache:
+    with resilient_cache(server.url, BREAKER=PATIENT_BREAKER, SOCKET_TIMEOUT=0.2) as cache:
         cache.set("a", 1)
         server.hang()
         try:
@@ -290,7 +281,7 @@ def test_clear_that_timed_out_is_carried_out_without_an_outage(drr_redis_factory
 @pytest.mark.chaos
 def test_journal_overflow_invalidates_the_namespace(drr_redis_factory) -> None:
     server = drr_redis_factory()
-    with _resilient(server.url, BREAKER=FAST_BREAKER) as cache:
+    with resilient_cache(server.url, BREAKER=FAST_BREAKER) as cache:
         cache.set("old", "never written during the outage")
         cache.set("k", 1)
         _crash_keeping_data(server)
@@ -317,7 +308,7 @@ def test_journal_overflow_invalidates_the_namespace(drr_redis_factory) -> None:
 @pytest.mark.chaos
 def test_counters_raise_during_an_outage_by_default(drr_redis_factory) -> None:
     server = drr_redis_factory()
-    with _resilient(server.url, BREAKER=FAST_BREAKER) as cache:
+    with resilient_cache(server.url, BREAKER=FAST_BREAKER) as cache:
         cache.set("n", 10)
         _crash_keeping_data(server)
         with pytest.raises(RedisUnavailable):
@@ -335,7 +326,7 @@ def test_counters_raise_during_an_outage_by_default(drr_redis_factory) -> None:
 @pytest.mark.chaos
 def test_local_counters_count_during_an_outage(drr_redis_factory) -> None:
     server = drr_redis_factory()
-    with _resilient(server.url, BREAKER=FAST_BREAKER, DEGRADED_COUNTERS="local") as cache:
+    with resilient_cache(server.url, BREAKER=FAST_BREAKER, DEGRADED_COUNTERS="local") as cache:
         cache.set("n", 10)
         _crash_keeping_data(server)
         _degrade(cache)
@@ -347,7 +338,7 @@ def test_local_counters_count_during_an_outage(drr_redis_factory) -> None:
 @pytest.mark.chaos
 def test_local_counts_are_never_written_over_redis(drr_redis_factory) -> None:
     server = drr_redis_factory()
-    with _resilient(server.url, BREAKER=FAST_BREAKER, DEGRADED_COUNTERS="local") as cache:
+    with resilient_cache(server.url, BREAKER=FAST_BREAKER, DEGRADED_COUNTERS="local") as cache:
         cache.set("n", 10)
         _crash_keeping_data(server)
         # Local counts start from zero: whether a key exists is Redis's to say.
@@ -371,7 +362,7 @@ def test_local_counts_are_never_written_over_redis(drr_redis_factory) -> None:
 @pytest.mark.chaos
 def test_without_fallback_strict_calls_raise_redis_unavailable(drr_redis_factory) -> None:
     server = drr_redis_factory()
-    with _resilient(
+    with resilient_cache(
         server.url, BREAKER=FAST_BREAKER, FALLBACK=None, IGNORE_EXCEPTIONS=False
     ) as cache:
         cache.set("r", 1)
@@ -399,7 +390,7 @@ def test_without_fallback_strict_read_of_a_key_whose_write_failed_raises(
     drr_redis_factory,
 ) -> None:
     server = drr_redis_factory()
-    with _resilient(
+    with resilient_cache(
         server.url, BREAKER=FAST_BREAKER, FALLBACK=None, IGNORE_EXCEPTIONS=False
     ) as cache:
         cache.set("k", 1)
@@ -414,7 +405,7 @@ def test_without_fallback_strict_read_of_a_key_whose_write_failed_raises(
 @pytest.mark.chaos
 def test_without_fallback_calls_return_misses_and_never_stale(drr_redis_factory) -> None:
     server = drr_redis_factory()
-    with _resilient(server.url, BREAKER=FAST_BREAKER, FALLBACK=None) as cache:
+    with resilient_cache(server.url, BREAKER=FAST_BREAKER, FALLBACK=None) as cache:
         cache.set("k", 1)
         cache.set("untouched", "u")
         _crash_keeping_data(server)
@@ -444,7 +435,7 @@ def test_without_fallback_calls_return_misses_and_never_stale(drr_redis_factory)
 @pytest.mark.chaos
 def test_threads_never_see_an_exception_through_kill_restart_and_hang(drr_redis_factory) -> None:
     server = drr_redis_factory()
-    with _resilient(
+    with resilient_cache(
         server.url, BREAKER=FAST_BREAKER, SOCKET_TIMEOUT=0.1, SOCKET_CONNECT_TIMEOUT=0.1
     ) as cache:
         stop = threading.Event()
@@ -520,7 +511,7 @@ def test_degraded_and_recovered_signals_fire_once_per_outage(drr_redis_factory) 
     signals.redis_degraded.connect(on_degraded, weak=False)
     signals.redis_recovered.connect(on_recovered, weak=False)
     try:
-        with _resilient(server.url, BREAKER=FAST_BREAKER) as cache:
+        with resilient_cache(server.url, BREAKER=FAST_BREAKER) as cache:
             cache.set_many({"a": 1, "b": 2, "c": 3})
             _crash_keeping_data(server)
             _degrade(cache)
@@ -558,7 +549,7 @@ def test_degraded_and_recovered_signals_fire_once_per_outage(drr_redis_factory) 
 @pytest.mark.chaos
 def test_cluster_hung_shard_degrades_alone_and_never_serves_stale(drr_cluster_factory) -> None:
     cluster = drr_cluster_factory(masters=3, require_full_coverage=False)
-    with _resilient(
+    with resilient_cache(
         cluster.location, BREAKER=FAST_BREAKER, SOCKET_TIMEOUT=0.1, SOCKET_CONNECT_TIMEOUT=0.1
     ) as cache:
         by_port = _keys_by_master(cluster, cache, [f"k{i}" for i in range(60)])
@@ -603,7 +594,7 @@ def test_cluster_hung_shard_degrades_alone_and_never_serves_stale(drr_cluster_fa
 @pytest.mark.chaos
 def test_cluster_full_coverage_lost_master_every_call_returns(drr_cluster_factory) -> None:
     cluster = drr_cluster_factory(masters=3, require_full_coverage=True)
-    with _resilient(cluster.location, BREAKER=FAST_BREAKER, SOCKET_TIMEOUT=0.2) as cache:
+    with resilient_cache(cluster.location, BREAKER=FAST_BREAKER, SOCKET_TIMEOUT=0.2) as cache:
         keys = [f"k{i}" for i in range(30)]
         assert cache.set_many({k: f"v1:{k}" for k in keys}) == []
         victim = cluster.masters[0]
@@ -664,7 +655,7 @@ def test_cluster_full_coverage_lost_master_every_call_returns(drr_cluster_factor
 @pytest.mark.chaos
 def test_sentinel_failover_mid_traffic_never_reaches_the_caller(drr_sentinel_factory) -> None:
     group = drr_sentinel_factory()
-    with _resilient(group.location, BREAKER=FAST_BREAKER) as cache:
+    with resilient_cache(group.location, BREAKER=FAST_BREAKER) as cache:
         stop = threading.Event()
         errors: list[str] = []
         done: list[int] = []
@@ -715,7 +706,7 @@ def test_every_extra_degrades_or_raises_redis_unavailable_never_a_raw_error(
     drr_redis_factory,
 ) -> None:
     server = drr_redis_factory()
-    with _resilient(server.url, BREAKER=FAST_BREAKER) as cache:
+    with resilient_cache(server.url, BREAKER=FAST_BREAKER) as cache:
         cache.set("k", 1, 60)
         lock = cache.lock("job", timeout=5)
         server.kill()

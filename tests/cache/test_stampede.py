@@ -9,12 +9,10 @@ was computed and which value each caller got, never about how long it took.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,9 +26,10 @@ from django_redis_resilience.cache import ResilientRedisCache
 from django_redis_resilience.conf import conf
 from django_redis_resilience.exceptions import ConfigurationError
 from django_redis_resilience.testing import RedisServer
+from tests import _processes
 
 from . import _stampede_worker
-from .conftest import BACKEND, FAST_BREAKER, resilient_caches, wait_for
+from .conftest import BACKEND, FAST_BREAKER, resilient_cache, settle, wait_for
 
 #: XFetch's beta so large that a value is always "about to expire": it is recomputed at
 #: once (the chance of not refreshing a 60 s value computed in 10 ms is about 1e-5).
@@ -44,22 +43,6 @@ class LoaderFailed(Exception):
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-@contextmanager
-def _resilient(location: Any, **options: Any) -> Iterator[ResilientRedisCache]:
-    with override_settings(CACHES=resilient_caches(location, **options)):
-        cache = caches["default"]
-        assert isinstance(cache, ResilientRedisCache)
-        yield cache
-
-
-def _settle(cache: ResilientRedisCache) -> None:
-    """Wait until the replicas hold every write so far: reads may be served by a replica."""
-    manager = cache.manager
-    if manager.cluster is None and manager.replicas:
-        assert manager.primary is not None
-        manager.primary.client.wait(len(manager.replicas), 5000)
 
 
 def _in_flight(cache: ResilientRedisCache) -> int:
@@ -135,7 +118,7 @@ def test_fifty_tasks_compute_a_cold_key_once(cache: ResilientRedisCache) -> None
     assert asyncio.run(body()) == [{"computed": 1}] * 50
     assert len(calls) == 1
     assert _in_flight(cache) == 0
-    _settle(cache)
+    settle(cache)
     assert cache.get("cold") == {"computed": 1}
     assert 55 <= (cache.ttl("cold") or 0) <= 60
 
@@ -160,7 +143,7 @@ def test_twenty_threads_compute_a_cold_key_once(cache: ResilientRedisCache) -> N
     assert len(calls) == 1
     assert outcomes.values == [f"computed by {calls[0]}"] * 20
     assert _in_flight(cache) == 0
-    _settle(cache)
+    settle(cache)
     assert cache.get("cold") == f"computed by {calls[0]}"
 
 
@@ -253,14 +236,14 @@ def test_a_failing_loader_fails_its_followers_and_the_next_call_computes_again(
     assert all(isinstance(e, LoaderFailed) for e in outcomes.errors)
     assert len({id(e) for e in outcomes.errors}) == 1  # the leader's own exception
     assert _in_flight(cache) == 0
-    _settle(cache)
+    settle(cache)
     assert cache.has_key("k") is False  # nothing stored
 
     assert cache.get_or_set("k", lambda: calls.append("sync") or "recovered", 60) == "recovered"
     assert calls == ["failed", "sync"]
-    _settle(cache)
+    settle(cache)
     assert asyncio.run(cache.aget_or_set("k", never, 60)) == "recovered"
-    _settle(cache)
+    settle(cache)
     assert cache.get("k") == "recovered"
 
 
@@ -303,19 +286,7 @@ THREADS = 20
 @pytest.fixture(params=["standalone", "cluster"])
 def process_target(request: pytest.FixtureRequest) -> dict[str, Any]:
     """``CACHES`` and where the counter lives, for worker processes."""
-    prefix = f"st{uuid.uuid4().hex[:8]}"
-    if request.param == "standalone":
-        server = request.getfixturevalue("drr_redis_server")
-        return {
-            "caches": resilient_caches(server.url, KEY_PREFIX=prefix),
-            "raw": {"cluster": False, "url": server.url},
-        }
-    cluster = request.getfixturevalue("drr_cluster")
-    host, port = cluster.seeds[0]
-    return {
-        "caches": resilient_caches(cluster.location, KEY_PREFIX=prefix),
-        "raw": {"cluster": True, "host": host, "port": port},
-    }
+    return _processes.target(request, f"st{uuid.uuid4().hex[:8]}")
 
 
 def test_processes_with_lock_compute_a_cold_key_once_in_all(
@@ -324,45 +295,21 @@ def test_processes_with_lock_compute_a_cold_key_once_in_all(
     label = f"stampede-{uuid.uuid4().hex[:8]}"
     keys = {part: f"{label}:{part}" for part in ("ready", "go", "counter")}
     spec = {**process_target, "key": label, "keys": keys, "threads": THREADS}
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_stampede_worker.PRELOAD)
-    results = context.Queue()
-    workers = [
-        context.Process(target=_stampede_worker.run, args=(spec, results)) for _ in range(PROCESSES)
-    ]
-    for worker in workers:
-        worker.start()
-    client = _stampede_worker.raw_client(process_target["raw"])
-    try:
-        ready = wait_for(lambda: int(client.get(keys["ready"]) or 0) == PROCESSES, timeout=30)
-        client.rpush(keys["go"], *["go"] * PROCESSES)  # every process starts now
-        reports = [results.get(timeout=60) for _ in workers]
-        for worker in workers:
-            worker.join(10)
-        assert ready
-        assert [status for status, _ in reports] == ["ok"] * PROCESSES, reports
-        assert [worker.exitcode for worker in workers] == [0] * PROCESSES
-        values = [value for _, got in reports for value in got]
+    with _processes.together(_stampede_worker.callers, spec, PROCESSES) as (reports, client):
+        values = [value for got in reports for value in got]
         assert len(values) == PROCESSES * THREADS
         assert len(set(values)) == 1, set(values)  # every caller got the one computed value
         assert int(client.get(keys["counter"])) == 1  # computed once in all processes
         with override_settings(CACHES=process_target["caches"]):
             assert caches["default"].get(label) == values[0]
             caches["default"].delete(label)
-    finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.terminate()
-        for key in keys.values():
-            client.delete(key)
-        client.close()
 
 
 # --- NULL_TIMEOUT ----------------------------------------------------------------------------
 
 
 def test_null_timeout_keeps_none_briefly_and_values_for_the_timeout(location: Any) -> None:
-    with _resilient(location, STAMPEDE={"NULL_TIMEOUT": 5}) as cache:
+    with resilient_cache(location, STAMPEDE={"NULL_TIMEOUT": 5}) as cache:
         calls: list[str] = []
 
         def absent() -> None:
@@ -372,17 +319,17 @@ def test_null_timeout_keeps_none_briefly_and_values_for_the_timeout(location: An
             calls.append("aabsent")
 
         assert cache.get_or_set("absent", absent, 300) is None
-        _settle(cache)
+        settle(cache)
         assert cache.get_or_set("absent", absent, 300) is None  # the None is cached
         assert calls == ["absent"]
         assert cache.get_or_set("locked", absent, 300, lock=True) is None
         assert cache.get_or_set("present", lambda: "row", 300) == "row"
         assert asyncio.run(cache.aget_or_set("a-absent", aabsent, 300)) is None
-        _settle(cache)
+        settle(cache)
         assert asyncio.run(cache.aget_or_set("a-absent", aabsent, 300)) is None
         assert asyncio.run(cache.aget_or_set("a-present", lambda: "row", 300)) == "row"
         assert calls == ["absent", "absent", "aabsent"]
-        _settle(cache)
+        settle(cache)
         for key in ("absent", "locked", "a-absent"):
             assert cache.has_key(key)
             assert 0 < (cache.pttl(key) or 0) <= 5000, key
@@ -393,7 +340,7 @@ def test_null_timeout_keeps_none_briefly_and_values_for_the_timeout(location: An
 def test_without_null_timeout_none_is_kept_for_the_timeout(cache: ResilientRedisCache) -> None:
     assert cache.get_or_set("absent", lambda: None, 300) is None
     assert asyncio.run(cache.aget_or_set("a-absent", lambda: None, 300)) is None
-    _settle(cache)
+    settle(cache)
     for key in ("absent", "a-absent"):
         assert 290_000 < (cache.pttl(key) or 0) <= 300_000
 
@@ -417,7 +364,7 @@ def test_early_refresh_recomputes_before_expiry_only_when_asked(
         return len(calls)
 
     assert cache.get_or_set("k", loader, 60) == 1
-    _settle(cache)
+    settle(cache)
     # Without early refresh the cached value is returned however soon it expires.
     assert cache.get_or_set("k", loader, 60) == 1
     assert cache.get_or_set("k", loader, 60, early_refresh=None) == 1
@@ -426,11 +373,11 @@ def test_early_refresh_recomputes_before_expiry_only_when_asked(
     assert calls == ["sync"]
 
     assert cache.get_or_set("k", loader, 60, early_refresh=ALWAYS) == 2
-    _settle(cache)
+    settle(cache)
     assert cache.get("k") == 2  # the new value replaced the old one, with a new expiry
     assert 55_000 < (cache.pttl("k") or 0) <= 60_000
     assert asyncio.run(cache.aget_or_set("k", aloader, 60, early_refresh=ALWAYS)) == 3
-    _settle(cache)
+    settle(cache)
     assert cache.get("k") == 3
     assert asyncio.run(cache.aget_or_set("k", aloader, 60)) == 3
     assert cache.get_or_set("k", loader, 60, lock=True, early_refresh=ALWAYS) == 4
@@ -449,7 +396,7 @@ def test_early_refresh_needs_a_duration_from_this_process_and_an_expiry(
 
     cache.set("stored-elsewhere", "stored", 60)  # never computed here: no duration known
     assert cache.get_or_set("forever", loader, None) == "computed"
-    _settle(cache)
+    settle(cache)
     calls.clear()
     for key, value in (("stored-elsewhere", "stored"), ("forever", "computed")):
         assert cache.get_or_set(key, loader, 60, early_refresh=ALWAYS) == value
@@ -461,7 +408,7 @@ def test_during_an_early_refresh_other_callers_get_the_current_value(
     cache: ResilientRedisCache,
 ) -> None:
     assert cache.get_or_set("k", lambda: time.sleep(0.01) or "v1", 60) == "v1"
-    _settle(cache)
+    settle(cache)
     release = threading.Event()
     calls: list[str] = []
 
@@ -491,13 +438,13 @@ def test_during_an_early_refresh_other_callers_get_the_current_value(
         _join(refresher)
     assert outcomes.values == ["v2"]
     assert calls == ["refresh"]
-    _settle(cache)
+    settle(cache)
     assert cache.get("k") == "v2"
 
 
 @pytest.mark.parametrize("beta", [ALWAYS, None])
 def test_early_refresh_from_the_stampede_option(location: Any, beta: float | None) -> None:
-    with _resilient(location, STAMPEDE={"EARLY_REFRESH": beta}) as cache:
+    with resilient_cache(location, STAMPEDE={"EARLY_REFRESH": beta}) as cache:
         calls: list[int] = []
 
         def loader() -> int:
@@ -506,7 +453,7 @@ def test_early_refresh_from_the_stampede_option(location: Any, beta: float | Non
             return len(calls)
 
         assert cache.get_or_set("k", loader, 60) == 1
-        _settle(cache)
+        settle(cache)
         assert cache.get_or_set("k", loader, 60, early_refresh=0) == 1  # off for this call
         assert cache.get_or_set("k", loader, 60) == (2 if beta else 1)
         assert len(calls) == (2 if beta else 1)
@@ -527,7 +474,7 @@ def test_get_or_set_during_an_outage_computes_into_the_fallback(
 ) -> None:
     server = drr_redis_factory()
     stampede = {"LOCK": True, "LOCK_TIMEOUT": 2} if lock else {}
-    with _resilient(server.url, BREAKER=FAST_BREAKER, STAMPEDE=stampede) as cache:
+    with resilient_cache(server.url, BREAKER=FAST_BREAKER, STAMPEDE=stampede) as cache:
         server.kill()
         _degrade(cache)
         calls: list[str] = []
@@ -580,7 +527,7 @@ def test_a_lock_skipped_during_an_outage_is_not_kept_by_the_caller(
     """With ``on_unavailable="run"`` the computation runs without the lock; the
     skipped acquisition must not count as held by this thread or task afterwards."""
     server = drr_redis_factory()
-    with _resilient(server.url, BREAKER=FAST_BREAKER, STAMPEDE={"LOCK": True}) as cache:
+    with resilient_cache(server.url, BREAKER=FAST_BREAKER, STAMPEDE={"LOCK": True}) as cache:
         server.kill()
         _degrade(cache)
         calls: list[int] = []
@@ -607,7 +554,7 @@ def test_a_lock_skipped_during_an_outage_is_not_kept_by_the_caller(
 @pytest.mark.chaos
 def test_get_or_set_with_lock_works_again_after_the_outage(drr_redis_factory: Any) -> None:
     server = drr_redis_factory()
-    with _resilient(server.url, BREAKER=FAST_BREAKER, STAMPEDE={"LOCK": True}) as cache:
+    with resilient_cache(server.url, BREAKER=FAST_BREAKER, STAMPEDE={"LOCK": True}) as cache:
         server.kill()
         _degrade(cache)
         assert cache.get_or_set("k", lambda: "during", 60) == "during"
@@ -702,7 +649,7 @@ def test_valid_stampede_options_pass(
     with _configured(stampede):
         assert checks.check_settings() == []
         conf.validate()
-    with _resilient(drr_redis_server.url, STAMPEDE=stampede) as cache:
+    with resilient_cache(drr_redis_server.url, STAMPEDE=stampede) as cache:
         assert cache.get_or_set("k", lambda: "v", 60) == "v"
         assert asyncio.run(cache.aget_or_set("k", "other", 60)) == "v"
 
@@ -715,7 +662,7 @@ def test_a_sync_call_inside_the_leaders_event_loop_computes_instead_of_blocking_
 ) -> None:
     """A sync ``get_or_set`` on the loop thread while a task of that loop leads the same
     key: waiting would block the loop, and with it the leader, for ever."""
-    with _resilient(drr_redis_server.url) as cache:
+    with resilient_cache(drr_redis_server.url) as cache:
         key = f"k-{uuid.uuid4().hex}"
         started = asyncio.Event()
         release = asyncio.Event()
@@ -740,7 +687,7 @@ def test_a_sync_call_inside_the_leaders_event_loop_computes_instead_of_blocking_
 def test_a_loader_that_asks_for_its_own_key_computes_instead_of_waiting_for_itself(
     drr_redis_server: RedisServer,
 ) -> None:
-    with _resilient(drr_redis_server.url) as cache:
+    with resilient_cache(drr_redis_server.url) as cache:
         key = f"k-{uuid.uuid4().hex}"
         calls: list[str] = []
 
@@ -766,14 +713,14 @@ def test_a_loader_that_asks_for_its_own_key_computes_instead_of_waiting_for_itse
 
 def test_a_key_with_braces_works_with_the_recompute_lock(drr_redis_server: RedisServer) -> None:
     """A cluster hash tag in a cache key is a name for the lock, not a template."""
-    with _resilient(drr_redis_server.url, STAMPEDE={"LOCK": True}) as cache:
+    with resilient_cache(drr_redis_server.url, STAMPEDE={"LOCK": True}) as cache:
         for key in ("{user:42}:profile", "a{", "a}b"):
             assert cache.get_or_set(key, lambda key=key: f"v-{key}", 60) == f"v-{key}"
             assert asyncio.run(cache.aget_or_set(key + "!", lambda: "w", 60)) == "w"
 
 
 def test_a_failed_early_refresh_keeps_the_valid_value(drr_redis_server: RedisServer) -> None:
-    with _resilient(drr_redis_server.url) as cache:
+    with resilient_cache(drr_redis_server.url) as cache:
         key = f"k-{uuid.uuid4().hex}"
         assert cache.get_or_set(key, lambda: (time.sleep(0.01), "first")[1], 60) == "first"
 

@@ -10,7 +10,6 @@ import inspect
 import itertools
 import logging
 import math
-import multiprocessing
 import threading
 import time
 import uuid
@@ -36,6 +35,7 @@ from django_redis_resilience.exceptions import (
 from django_redis_resilience.locks import Held
 from django_redis_resilience.locks._protocol import LOCK, LockKeys, script_args
 from django_redis_resilience.testing import RedisServer
+from tests import _processes
 from tests._polling import wait_for
 from tests.cache.conftest import FAST_BREAKER, resilient_caches
 from tests.locks import _lock_worker
@@ -774,59 +774,20 @@ ITERATIONS = 25
 @pytest.fixture(params=["standalone", "cluster"])
 def process_target(request: pytest.FixtureRequest) -> dict[str, Any]:
     """``CACHES`` and the counter's location for worker processes."""
-    prefix = unique("lk")
-    if request.param == "standalone":
-        server = request.getfixturevalue("drr_redis_server")
-        return {
-            "caches": resilient_caches(server.url, KEY_PREFIX=prefix),
-            "raw": {"cluster": False, "url": server.url},
-        }
-    cluster = request.getfixturevalue("drr_cluster")
-    host, port = cluster.seeds[0]
-    return {
-        "caches": resilient_caches(cluster.location, KEY_PREFIX=prefix),
-        "raw": {"cluster": True, "host": host, "port": port},
-    }
+    return _processes.target(request, unique("lk"))
 
 
 def test_eight_processes_never_lose_an_update(process_target: dict[str, Any]) -> None:
     label = unique("mp")
     keys = {part: f"{label}:{part}" for part in ("ready", "go", "counter", "order")}
     spec = {**process_target, "name": label, "keys": keys, "iterations": ITERATIONS}
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_lock_worker.PRELOAD)
-    results = context.Queue()
-    workers = [
-        context.Process(target=_lock_worker.run, args=(spec, results)) for _ in range(PROCESSES)
-    ]
-    for worker in workers:
-        worker.start()
-    client = _lock_worker.raw_client(process_target["raw"])
-    try:
-        ready = wait_for(lambda: int(client.get(keys["ready"]) or 0) == PROCESSES, timeout=30)
-        client.rpush(keys["go"], *["go"] * PROCESSES)  # all start together
-        reports = [results.get(timeout=60) for _ in workers]
-        for worker in workers:
-            worker.join(10)
-        assert ready
-        assert [status for status, _ in reports] == ["ok"] * PROCESSES, reports
-        assert [worker.exitcode for worker in workers] == [0] * PROCESSES
+    with _processes.together(_lock_worker.increments, spec, PROCESSES) as (per_process, client):
         counter = int(client.get(keys["counter"]))
         granted = [int(t) for t in client.lrange(keys["order"], 0, -1)]
-    finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.kill()
-                worker.join()
-        results.close()
-        for key in keys.values():
-            client.delete(key)
-        client.close()
     total = PROCESSES * ITERATIONS
     assert counter == total  # no lost update
     assert len(granted) == total
     assert all(a < b for a, b in itertools.pairwise(granted))  # in grant order
-    per_process = [tokens for _, tokens in reports]
     assert all(len(tokens) == ITERATIONS for tokens in per_process)
     assert sorted(t for tokens in per_process for t in tokens) == granted
     # They did contend: the fair queue passed the lock from one process to another (a
