@@ -19,6 +19,7 @@ class DegradationEvent(models.Model):
         TOPOLOGY_CHANGED = "topology_changed", "topology changed"
         JOURNAL_DRAINED = "journal_drained", "outage journal drained"
         SUPPRESSED = "suppressed", "similar events suppressed"
+        ADMIN_ACTION = "admin_action", "admin action"
 
     created_at: models.DateTimeField[Any, Any] = models.DateTimeField(db_index=True)
     kind: models.CharField[Any, Any] = models.CharField(max_length=32, choices=Kind.choices)
@@ -37,3 +38,17 @@ class DegradationEvent(models.Model):
     def __str__(self) -> str:
         kind = dict(self.Kind.choices).get(self.kind, self.kind)
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.alias} {kind}"
+
+
+class RedisHealth(DegradationEvent):
+    """The admin's "Redis health" page: a proxy, so no table, but its own permissions.
+
+    "Can view Redis health" opens the panel; "Can change Redis health" allows
+    its actions (probe now, reset a breaker, refresh a cluster's topology).
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = "Redis health"
+        verbose_name_plural = "Redis health"
+        default_permissions = ("view", "change")

@@ -178,6 +178,17 @@ def cluster_findings(
         "coverage_ratio": round((SLOTS - len(missing)) / SLOTS, 6),
         "uncovered": ranges(missing),
         "masters": [f"{n['host']}:{n['port']}" for n in masters],
+        # Who serves what, for the admin panel's slot bar: [first, last, master, served].
+        "ranges": sorted(
+            [
+                first,
+                last,
+                f"{n['host']}:{n['port']}",
+                f"{n['host']}:{n['port']}" not in down and "fail" not in n["flags"],
+            ]
+            for n in masters
+            for first, last in n["slots"]
+        ),
     }
     if missing:
         add(

@@ -17,6 +17,7 @@ from django_redis_resilience.health._findings import (
     cluster_findings,
     node_findings,
 )
+from django_redis_resilience.health._history import history
 from django_redis_resilience.health._model import CacheReport, Report
 from django_redis_resilience.health._nodes import probe_all
 
@@ -136,8 +137,10 @@ def build_report(
         cache.duration_ms = (time.perf_counter() - started) * 1000
         caches.append(cache)
         _compare_with_last(manager, cache)
-    return Report(
+    report = Report(
         caches=caches,
         generated_at=time.time(),
         duration_ms=(time.perf_counter() - started) * 1000,
     )
+    history.add(report)
+    return report

@@ -1,0 +1,295 @@
+"""The admin's Redis health panel through Django's test client: permissions, CSRF,
+actions, outages, custom admin sites. The browser tests are in test_admin_browser.py."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.test import Client, override_settings
+from django.urls import path
+
+from django_redis_resilience import admin as health_admin
+from django_redis_resilience import views
+from django_redis_resilience.clients import get_manager
+from django_redis_resilience.health._history import history
+from django_redis_resilience.models import DegradationEvent
+from django_redis_resilience.testing import RedisServer, RedisServerFactory
+from tests.cache.conftest import FAST_BREAKER, resilient_caches
+
+pytestmark = pytest.mark.django_db
+
+PANEL = "/admin/django_redis_resilience/redishealth/"
+ACTION = PANEL + "action/"
+SECRET = "s3cret-pass-for-admin-tests"
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> Iterator[None]:
+    views.forget_cached_report()
+    history.clear()
+    yield
+    views.forget_cached_report()
+    history.clear()
+
+
+def _client(*perms: str, superuser: bool = False, csrf: bool = False) -> Client:
+    model = get_user_model()
+    name = f"u{model.objects.count()}"
+    if superuser:
+        user = model.objects.create_superuser(name, f"{name}@example.com", "pw")
+    else:
+        user = model.objects.create_user(name, f"{name}@example.com", "pw", is_staff=True)
+        for codename in perms:
+            user.user_permissions.add(Permission.objects.get(codename=codename))
+    client = Client(enforce_csrf_checks=csrf)
+    client.force_login(user)
+    return client
+
+
+def _settings(location: Any, **options: Any) -> Any:
+    health = options.pop("HEALTH", {})
+    return override_settings(
+        CACHES=resilient_caches(
+            location,
+            BREAKER=FAST_BREAKER,
+            SOCKET_TIMEOUT=0.3,
+            SOCKET_CONNECT_TIMEOUT=0.3,
+            **options,
+        ),
+        REDIS_RESILIENCE={"HEALTH": {"TIMEOUT": 0.5, **health}},
+    )
+
+
+def _messages(response: Any) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_the_panel_is_listed_and_opens_for_the_view_permission(
+    drr_redis_server: RedisServer,
+) -> None:
+    with _settings(drr_redis_server.url):
+        viewer = _client("view_redishealth")
+        index = viewer.get("/admin/").content.decode()
+        assert f'href="{PANEL}"' in index
+        page = viewer.get(PANEL)
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert f'data-address="{drr_redis_server.host}:{drr_redis_server.port}"' in html
+        assert 'data-status="ok"' in html
+        # Viewing is not acting: no buttons, and the actions refuse.
+        assert "Probe now" not in html
+        assert "Reset breaker" not in html
+        assert viewer.post(ACTION, {"action": "probe"}).status_code == 403
+        assert not DegradationEvent.objects.filter(kind="admin_action").exists()
+
+
+def test_staff_without_the_permission_get_neither_the_entry_nor_the_page(
+    drr_redis_server: RedisServer,
+) -> None:
+    with _settings(drr_redis_server.url):
+        clerk = _client("view_user")
+        assert "Redis health" not in clerk.get("/admin/").content.decode()
+        assert clerk.get(PANEL).status_code == 403
+        assert clerk.get(PANEL + "panel/").status_code == 403
+        assert clerk.post(ACTION, {"action": "probe"}).status_code == 403
+        # Not staff at all: the admin's login page, as for any admin URL.
+        anonymous = Client()
+        response = anonymous.get(PANEL)
+        assert response.status_code == 302
+        assert "/admin/login/" in response["Location"]
+        assert anonymous.post(ACTION, {"action": "probe"}).status_code == 302
+        assert not DegradationEvent.objects.filter(kind="admin_action").exists()
+
+
+def test_actions_need_post_and_a_csrf_token(drr_redis_server: RedisServer) -> None:
+    with _settings(drr_redis_server.url):
+        ops = _client(superuser=True, csrf=True)
+        assert ops.get(ACTION).status_code == 405
+        assert ops.post(ACTION, {"action": "probe"}).status_code == 403  # no token
+        page = ops.get(PANEL).content.decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token is not None
+        done = ops.post(
+            ACTION, {"action": "probe", "csrfmiddlewaretoken": token.group(1)}, follow=True
+        )
+        assert done.status_code == 200
+        assert any(m.startswith("Probed 1 node of 1 cache in") for m in _messages(done))
+        event = DegradationEvent.objects.get(kind="admin_action")
+        assert event.message.startswith(f"{done.context['user'].get_username()}: Probed")
+
+
+@pytest.mark.chaos
+def test_resetting_an_open_breaker_closes_it_in_this_process(
+    drr_redis_factory: RedisServerFactory,
+) -> None:
+    server = drr_redis_factory()
+    breaker = {**FAST_BREAKER, "RECOVERY_TIMEOUT": 60, "MAX_RECOVERY_TIMEOUT": 60}
+    with override_settings(
+        CACHES=resilient_caches(server.url, BREAKER=breaker, SOCKET_TIMEOUT=0.2),
+        REDIS_RESILIENCE={"HEALTH": {"TIMEOUT": 0.5}},
+    ):
+        from django.core.cache import cache
+
+        server.kill()
+        for _ in range(3):
+            cache.get("k")
+        endpoint = get_manager().primary
+        assert endpoint.breaker.state.value == "open"
+        server.restart()
+        ops = _client(superuser=True)
+        page = ops.get(PANEL).content.decode()
+        assert f'data-endpoint="{endpoint.display}" data-breaker="open"' in page
+        assert "Reset breaker" in page
+        done = ops.post(
+            ACTION,
+            {"action": "reset_breaker", "alias": "default", "endpoint": endpoint.display},
+            follow=True,
+        )
+        (message,) = _messages(done)
+        assert "reset in process" in message
+        assert "it was open, it is closed" in message
+        assert endpoint.breaker.state.value == "closed"
+        cache.set("k", 1)
+        assert server.client().exists(cache.make_key("k")) == 1  # Redis serves again at once
+        event = DegradationEvent.objects.get(kind="admin_action")
+        assert event.endpoint == endpoint.display
+        assert event.alias == "default"
+
+
+def test_bad_action_arguments_say_what_is_wrong_and_do_nothing(
+    drr_redis_server: RedisServer,
+) -> None:
+    with _settings(drr_redis_server.url):
+        ops = _client(superuser=True)
+        cases = {
+            ("explode", "default", ""): "Unknown action 'explode'.",
+            ("reset_breaker", "nope", ""): "'nope' is not a cache that uses ResilientRedisCache.",
+            ("reset_breaker", "default", "redis://elsewhere:1/0"): "default has no endpoint "
+            "'redis://elsewhere:1/0' in this process.",
+            ("refresh_topology", "default", ""): "default is not a Redis Cluster: it has no "
+            "topology to refresh.",
+        }
+        for (action, alias, endpoint), expected in cases.items():
+            done = ops.post(
+                ACTION, {"action": action, "alias": alias, "endpoint": endpoint}, follow=True
+            )
+            assert _messages(done) == [expected]
+        assert not DegradationEvent.objects.filter(kind="admin_action").exists()
+
+
+def test_refreshing_a_cluster_topology_reports_its_shards(drr_cluster: Any) -> None:
+    with _settings(drr_cluster.location):
+        from django.core.cache import cache
+
+        cache.set("warm", 1)
+        router = get_manager().cluster
+        assert router is not None
+        before = router.refresh_count
+        ops = _client(superuser=True)
+        html = ops.get(PANEL).content.decode()
+        assert html.count('class="drr-seg drr-seg-served"') == 3
+        assert "Slot coverage: <strong>16384</strong>" in html
+        done = ops.post(ACTION, {"action": "refresh_topology", "alias": "default"}, follow=True)
+        (message,) = _messages(done)
+        assert message.startswith("Cluster topology of default refreshed in process")
+        assert message.endswith("3 shards.")
+        assert router.refresh_count == before + 1
+
+
+@pytest.mark.chaos
+def test_a_hung_node_shows_as_down_and_the_page_still_renders(
+    drr_redis_factory: RedisServerFactory,
+) -> None:
+    server = drr_redis_factory()
+    with _settings(server.url):
+        ops = _client(superuser=True)
+        server.hang()
+        try:
+            started = time.monotonic()
+            page = ops.get(PANEL)
+            elapsed = time.monotonic() - started
+        finally:
+            server.resume()
+        html = page.content.decode()
+        assert page.status_code == 200
+        assert f'data-address="{server.host}:{server.port}" data-status="down"' in html
+        assert "timeout" in html
+        assert 'data-code="H001"' in html
+        assert elapsed < 10, f"the panel took {elapsed:.1f} s with a hung node"
+
+
+def test_secrets_never_reach_the_page(drr_redis_factory: RedisServerFactory) -> None:
+    server = drr_redis_factory(password=SECRET)
+    location = f"redis://:{SECRET}@{server.host}:{server.port}/0"
+    with _settings(location):
+        from django.core.cache import cache
+
+        cache.set("k", 1)
+        ops = _client(superuser=True)
+        html = ops.get(PANEL).content.decode() + ops.get(PANEL + "panel/").content.decode()
+        assert SECRET not in html
+        assert f"{server.host}:{server.port}" in html
+
+
+def test_a_report_that_cannot_be_made_is_shown_not_raised(
+    drr_redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"cannot reach redis://:{SECRET}@10.0.0.1:6390/0")
+
+    monkeypatch.setattr(views, "build_report", broken)
+    with _settings(drr_redis_server.url):
+        page = _client(superuser=True).get(PANEL)
+        html = page.content.decode()
+        assert page.status_code == 200
+        assert "The health report could not be made: RuntimeError" in html
+        assert SECRET not in html
+        assert "The Redis health report could not be made" in caplog.text
+
+
+def test_no_resilient_cache_says_so() -> None:
+    page = _client(superuser=True).get(PANEL)
+    assert page.status_code == 200
+    assert "there is nothing to probe" in page.content.decode()
+
+
+def test_the_panel_fragment_holds_the_cards_without_the_admin_chrome(
+    drr_redis_server: RedisServer,
+) -> None:
+    with _settings(drr_redis_server.url):
+        fragment = _client(superuser=True).get(PANEL + "panel/").content.decode()
+        assert 'class="drr-cache module"' in fragment
+        assert "<html" not in fragment
+        assert "Recent degradation events" in fragment
+
+
+class OpsSite(admin.AdminSite):
+    site_header = "Ops console"
+
+
+ops_site = OpsSite(name="ops")
+health_admin.register(ops_site)
+urlpatterns = [path("ops/", ops_site.urls)]
+
+
+def test_a_custom_admin_site_gets_the_panel_with_its_own_urls(
+    drr_redis_server: RedisServer,
+) -> None:
+    with _settings(drr_redis_server.url), override_settings(ROOT_URLCONF=__name__):
+        ops = _client(superuser=True)
+        index = ops.get("/ops/").content.decode()
+        assert "Ops console" in index
+        assert 'href="/ops/django_redis_resilience/redishealth/"' in index
+        page = ops.get("/ops/django_redis_resilience/redishealth/").content.decode()
+        assert "Ops console" in page
+        assert 'data-url="/ops/django_redis_resilience/redishealth/panel/"' in page
+        assert 'action="/ops/django_redis_resilience/redishealth/action/"' in page
+        done = ops.post("/ops/django_redis_resilience/redishealth/action/", {"action": "probe"})
+        assert done["Location"] == "/ops/django_redis_resilience/redishealth/"
