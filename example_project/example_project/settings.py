@@ -1,7 +1,10 @@
 """Settings of the example project.
 
-``REDIS_URL`` points the Redis cache at a server; ``manage.py demo`` starts an
-embedded one and points the cache at it by itself.
+``REDIS_URL`` points the Redis cache at a server (any ``LOCATION`` the backend
+takes: ``redis://``, ``redis+sentinel://``, ``redis+cluster://``);
+``manage.py demo`` starts embedded servers and points the cache at them by
+itself. ``SQLITE_PATH`` moves the database file (the tests use a temporary one).
+The site starts, and answers, with no Redis running at all.
 """
 
 import os
@@ -43,19 +46,34 @@ TEMPLATES = [
         },
     }
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("SQLITE_PATH", BASE_DIR / "db.sqlite3"),
+    }
+}
 STATIC_URL = "static/"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-#: The Redis-backed cache the demo points at its embedded server. It is not in
-#: CACHES until the cache backend lands: Django's checks import every backend.
+#: The resilient Redis cache. Short socket timeouts and a fast breaker: a call
+#: to a dead or frozen server gives up after a quarter of a second, and after
+#: three such failures calls go to the fallback store without waiting at all.
 REDIS_CACHE = {
     "BACKEND": "django_redis_resilience.cache.ResilientRedisCache",
     "LOCATION": os.environ.get("REDIS_URL", "redis://127.0.0.1:6390/0"),
     "OPTIONS": {"BREAKER": {"FAILURE_THRESHOLD": 3, "RECOVERY_TIMEOUT": 0.5}},
 }
-REDIS_RESILIENCE = {"SOCKET_TIMEOUT": 0.25, "SOCKET_CONNECT_TIMEOUT": 0.25}
+CACHES = {"default": REDIS_CACHE}
+REDIS_RESILIENCE = {
+    "SOCKET_TIMEOUT": 0.25,
+    "SOCKET_CONNECT_TIMEOUT": 0.25,
+    # Probe reports at most 2 s old, and a frozen node delays one by 0.5 s at most,
+    # so the admin's health page shows a chaos action on its next refresh.
+    "HEALTH": {"CACHE_SECONDS": 2, "TIMEOUT": 0.5},
+    # Refused API calls get JSON, like the API's other answers.
+    "RATELIMIT": {"VIEW": "demo.responses.too_many_requests"},
+}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
