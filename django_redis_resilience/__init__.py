@@ -1,6 +1,14 @@
 """Keeps Django sites working when Redis fails."""
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0.dev0"
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers and IDEs
+    from django_redis_resilience.locks import Lock, Redlock, lock
+    from django_redis_resilience.ratelimiting import ratelimit
+
+__all__ = ["Lock", "Redlock", "lock", "ratelimit"]
 
 
 def __getattr__(name: str) -> object:

@@ -309,6 +309,10 @@ class RedisServer(Startable):
     def log_path(self) -> Path:
         return self.directory / "redis.log"
 
+    def is_hung(self) -> bool:
+        """Stopped with :meth:`hang` (SIGSTOP) and not resumed yet."""
+        return self._hung
+
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

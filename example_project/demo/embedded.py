@@ -42,7 +42,6 @@ class Node:
     name: str
     role: str
     server: RedisServer
-    hung: bool = False
 
     @property
     def address(self) -> str:
@@ -56,7 +55,7 @@ class Node:
     def state(self) -> Literal["running", "stopped", "hung"]:
         if not self.server.is_running():
             return "stopped"
-        return "hung" if self.hung else "running"
+        return "hung" if self.server.is_hung() else "running"
 
 
 @dataclass
@@ -81,16 +80,12 @@ def _apply(node: Node, action: Action) -> None:
     server = node.server
     if action == "kill":
         server.kill()
-        node.hung = False
     elif action == "hang":
         server.hang()
-        node.hung = True
     elif action == "resume":
         server.resume()
-        node.hung = False
     else:
         server.restart()  # resumes a hung server first
-        node.hung = False
 
 
 class _Worker:

@@ -195,15 +195,18 @@ def test_hang_times_out_replies_but_not_connects_and_resume_recovers(
     server = drr_redis_factory()
     with server.client(socket_timeout=0.2) as client:
         assert client.ping() is True
+        assert not server.is_hung()
         server.hang()
         try:
             assert server.is_running()
+            assert server.is_hung()
             with pytest.raises(redis.TimeoutError):
                 client.ping()
             with socket.create_connection((server.host, server.port), timeout=0.5):
                 pass  # the kernel completes the handshake from the listen backlog
         finally:
             server.resume()
+        assert not server.is_hung()
         assert client.ping() is True
 
 
@@ -212,6 +215,7 @@ def test_restart_and_stop_work_on_a_hung_server(drr_redis_factory: RedisServerFa
     server = drr_redis_factory()
     server.hang()
     server.restart()
+    assert not server.is_hung()
     with server.client() as client:
         assert client.ping() is True
     server.hang()
