@@ -138,13 +138,14 @@ def _prune() -> None:
 
 def reset() -> None:
     """Forget queued events and rate-limit state (after ``fork()``, between tests)."""
-    global _flush_scheduled, _last_prune
+    global _flush_scheduled, _last_prune, _last_failure
     with _lock:
         _queue.clear()
         _last.clear()
         _suppressed.clear()
         _flush_scheduled = False
         _last_prune = 0.0
+        _last_failure = 0.0
 
 
 # --- signal receivers ---------------------------------------------------------------

@@ -22,18 +22,28 @@ def browser() -> Iterator[Any]:
     yield from chromium()
 
 
-def _wait(condition: Any, failure: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = condition()
-        except Exception:  # the panel is being replaced; ask again
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(failure)
-        time.sleep(0.1)
+def _waiter(browser: Any, demo: Demo) -> Any:
+    """Wait for a condition on the page; on failure say what the page and the demo showed."""
+
+    def wait(condition: Any, failure: str, timeout: float = 20.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                value = condition()
+            except Exception:  # the panel is being replaced; ask again
+                value = None
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                shot = screenshot(browser, f"failed-{failure}")
+                text = browser.execute_script("return document.body.innerText")[:3000]
+                raise AssertionError(
+                    f"{failure} at {browser.current_url} (screenshot {shot}); page:\n{text}\n"
+                    f"demo output:\n{demo.output[-3000:]}"
+                )
+            time.sleep(0.1)
+
+    return wait
 
 
 @pytest.mark.chaos
@@ -45,6 +55,7 @@ def test_hanging_a_master_from_the_chaos_page_shows_in_the_admin_panel(
     demo = Demo(tmp_path, "--cluster")
     try:
         demo.wait_until_serving()
+        _wait = _waiter(browser, demo)
         base = demo.base
         browser.get(f"{base}/admin/login/?next=/chaos/")
         browser.find_element(By.NAME, "username").send_keys("admin")
