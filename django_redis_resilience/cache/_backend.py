@@ -12,6 +12,7 @@ encoded as django-redis encodes them, so existing data and tools keep working.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import time
@@ -61,7 +62,7 @@ from django_redis_resilience.cache._state import (
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf, stampede_problem
 from django_redis_resilience.connection import ConnectionManager
-from django_redis_resilience.connection._errors import ErrorKind, classify, translate
+from django_redis_resilience.connection._errors import ErrorKind, classify, refused, translate
 from django_redis_resilience.connection._manager import LogicalEndpoint
 from django_redis_resilience.exceptions import ConfigurationError, RedisUnavailable
 from django_redis_resilience.locks import Lock
@@ -122,6 +123,25 @@ def _add_and_drop(client: redis.Redis, *, key: str, data: Any) -> bool:
     if added:
         client.delete(key)
     return added
+
+
+def _refusals_only(replies: Any) -> Any:
+    """A pipeline's replies, raising any error among them but a write refusal.
+
+    Raised inside the pipeline's function, where the connection layer sees it
+    (``MOVED`` is routed, ``WRONGTYPE`` reaches the caller); refusals stay in
+    the list for the plan to report key by key. Sync lists and awaitables alike.
+    """
+    if inspect.isawaitable(replies):
+
+        async def checked() -> Any:
+            return _refusals_only(await replies)
+
+        return checked()
+    for reply in replies:
+        if isinstance(reply, Exception) and not refused(reply):
+            raise reply
+    return replies
 
 
 async def _aadd_and_drop(client: Any, *, key: str, data: Any) -> bool:
@@ -315,6 +335,11 @@ class ResilientRedisCache(BaseCache):
                 return then((yield step))
             except RedisUnavailable as exc:
                 error = exc
+            except rex.ResponseError as exc:
+                if not refused(exc):
+                    raise
+                yield from self._refused(redis_key, original, exc)
+                return default
             if state.record_write(
                 self._endpoint(redis_key), redis_key, original, error, force=force
             ):
@@ -328,6 +353,31 @@ class ResilientRedisCache(BaseCache):
             return default
         state.counters.fallback_writes += 1
         return (yield Fallback(store, fallback))  # type: ignore[no-any-return]
+
+    def _refused(
+        self, redis_key: str, original: tuple[Any, int | None], error: Exception
+    ) -> Plan[None]:
+        """Redis is up but refused a write (memory full under ``noeviction``, ``MISCONF``...).
+
+        Nothing was stored, and the caller is told so (``set`` returns False,
+        ``set_many`` lists the key). The key is deleted, which Redis allows
+        when memory is full, so that an older value is not read back as if
+        the write had happened. The breaker and the fallback stay out of it:
+        the server answers, it is the write that failed.
+        """
+        state = self._state_of(self.manager)
+        state.counters.refused_writes += 1
+        state.warn_refused(self._alias, error)
+        try:
+            yield Execute(self.manager, lambda c: c.delete(redis_key), key=redis_key)
+        except RedisUnavailable as exc:  # then the journal deletes it before reads resume
+            state.record_write(self._endpoint(redis_key), redis_key, original, exc, force=True)
+        except rex.ResponseError as exc:
+            if not refused(exc):
+                raise
+            logger.warning("Could not delete %s after a refused write: %s", redis_key, exc)
+        if self._fallback_spec is None and not self._ignore_exceptions:
+            raise error  # errors were asked for
 
     # --- timeouts and keys --------------------------------------------------------------
 
@@ -573,12 +623,16 @@ class ResilientRedisCache(BaseCache):
             pipe = client.pipeline(transaction=False)
             for k in group:
                 pipe.set(k, encoded[k], px=ms)
-            return pipe.execute()
+            return _refusals_only(pipe.execute(raise_on_error=False))
 
         failed: list[Any] = []
         seconds = None if ms is None else ms / 1000
         for group, result in (yield Grouped(self.manager, list(made), store)):
             if not isinstance(result, RedisUnavailable):
+                for k, reply in zip(group, result, strict=True):
+                    if isinstance(reply, Exception):  # refused: the others raised in store()
+                        yield from self._refused(k, (made[k], version), reply)
+                        failed.append(made[k])
                 continue
             for k in group:
                 key = made[k]

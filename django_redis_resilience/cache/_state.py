@@ -58,6 +58,8 @@ class CacheCounters:
     short_circuited: int = 0
     errors: int = 0
     invalidated_keys: int = 0
+    #: Writes Redis answered but refused (memory full, ``MISCONF``...): nothing stored.
+    refused_writes: int = 0
     last_outage_start: float | None = None
     last_outage_end: float | None = None
 
@@ -137,6 +139,7 @@ class CacheState:
         self.manager = manager
         self.settings = settings
         self.counters = CacheCounters()
+        self._refusal_warned_at = 0.0
         #: ``get_or_set`` computations in progress in this process (single flight).
         self.flights = Flights()
         self._lock = threading.Lock()
@@ -262,6 +265,19 @@ class CacheState:
             record(self.journal(endpoint))
         if state is BreakerState.CLOSED:
             self.schedule_drain()
+
+    def warn_refused(self, alias: str, error: BaseException) -> None:
+        """One WARNING a minute per cache while Redis refuses writes, not one per call."""
+        now = time.monotonic()
+        if now - self._refusal_warned_at > 60:
+            self._refusal_warned_at = now
+            logger.warning(
+                "Redis refuses writes to cache %r (%s: %s): values are not stored until it "
+                "accepts them again; reads go on",
+                alias,
+                type(error).__name__,
+                error,
+            )
 
     def note_unavailable(self, error: RedisUnavailable) -> None:
         if isinstance(error, BreakerOpen):

@@ -130,6 +130,23 @@ def reply_text(exc: BaseException) -> str:
     return str(exc).rpartition(PIPELINE_MARK)[2]
 
 
+#: Replies of a server that is up but will not take a write now: memory full under
+#: ``noeviction``, a script running too long, persistence failing, too few replicas.
+REFUSALS: Final = ("OOM", "BUSY", "MISCONF", "NOREPLICAS")
+
+
+def refused(exc: BaseException) -> bool:
+    """The server answered, and refused the command for a reason of its own (``REFUSALS``).
+
+    Nothing was applied, yet the server is up: this is neither the caller's
+    error nor an outage for the breaker, so callers decide (the cache stores
+    nothing and says so, rate limits degrade).
+    """
+    if not isinstance(exc, rex.ResponseError) or classify(exc) is not None:
+        return False
+    return isinstance(exc, rex.OutOfMemoryError) or reply_text(exc).startswith(REFUSALS)
+
+
 def classify(exc: BaseException) -> ErrorKind | None:
     """Return the kind of a connection-class error, or ``None`` for an error to raise.
 

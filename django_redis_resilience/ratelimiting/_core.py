@@ -24,7 +24,8 @@ from django.conf import settings
 
 from django_redis_resilience import metrics
 from django_redis_resilience.clients import get_manager, key_prefix
-from django_redis_resilience.connection import ConnectionManager, classify
+from django_redis_resilience.connection import ConnectionManager
+from django_redis_resilience.connection._errors import refused
 from django_redis_resilience.exceptions import InvalidRateLimit, RedisUnavailable
 from django_redis_resilience.ratelimiting._algorithms import (
     LIMITS,
@@ -377,16 +378,12 @@ class _ServerRefused:
         self.error = error
 
 
-_REFUSALS = ("OOM", "BUSY", "MISCONF", "NOREPLICAS")
 _last_warning = [0.0]
 
 
 def _refused(error: rex.ResponseError) -> _ServerRefused:
-    if classify(error) is not None:
-        raise error  # READONLY, LOADING, CLUSTERDOWN...: the connection layer's to handle
-    refused = isinstance(error, rex.OutOfMemoryError) or str(error).startswith(_REFUSALS)
-    if not refused:
-        raise error
+    if not refused(error):
+        raise error  # the caller's error, or READONLY, LOADING...: the connection layer's
     now = time.monotonic()
     if now - _last_warning[0] > 60:  # one line a minute, not one per request
         _last_warning[0] = now

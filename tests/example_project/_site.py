@@ -36,15 +36,14 @@ _PASSWORD_LINE = re.compile(r"^\s*Password: (\S+)$", re.MULTILINE)
 
 def project_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment of a project process: its own settings and a throwaway database."""
-    env = {
-        **os.environ,
+    inherited = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # never the user's
+    return {
+        **inherited,
         "DJANGO_SETTINGS_MODULE": "example_project.settings",
         "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
         "PYTHONUNBUFFERED": "1",
         **extra,
     }
-    env.pop("REDIS_URL", None)
-    return env
 
 
 @dataclass
