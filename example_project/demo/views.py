@@ -29,6 +29,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import cache_page, never_cache
+from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods
 
 from demo import embedded
@@ -285,3 +286,26 @@ def pulse(request: HttpRequest) -> HttpResponse:
         "stats": cache.stats(),  # type: ignore[attr-defined]
     }
     return render(request, "demo/pulse.html", context)
+
+
+# --- read-your-writes --------------------------------------------------------------------
+
+#: Seconds a value written through ``/kv/<key>/`` is kept.
+KV_SECONDS = 600
+
+
+@never_cache
+@ensure_csrf_cookie
+@require_http_methods(["GET", "POST"])
+def kv(request: HttpRequest, key: str) -> JsonResponse:
+    """Read-your-writes on one cache key: GET reads it, POST ``value`` writes it and reads it back.
+
+    During an outage the value lives in the fallback store; when Redis is back
+    the key is invalidated there before Redis is read again, so a value written
+    here never comes back older than the last write. A GET sets the CSRF cookie
+    that a POST sends back (no CSRF exemption).
+    """
+    cache_key = f"example:kv:{key}"
+    if request.method == "POST":
+        cache.set(cache_key, request.POST.get("value", ""), KV_SECONDS)
+    return JsonResponse({"key": key, "value": cache.get(cache_key)})

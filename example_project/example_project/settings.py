@@ -4,9 +4,12 @@
 takes: ``redis://``, ``redis+sentinel://``, ``redis+cluster://``);
 ``manage.py demo`` starts embedded servers and points the cache at them by
 itself. ``SQLITE_PATH`` moves the database file (the tests use a temporary one).
+``DRR_HEALTH_TOKEN`` (16 characters at least) lets monitoring read the health
+endpoints' details with ``Authorization: Bearer <token>``; unset, only staff do.
 The site starts, and answers, with no Redis running at all.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -50,6 +53,9 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("SQLITE_PATH", BASE_DIR / "db.sqlite3"),
+        # Requests and the thread writing degradation events both write: take the write
+        # lock up front and wait for it, instead of failing with "database is locked".
+        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
     }
 }
 STATIC_URL = "static/"
@@ -74,6 +80,14 @@ REDIS_RESILIENCE = {
     # Refused API calls get JSON, like the API's other answers.
     "RATELIMIT": {"VIEW": "demo.responses.too_many_requests"},
 }
+if os.environ.get("DRR_HEALTH_TOKEN"):
+    # Monitoring reads the details (breakers, counters, findings) with this bearer token.
+    REDIS_RESILIENCE["HEALTH"]["TOKEN"] = os.environ["DRR_HEALTH_TOKEN"]
+#: ``DRR_NODE_ZONES``: the zone of each Redis host (or announced hostname), as JSON, e.g.
+#: ``{"10.0.1.5": "eu-west-1a"}``. The health report then flags masters placed in one zone
+#: (H018) before a zone failure takes their slots down together.
+if os.environ.get("DRR_NODE_ZONES"):
+    REDIS_RESILIENCE["HEALTH"]["NODE_ZONES"] = json.loads(os.environ["DRR_NODE_ZONES"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -13,6 +13,7 @@ urlpatterns = [
     path("job/", views.job, name="job"),
     path("chaos/", views.chaos, name="chaos"),
     path("pulse/", views.pulse, name="pulse"),
+    path("kv/<slug:key>/", views.kv, name="kv"),
     path("admin/", admin.site.urls),
     path("redis/", include("django_redis_resilience.urls")),
 ]
