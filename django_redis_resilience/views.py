@@ -15,7 +15,8 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
 
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf
@@ -65,8 +66,11 @@ def _breakers() -> dict[str, Any]:
     return caches
 
 
+# Read-only: exempt from CSRF so that other methods get their 405, not a 403; HEAD is
+# allowed because some load balancers probe with it.
+@csrf_exempt
 @never_cache
-@require_GET
+@require_safe
 def health(request: HttpRequest) -> JsonResponse:
     """200 whenever Django can answer; Redis's state (this process's breakers) in the body."""
     caches = _breakers()
@@ -78,8 +82,9 @@ def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body)
 
 
+@csrf_exempt
 @never_cache
-@require_GET
+@require_safe
 def redis_health(request: HttpRequest) -> JsonResponse:
     """The probe report; 503 when it is critical (or could not be made)."""
     try:

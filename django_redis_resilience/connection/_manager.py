@@ -171,13 +171,14 @@ class _Attempt:
         if cluster is not None and kind.counts:
             cluster.request_refresh(f"{kind.label} from {endpoint.display}")
             if kind is ErrorKind.CLUSTER_DOWN:
-                # No retry helps: "the cluster is down" stops every shard, "hash
-                # slot not served" this one, until the cluster heals itself.
+                # No retry helps until the cluster heals itself. Only this shard's
+                # breaker opens, even on "the cluster is down": a master that just
+                # restarted says so of itself while it rejoins, and the other shards
+                # still serve. In a real outage each shard trips on its own first
+                # CLUSTERDOWN, one quick round trip each.
                 error = translate(exc, kind, endpoint=endpoint.display, alias=self.manager.alias)
                 error.__cause__ = exc
-                whole = "cluster is down" in str(exc).lower()
-                for shard in cluster.shards() if whole else [endpoint]:
-                    shard.breaker.trip(error)
+                endpoint.breaker.trip(error)
                 raise error
         unsent = was_unsent(exc)
         policy = self.manager.options.retry

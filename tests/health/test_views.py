@@ -125,7 +125,13 @@ def test_the_report_is_cached_so_probes_cannot_hammer_redis(drr_redis_factory: A
         assert _slowlog_calls(server) - before == 3
 
 
-def test_only_get_is_allowed(drr_redis_server: RedisServer) -> None:
-    with _settings(drr_redis_server.url):
-        assert Client().post("/redis/health/").status_code == 405
-        assert Client().post("/redis/health/redis/").status_code == 405
+def test_only_get_and_head_are_allowed(drr_redis_server: RedisServer) -> None:
+    # The CSRF check is on, as in a real project: other methods get 405, not 403.
+    with _settings(drr_redis_server.url), override_settings(
+        MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware", *MIDDLEWARE]
+    ):
+        client = Client(enforce_csrf_checks=True)
+        for path in ("/redis/health/", "/redis/health/redis/"):
+            for method in ("post", "put", "delete", "patch"):
+                assert getattr(client, method)(path).status_code == 405, (method, path)
+            assert client.head(path).status_code == 200
