@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -382,10 +383,29 @@ class ResilientRedisCache(BaseCache):
     # --- timeouts and keys --------------------------------------------------------------
 
     def _ms(self, timeout: Any) -> int | None:
-        """The timeout in milliseconds; ``None`` keeps the key forever."""
+        """The timeout in milliseconds; ``None`` keeps the key forever, ``<= 0`` ends it now.
+
+        Checked before anything is sent: a string is read as Django's RedisCache
+        reads it (``int("10")``), a value that is no number of seconds is refused
+        by name, and so is NaN or an infinity, which have no lifetime to give.
+        """
         if timeout is DEFAULT_TIMEOUT:
             timeout = self.default_timeout
-        return None if timeout is None else int(timeout * 1000)
+        if timeout is None:
+            return None
+        given = timeout
+        if isinstance(timeout, str):
+            try:
+                timeout = int(timeout)
+            except ValueError:
+                timeout = None
+        if not isinstance(timeout, int | float):
+            raise TypeError(f"A cache timeout is a number of seconds or None, not {given!r}.")
+        if isinstance(timeout, float) and not math.isfinite(timeout):
+            raise ValueError(f"A cache timeout must be a finite number of seconds, not {given!r}.")
+        if timeout <= 0:
+            return 0
+        return int(timeout * 1000)
 
     def _key(self, key: Any, version: int | None) -> str:
         made = str(self.make_key(key, version=version))
