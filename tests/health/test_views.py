@@ -127,8 +127,9 @@ def test_the_report_is_cached_so_probes_cannot_hammer_redis(drr_redis_factory: A
 
 def test_only_get_and_head_are_allowed(drr_redis_server: RedisServer) -> None:
     # The CSRF check is on, as in a real project: other methods get 405, not 403.
-    with _settings(drr_redis_server.url), override_settings(
-        MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware", *MIDDLEWARE]
+    with (
+        _settings(drr_redis_server.url),
+        override_settings(MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware", *MIDDLEWARE]),
     ):
         client = Client(enforce_csrf_checks=True)
         for path in ("/redis/health/", "/redis/health/redis/"):
