@@ -546,9 +546,11 @@ class ResilientRedisCache(BaseCache):
         except RedisUnavailable as exc:
             state = self._state_of(manager)
             state.note_unavailable(exc)
-            store = state.fallback(self._endpoint(k))
+            endpoint = self._endpoint(k)
+            store = state.fallback(endpoint)
             if self._degraded_counters != "local" or store is None:
                 raise
+            state.note_local_counter(endpoint, key, version)
 
             # Approximate by design: the real count is in Redis, out of reach;
             # the local one starts from zero and is dropped when Redis returns.

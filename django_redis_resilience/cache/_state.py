@@ -145,6 +145,8 @@ class CacheState:
         self._lock = threading.Lock()
         self._journals: dict[int, OutageJournal] = {}
         self._private: dict[int, LocMemCache] = {}
+        #: Counters kept in a shared fallback during an outage, per endpoint (by breaker).
+        self._local_counters: dict[int, set[tuple[Any, int | None]]] = {}
         self._shared: BaseCache | None = None
         self._drain_scheduled = False
         manager.add_endpoint_hook(self._wire)
@@ -340,16 +342,24 @@ class CacheState:
                 deleted += int(result)
         return deleted
 
+    def note_local_counter(self, endpoint: LogicalEndpoint, key: Any, version: int | None) -> None:
+        """A counter counted in the fallback: dropped when Redis returns, never journaled
+        (journaling would delete Redis's real count)."""
+        with self._lock:
+            self._local_counters.setdefault(id(endpoint.breaker), set()).add((key, version))
+
     def _forget_fallback(
         self, endpoint: LogicalEndpoint, keys: dict[str, tuple[tuple[Any, int | None], int]]
     ) -> None:
+        with self._lock:
+            counters = self._local_counters.pop(id(endpoint.breaker), set())
         store = self._private.get(id(endpoint.breaker))
         if store is not None:
             store.clear()
             return
         shared = self.fallback(endpoint)
         if shared is not None:
-            for (key, version), _ in keys.values():
+            for key, version in {(key, version) for (key, version), _ in keys.values()} | counters:
                 shared.delete(key, version=version)
 
     def schedule_drain(self, delay: float = 0.05) -> None:
