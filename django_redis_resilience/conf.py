@@ -10,6 +10,7 @@ Precedence for connection settings: the URL's query string, then the cache's
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ CACHE_OPTIONS = (
     "CLEAR_FLUSHES_DB",
     "SENTINELS",
     "SENTINEL_KWARGS",
+    "PICKLE_VERSION",  # read by django-redis's PickleSerializer, which gets the OPTIONS
 )
 OPTION_NAMES = (
     *CONNECTION_SETTINGS,
@@ -116,9 +118,32 @@ IGNORED_OPTIONS = (
     "REDIS_CLIENT_KWARGS",
     "CLOSE_CONNECTION",
     "LOG_IGNORED_EXCEPTIONS",
+    "REPLICA_READ_ONLY",
+    "CONNECTION_FACTORY",
     "pool_class",
     "parser_class",
 )
+
+
+@functools.cache
+def _connection_arguments() -> frozenset[str]:
+    """What redis-py's connections and pools accept as keyword arguments (lowercase OPTIONS)."""
+    import inspect
+
+    import redis.connection as rc
+
+    classes = [rc.Connection, rc.SSLConnection, rc.UnixDomainSocketConnection, rc.ConnectionPool]
+    if hasattr(rc, "AbstractConnection"):
+        classes.append(rc.AbstractConnection)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(
+        name
+        for cls in classes
+        for name, p in inspect.signature(cls).parameters.items()
+        if p.kind in kinds
+    )
+
+
 #: Pool arguments that would undo the guarantees of the connection layer.
 FORBIDDEN_POOL_KWARGS = ("retry", "retry_on_timeout", "retry_on_error", "connection_class")
 
@@ -396,6 +421,25 @@ class Settings:
                     )
                 )
         found += _connection_problems(options, f"{base}['OPTIONS']", E="E004")
+        for key, value in options.items():
+            if not key.islower() or key in IGNORED_OPTIONS or key in FORBIDDEN_POOL_KWARGS:
+                continue
+            if key == "serializer":  # Django's RedisCache option: a different interface
+                found.append(
+                    Problem(PREFIX + "E004", "error", f"{base}['OPTIONS']['serializer']", value,
+                            "is Django RedisCache's serializer option, which this backend "
+                            "does not take",
+                            hint="use 'SERIALIZER' with a django-redis serializer class, e.g. "
+                                 "'django_redis.serializers.pickle.PickleSerializer'")
+                )  # fmt: skip
+            elif key not in _connection_arguments():
+                found.append(
+                    Problem(PREFIX + "E004", "error", f"{base}['OPTIONS'][{key!r}]",
+                            "***" if "pass" in key else value,
+                            "is not an argument of redis-py's connections (lowercase options "
+                            "are passed to them)",
+                            hint="see redis.connection.Connection for the arguments it takes")
+                )  # fmt: skip
         for key, expected in (("PASSWORD", "a string"), ("USERNAME", "a string")):
             if key in options and options[key] is not None and not isinstance(options[key], str):
                 found.append(
