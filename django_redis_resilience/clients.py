@@ -43,8 +43,11 @@ def key_prefix(alias: str) -> str | None:
 
     Locks and rate limits put their keys under it, without the cache's
     version (a version bump during a rolling deploy must not split locks or
-    reset limits). Looked up once per ``CACHES`` object: ``override_settings``
-    makes a new one.
+    reset limits). Its braces are escaped there (``%7B``, ``%7D``): Redis
+    Cluster hashes a key on its *first* ``{...}``, so a prefix such as
+    ``"{}"`` or ``"{tenant}"`` would override the hash tag that keeps one
+    lock's or one client's keys in one slot. Looked up once per ``CACHES``
+    object: ``override_settings`` makes a new one.
     """
     caches: Mapping[str, Any] = settings.CACHES
     known = _prefixes.get(id(caches))
@@ -53,8 +56,11 @@ def key_prefix(alias: str) -> str | None:
         _prefixes.clear()
         _prefixes[id(caches)] = known
     if alias not in known[1]:
-        resilient = alias in conf.resilient_aliases()
-        known[1][alias] = str(caches[alias].get("KEY_PREFIX", "")) if resilient else None
+        if alias in conf.resilient_aliases():
+            prefix = str(caches[alias].get("KEY_PREFIX", ""))
+            known[1][alias] = prefix.replace("{", "%7B").replace("}", "%7D")
+        else:
+            known[1][alias] = None
     return known[1][alias]
 
 
