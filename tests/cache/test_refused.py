@@ -29,7 +29,9 @@ def _fill(server: RedisServer) -> None:
 
 
 @pytest.fixture
-def full(drr_redis_factory: RedisServerFactory) -> Iterator[tuple[RedisServer, ResilientRedisCache]]:
+def full(
+    drr_redis_factory: RedisServerFactory,
+) -> Iterator[tuple[RedisServer, ResilientRedisCache]]:
     server = drr_redis_factory()
     with resilient_cache(server.url, SOCKET_TIMEOUT=0.5) as cache:
         cache.set("before", "kept")
