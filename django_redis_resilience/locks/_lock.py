@@ -9,6 +9,7 @@ tokens.
 
 from __future__ import annotations
 
+import _string
 import asyncio
 import functools
 import inspect
@@ -332,23 +333,61 @@ def _check_choice(what: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 def _template_fields(template: str) -> list[str]:
-    """The argument names a name template uses (``{user.pk}`` -> ``user``)."""
+    """The argument names a name template uses (``{user.pk}`` -> ``user``).
+
+    Refuses what no call could fill: positional fields, a conversion other
+    than ``!r``, ``!s`` or ``!a``, an empty attribute or index (``{a.}``), and
+    fields nested deeper than ``str.format`` allows.
+    """
+    fields: list[str] = []
+    for field, conversion, spec in _parsed(template, template):
+        fields.append(_field_head(template, field, conversion))
+        for inner, inner_conversion, inner_spec in _parsed(template, spec):
+            fields.append(_field_head(template, inner, inner_conversion))
+            if "{" in inner_spec:
+                raise InvalidLock(
+                    f"Lock name {template!r} nests fields too deeply: a field inside a format "
+                    "spec cannot have fields in its own spec."
+                )
+    return fields
+
+
+def _parsed(template: str, text: str) -> list[tuple[str, str | None, str]]:
+    """The fields of ``text`` (the template or one field's format spec): name,
+    conversion and format spec of each."""
     try:
-        parsed = list(string.Formatter().parse(template))
+        parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
         raise InvalidLock(f"Lock name {template!r} is not a valid template: {exc}.") from exc
-    fields: list[str] = []
-    for _, field, _, _ in parsed:
-        if field is None:
-            continue
-        head = field.split(".", 1)[0].split("[", 1)[0]
-        if not head or head.isdigit():
-            raise InvalidLock(
-                f"Lock name {template!r} uses a positional field {{{field}}}: name the "
-                "argument instead, e.g. {invoice_id}."
-            )
-        fields.append(head)
-    return fields
+    return [
+        (field, conversion, spec or "")
+        for _, field, spec, conversion in parsed
+        if field is not None
+    ]
+
+
+def _field_head(template: str, field: str, conversion: str | None) -> str:
+    """The argument a field names, once the field is known to be usable."""
+    head = field.split(".", 1)[0].split("[", 1)[0]
+    if not head or head.isdigit():
+        raise InvalidLock(
+            f"Lock name {template!r} uses a positional field {{{field}}}: name the "
+            "argument instead, e.g. {invoice_id}."
+        )
+    try:
+        _, rest = _string.formatter_field_name_split(field)
+        for _ in rest:  # what str.format reads after the name: .attribute or [index]
+            pass
+    except ValueError as exc:
+        raise InvalidLock(
+            f"Lock name {template!r} has an unusable field {{{field}}}: {exc}."
+        ) from exc
+    if conversion is not None and conversion not in ("r", "s", "a"):
+        raise InvalidLock(
+            f"Lock name {template!r} uses an unknown conversion !{conversion} on "
+            f"{{{field}}}: use !r, !s or !a."
+        )
+    return head
 
 
 class Lock:
@@ -447,7 +486,18 @@ class Lock:
         def from_template(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            return _checked_name(template.format_map(bound.arguments))
+            try:
+                name = template.format_map(bound.arguments)
+            except _FILL_ERRORS as exc:
+                raise InvalidLock(
+                    f"Lock name {template!r} cannot be filled from the arguments of "
+                    f"{fn.__qualname__}(): {_reason(exc)}."
+                ) from exc
+            if not name:
+                raise InvalidLock(
+                    f"Lock name {template!r} is empty for these arguments of {fn.__qualname__}()."
+                )
+            return name
 
         return from_template
 
@@ -772,6 +822,20 @@ def _takes_arguments(fn: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return True
     return bool(own.parameters)
+
+
+#: What filling a template raises when the arguments do not fit it: a missing
+#: attribute, index or key, a format spec for another type, a number too large.
+_FILL_ERRORS = (AttributeError, LookupError, TypeError, ValueError, ArithmeticError)
+
+
+def _reason(exc: BaseException) -> str:
+    """``exc`` as a short clause for a message."""
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # an argument's own error that cannot be written
+        text = type(exc).__name__
+    return text if len(text) <= 200 else f"{text[:200]}..."
 
 
 def _checked_name(name: Any) -> str:

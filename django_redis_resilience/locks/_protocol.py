@@ -58,9 +58,15 @@ class LockKeys:
         """``<prefix>:drr:lock:{<name>}``: the reserved namespace, never versioned.
 
         The name is the hash tag, so a lock's keys share a cluster slot; a name
-        with a brace of its own is hashed instead (``}x`` would end the tag early).
+        with a brace of its own is hashed instead (``}x`` would end the tag early),
+        and so is a name starting with ``#``: digests start with it, so no name
+        can spell another name's digest. Braces in ``prefix`` are escaped as
+        :func:`~django_redis_resilience.clients.key_prefix` escapes them (so its
+        prefixes are unchanged): Redis hashes a key on its first ``{...}``, which
+        must be the tag.
         """
-        tag = name if "{" not in name and "}" not in name else _digest(name)
+        prefix = prefix.replace("{", "%7B").replace("}", "%7D")
+        tag = _digest(name) if "{" in name or "}" in name or name.startswith("#") else name
         base = f"{prefix}:drr:lock:{{{tag}}}"
         return cls(base, f"{base}:fence", f"{base}:queue", f"{base}:waiters")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from django_redis_resilience._lua import LuaScript
 from django_redis_resilience.exceptions import InvalidRateLimit
-from django_redis_resilience.ratelimiting._rates import Rate
+from django_redis_resilience.ratelimiting._rates import Rate, shown
 
 Result = tuple[int, int, int, int]
 _PACKAGE = "django_redis_resilience.ratelimiting"
@@ -39,20 +39,21 @@ class Policy:
 
     @classmethod
     def build(cls, rate: Rate, algorithm: str, burst: int | None) -> Policy:
-        if algorithm not in ALGORITHMS:
+        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
             raise InvalidRateLimit(
-                f"Algorithm {algorithm!r} is not known; use one of {', '.join(ALGORITHMS)}."
+                f"Algorithm {shown(algorithm)} is not known; use one of {', '.join(ALGORITHMS)}."
             )
         if burst is not None and (
             not isinstance(burst, int) or isinstance(burst, bool) or burst < 1
         ):
-            raise InvalidRateLimit(f"burst={burst!r} is not valid: it must be an integer >= 1.")
+            raise InvalidRateLimit(
+                f"burst={shown(burst)} is not valid: it must be an integer >= 1."
+            )
         if burst is not None and algorithm != "gcra":
             raise InvalidRateLimit(f"burst applies to the gcra algorithm only, not {algorithm!r}.")
         if rate.count > MAX_COUNT or (burst or 0) > MAX_COUNT:
-            raise InvalidRateLimit(
-                f"Rate {rate} (burst {burst}) is too large: at most {MAX_COUNT} per period."
-            )
+            what = str(rate) if burst is None else f"{rate} (burst {shown(burst)})"
+            raise InvalidRateLimit(f"Rate {what} is too large: at most {MAX_COUNT} per period.")
         if rate.period / rate.count < 1e-6:
             raise InvalidRateLimit(f"Rate {rate} is more than one per microsecond.")
         if algorithm == "sliding_window" and rate.count > SLIDING_WINDOW_MAX:

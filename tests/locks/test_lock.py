@@ -61,6 +61,33 @@ def test_a_lock_key_names_the_lock_unless_the_name_has_braces() -> None:
     assert _base("p", "}y") != tagged
 
 
+def test_a_name_starting_with_a_hash_is_tagged_by_its_digest() -> None:
+    """Digest tags start with ``#``: a name that does too is digested, so no plain name can
+    spell another name's digest and share its keys."""
+    braced = _base("p", "report{2024}")
+    digest_text = braced.split("{", 1)[1][:-1]
+    assert digest_text.startswith("#")
+    assert _base("p", digest_text) != braced
+    assert _base("p", "#") != _base("p", "{")
+    assert _base("p", "#x").startswith("p:drr:lock:{#")
+    assert _base("p", "#x") not in (_base("p", "#y"), "p:drr:lock:{#x}")
+
+
+@pytest.mark.parametrize("name", ["invoice:7", "a#b", "x#", " #", "é:1", "report"])
+def test_other_names_keep_their_keys(name: str) -> None:
+    assert _base("p", name) == f"p:drr:lock:{{{name}}}"
+
+
+@pytest.mark.parametrize("prefix", ["{}", "app{}", "{}{tenant}", "{p}", "x}", "a{b"])
+def test_braces_in_a_prefix_never_take_the_tag_s_place(prefix: str) -> None:
+    """Escaped as ``key_prefix()`` escapes them, which leaves its own prefixes unchanged."""
+    escaped = prefix.replace("{", "%7B").replace("}", "%7D")
+    keys = LockKeys.build(prefix, "report")
+    assert keys == LockKeys.build(escaped, "report")
+    assert keys.lock == f"{escaped}:drr:lock:{{report}}"
+    assert len({key_slot(key.encode()) for key in (*keys.all, keys.wake("0"))}) == 1
+
+
 def _all_keys(prefix: str, name: str) -> list[str]:
     base = _base(prefix, name)
     return [base, f"{base}:fence", f"{base}:queue", f"{base}:waiters"]
@@ -467,6 +494,87 @@ def test_a_template_naming_a_missing_argument_fails_at_decoration() -> None:
         lock("invoice:{invoice_id}")(acharge)
     with pytest.raises(InvalidLock, match="user"):
         lock("{user.pk}")(charge)
+
+
+@pytest.mark.parametrize(
+    ("template", "fragment"),
+    [
+        ("invoice:{a!z}", "unknown conversion !z"),
+        ("invoice:{a.}", "Empty attribute"),
+        ("invoice:{a..pk}", "Empty attribute"),
+        ("invoice:{a[]}", "Empty attribute"),
+        ("invoice:{a[0]x}", "Only '.' or '['"),
+        ("invoice:{a:{d}}", "uses d, which"),
+        ("invoice:{a:{}}", "positional field {}"),
+        ("invoice:{a:{0}}", "positional field {0}"),
+        ("invoice:{a:{b!z}}", "unknown conversion !z"),
+        ("invoice:{a:{b:{c}}}", "nests fields too deeply"),
+    ],
+)
+def test_a_template_no_call_can_fill_fails_at_decoration(template: str, fragment: str) -> None:
+    def job(a: Any, b: Any = 1, c: Any = 2) -> None: ...
+
+    with pytest.raises(InvalidLock, match=r"^Lock name 'invoice:") as excinfo:
+        lock(template)(job)
+    assert fragment in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("template", "argument", "reason"),
+    [
+        ("invoice:{a.missing}", SimpleNamespace(pk=1), "AttributeError"),
+        ("invoice:{a[3]}", "ab", "IndexError"),
+        ("invoice:{a[k]}", {"other": 1}, "KeyError: 'k'"),
+        ("invoice:{a[0]}", 5, "TypeError"),
+        ("invoice:{a:d}", "text", "ValueError: Unknown format code 'd'"),
+        ("invoice:{a:%}", 10**400, "OverflowError"),
+        ("invoice:{a!r}", 10**5000, "ValueError"),
+        ("invoice:{a:{b}}", 1, "ValueError: Unknown format code '?'"),
+    ],
+    ids=["attribute", "index", "key", "not-subscriptable", "spec", "overflow", "repr", "nested"],
+)
+def test_a_template_the_arguments_cannot_fill_fails_with_invalid_lock(
+    template: str, argument: Any, reason: str
+) -> None:
+    """Only the call can tell; nothing is asked of Redis before the name is known."""
+
+    def job(a: Any, b: Any = "?") -> None:
+        pytest.fail("ran without a lock name")
+
+    async def ajob(a: Any, b: Any = "?") -> None:
+        pytest.fail("ran without a lock name")
+
+    with pytest.raises(InvalidLock) as excinfo:
+        lock(template)(job)(argument)
+    message = str(excinfo.value)
+    assert message.startswith(f"Lock name {template!r} cannot be filled from the arguments of ")
+    assert "job()" in message
+    assert reason in message
+    assert excinfo.value.__cause__ is not None
+    with pytest.raises(InvalidLock, match=r"^Lock name 'invoice:"):
+        asyncio.run(lock(template)(ajob)(argument))
+
+
+def test_a_template_that_fills_to_an_empty_name_is_invalid_lock() -> None:
+    def job(a: Any) -> None:
+        pytest.fail("ran without a lock name")
+
+    with pytest.raises(InvalidLock, match=r"Lock name '\{a\}' is empty for these arguments"):
+        lock("{a}")(job)("")
+
+
+def test_a_nested_field_in_a_format_spec_is_filled_from_the_arguments(
+    standalone: str, drr_redis_server: RedisServer
+) -> None:
+    seen: list[list[str]] = []
+
+    @lock("pad:{n:>{width}}:{n!r:{fill}^5}")
+    def job(n: int, width: int = 3, fill: str = "*") -> None:
+        seen.append(_held_names(drr_redis_server, standalone))
+
+    job(7)
+    job(7, width=5, fill="-")
+    assert seen == [["pad:  7:**7**"], ["pad:    7:--7--"]]
 
 
 def test_a_template_outside_a_decorator_is_refused(standalone: str) -> None:
