@@ -126,6 +126,16 @@ def _add_and_drop(client: redis.Redis, *, key: str, data: Any) -> bool:
     return added
 
 
+def _fallback_set(
+    key: Any, value: Any, seconds: float | None, version: int | None, fb: BaseCache
+) -> None:
+    fb.set(key, value, seconds, version=version)
+
+
+def _fallback_delete(key: Any, version: int | None, fb: BaseCache) -> None:
+    fb.delete(key, version=version)
+
+
 def _refusals_only(replies: Any) -> Any:
     """A pipeline's replies, raising any error among them but a write refusal.
 
@@ -333,7 +343,7 @@ class ResilientRedisCache(BaseCache):
         for force in (False, True):
             try:
                 step = Execute(manager, fn, key=redis_key, idempotent=idempotent, afn=afn)
-                return then((yield step))
+                result = then((yield step))
             except RedisUnavailable as exc:
                 error = exc
             except rex.ResponseError as exc:
@@ -341,6 +351,9 @@ class ResilientRedisCache(BaseCache):
                     raise
                 yield from self._refused(redis_key, original, exc)
                 return default
+            else:
+                yield from self._mirror(state, redis_key, fallback)
+                return result
             if state.record_write(
                 self._endpoint(redis_key), redis_key, original, error, force=force
             ):
@@ -354,6 +367,20 @@ class ResilientRedisCache(BaseCache):
             return default
         state.counters.fallback_writes += 1
         return (yield Fallback(store, fallback))  # type: ignore[no-any-return]
+
+    def _mirror(
+        self, state: CacheState, redis_key: str, fallback: Callable[[BaseCache], Any]
+    ) -> Plan[None]:
+        """After a write that reached Redis: if the key is still journaled, write the fallback too.
+
+        A journaled key is read from the fallback until the background drain
+        deletes it from Redis; without this, a write that succeeds in that window
+        (the breaker never opened, or closed again) would be read back older.
+        """
+        if state.journaled(redis_key, lambda: self._endpoint(redis_key)):
+            store = state.fallback(self._endpoint(redis_key))
+            if store is not None:
+                yield Fallback(store, fallback)
 
     def _refused(
         self, redis_key: str, original: tuple[Any, int | None], error: Exception
@@ -649,12 +676,19 @@ class ResilientRedisCache(BaseCache):
 
         failed: list[Any] = []
         seconds = None if ms is None else ms / 1000
+        state = self._state_of(self.manager)
         for group, result in (yield Grouped(self.manager, list(made), store)):
             if not isinstance(result, RedisUnavailable):
                 for k, reply in zip(group, result, strict=True):
                     if isinstance(reply, Exception):  # refused: the others raised in store()
                         yield from self._refused(k, (made[k], version), reply)
                         failed.append(made[k])
+                    else:
+                        yield from self._mirror(
+                            state,
+                            k,
+                            partial(_fallback_set, made[k], data[made[k]], seconds, version),
+                        )
                 continue
             for k in group:
                 key = made[k]
@@ -688,10 +722,13 @@ class ResilientRedisCache(BaseCache):
                 pipe.delete(k)
             return pipe.execute()
 
+        state = self._state_of(self.manager)
         for group, result in (yield Grouped(self.manager, list(made), remove)):
-            if isinstance(result, RedisUnavailable):
-                for k in group:
+            for k in group:
+                if isinstance(result, RedisUnavailable):
                     yield from self._delete(made[k], version)
+                else:
+                    yield from self._mirror(state, k, partial(_fallback_delete, made[k], version))
 
     def _clear(self) -> Plan[None]:
         pattern = self.namespace_pattern()
