@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,27 @@ def screenshot(session: Any, name: str) -> Path:
     session.set_window_size(1400, max(1000, min(int(height) + 40, 6000)))
     session.save_screenshot(str(path))
     return path
+
+
+def wait_until(
+    condition: Callable[[], Any],
+    failure: str,
+    *,
+    timeout: float = 15.0,
+    explain: Callable[[], str] | None = None,
+) -> Any:
+    """Poll ``condition`` until it gives something true; a page being replaced counts as "not yet".
+
+    On timeout, fail with ``failure`` and what ``explain`` says (the page, a screenshot...).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+        except Exception:  # the element went stale while the panel was replaced
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(failure + (f"\n{explain()}" if explain else ""))
+        time.sleep(0.1)

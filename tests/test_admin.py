@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,25 +17,16 @@ from django.urls import path
 from django_redis_resilience import admin as health_admin
 from django_redis_resilience import views
 from django_redis_resilience.clients import get_manager
-from django_redis_resilience.health._history import history
 from django_redis_resilience.models import DegradationEvent
 from django_redis_resilience.testing import RedisServer, RedisServerFactory
 from tests.cache.conftest import FAST_BREAKER, resilient_caches
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_health_report")]
 
 PANEL = "/admin/django_redis_resilience/redishealth/"
 ACTION = PANEL + "action/"
 SECRET = "s3cret-pass-for-admin-tests"
 
-
-@pytest.fixture(autouse=True)
-def _fresh() -> Iterator[None]:
-    views.forget_cached_report()
-    history.clear()
-    yield
-    views.forget_cached_report()
-    history.clear()
 
 
 def _client(*perms: str, superuser: bool = False, csrf: bool = False) -> Client:

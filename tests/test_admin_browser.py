@@ -15,13 +15,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import override_settings
 
-from django_redis_resilience import views
-from django_redis_resilience.health._history import history
 from django_redis_resilience.testing import ClusterGroupFactory, RedisServerFactory
-from tests._browser import chromium, screenshot
+from tests._browser import chromium, screenshot, wait_until
 from tests.cache.conftest import FAST_BREAKER, resilient_caches
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fresh_health_report"),
+]
 
 PASSWORD = "browser-test-password"
 PANEL = "/admin/django_redis_resilience/redishealth/"
@@ -31,14 +32,6 @@ PANEL = "/admin/django_redis_resilience/redishealth/"
 def browser() -> Iterator[Any]:
     yield from chromium()
 
-
-@pytest.fixture(autouse=True)
-def _fresh() -> Iterator[None]:
-    views.forget_cached_report()
-    history.clear()
-    yield
-    views.forget_cached_report()
-    history.clear()
 
 
 def _user(name: str, *perms: str, superuser: bool = False) -> Any:
@@ -63,17 +56,7 @@ def _login(browser: Any, base: str, username: str) -> None:
 
 
 def _wait(condition: Callable[[], Any], failure: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = condition()
-        except Exception:  # the page is being replaced; ask again
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(failure)
-        time.sleep(0.1)
+    return wait_until(condition, failure, timeout=timeout)
 
 
 def _rows(browser: Any) -> dict[str, str]:

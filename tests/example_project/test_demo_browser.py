@@ -4,14 +4,13 @@ while the site keeps answering."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests._browser import chromium, screenshot
+from tests._browser import chromium, screenshot, wait_until
 from tests.example_project._site import Browser, Demo
 
 ADMIN_HEALTH = "/admin/django_redis_resilience/redishealth/"
@@ -25,23 +24,16 @@ def browser() -> Iterator[Any]:
 def _waiter(browser: Any, demo: Demo) -> Any:
     """Wait for a condition on the page; on failure say what the page and the demo showed."""
 
+    def explain() -> str:
+        shot = screenshot(browser, "failed-demo-browser")
+        text = browser.execute_script("return document.body.innerText")[:3000]
+        return (
+            f"at {browser.current_url} (screenshot {shot}); page:\n{text}\n"
+            f"demo output:\n{demo.output[-3000:]}"
+        )
+
     def wait(condition: Any, failure: str, timeout: float = 20.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                value = condition()
-            except Exception:  # the panel is being replaced; ask again
-                value = None
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                shot = screenshot(browser, f"failed-{failure}")
-                text = browser.execute_script("return document.body.innerText")[:3000]
-                raise AssertionError(
-                    f"{failure} at {browser.current_url} (screenshot {shot}); page:\n{text}\n"
-                    f"demo output:\n{demo.output[-3000:]}"
-                )
-            time.sleep(0.1)
+        return wait_until(condition, failure, timeout=timeout, explain=explain)
 
     return wait
 
