@@ -28,7 +28,6 @@ ACTION = PANEL + "action/"
 SECRET = "s3cret-pass-for-admin-tests"
 
 
-
 def _client(*perms: str, superuser: bool = False, csrf: bool = False) -> Client:
     model = get_user_model()
     name = f"u{model.objects.count()}"

@@ -33,7 +33,6 @@ def browser() -> Iterator[Any]:
     yield from chromium()
 
 
-
 def _user(name: str, *perms: str, superuser: bool = False) -> Any:
     model = get_user_model()
     if superuser:
