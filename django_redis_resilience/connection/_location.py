@@ -128,36 +128,85 @@ class Topology:
         return ", ".join(node.display for node in self.nodes)
 
 
-#: Where a URL starts inside a text (a comma-separated LOCATION holds several).
-_URL_START = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://")
-_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&]*")
+#: What may come right before a URL in a text: a list, a ``repr``, a message.
+_DELIMITERS = "\\s,;'\"`([{<="
+#: Where a URL may start: its scheme and ``://``, first in a text or after a delimiter.
+_URL_START = re.compile(rf"(?i)(?<![^{_DELIMITERS}])[a-z][a-z0-9+.-]*://")
+#: An IPv6 address, whose ``:`` are not a password's.
+_IPV6 = re.compile(r"\[[\w:.%]*\]")
+#: What follows the credentials of a URL: a host name or IPv6 address, or a ``unix://`` path.
+_HOST_FIRST = re.compile(rf"\w|{_IPV6.pattern}")
+_PATH_FIRST = re.compile(r"/[\w.~-]")
+#: What opens a password: a ``:`` that is not a port's, or a ``password=`` query parameter.
+_PASSWORD_OPENS = re.compile(r":(?!\d+\b)|[?&]password=", re.I)
+#: A ``password=`` query value; it runs up to the next known parameter, as it may hold ``&``.
+_QUERY_PASSWORD = re.compile(
+    r"[?&]password=(.*?)(?=&(?:" + "|".join(_QUERY_PARAMS) + r")=|[\s,'\"]*\Z)", re.I | re.S
+)
 _NEEDS_ENCODING = (
-    "the user name or password holds a '/', '?', '#' or '@' that is not percent-encoded; "
-    "percent-encode it, e.g. with urllib.parse.quote(password, safe='')"
+    "an '@' comes after the host: the URL does not start with 'scheme://', or its user name "
+    "or password holds a '/', '?', '#' or '@' that is not percent-encoded; percent-encode it, "
+    "e.g. with urllib.parse.quote(password, safe='')"
+)
+_STRAY_COMMA = (
+    "a ',' is not followed by another URL; percent-encode a ',' in a user name or password, "
+    "e.g. with urllib.parse.quote(password, safe='')"
 )
 
 
-def mask_url(url: str) -> str:
-    """Mask the password of every Redis URL in ``url``, even one that does not parse.
+def _url_starts(text: str) -> list[re.Match[str]]:
+    """Each ``scheme://`` in ``text`` that starts a URL rather than sitting in a password.
 
-    A comma-separated list of URLs has each of its passwords masked, and so has a
-    ``password=`` query parameter. The password is taken to end at the last ``@``,
-    so one holding an unescaped ``/``, ``?`` or ``#`` is masked whole too.
+    A password may hold ``x://`` (or ``,x://``, ``@x://``) itself, so a ``scheme://``
+    starts a new URL only after a host: the previous URL's last ``@``, if it has one, is
+    followed by a host (a path in a ``unix://`` URL), and since that ``@`` (or the start
+    of its authority) no ``:`` has come but a port's or an IPv6 address's, nor a
+    ``password=`` query parameter.
     """
-    starts = [match.start() for match in _URL_START.finditer(url)]
-    if not starts:
-        return url
-    pieces = (url[a:b] for a, b in zip(starts, [*starts[1:], len(url)], strict=True))
-    return url[: starts[0]] + "".join(_mask_one(piece) for piece in pieces)
+    starts: list[re.Match[str]] = []
+    since, host = 0, _HOST_FIRST
+    for match in _URL_START.finditer(text):
+        _, at, after = text[since : match.start()].rpartition("@")
+        if (host.match(after) or not at) and not _PASSWORD_OPENS.search(_IPV6.sub("", after)):
+            starts.append(match)
+            since = match.end()
+            host = _PATH_FIRST if match[0].lower() == "unix://" else _HOST_FIRST
+    return starts
 
 
-def _mask_one(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    userinfo, at, after = rest.rpartition("@")
-    if at:
-        user, colon, _password = userinfo.partition(":")
-        rest = (f"{user}:{MASK}" if colon else user) + "@" + after
-    return f"{scheme}://" + _QUERY_PASSWORD.sub(r"\g<1>" + MASK, rest)
+def mask_url(text: str) -> str:
+    """Mask every password in ``text``, even one that does not parse.
+
+    ``text`` may be a URL, a comma-separated list of them, or a message or ``repr`` that
+    holds some. A password may hold any of ``/?#@,`` and ``x://`` unescaped, so when in
+    doubt this masks more: from the first ``:`` after the start of a URL's authority (or
+    of ``text``, before any recognised ``scheme://``) up to the last ``@`` before the next
+    URL is a credential, and so is every ``password=`` query value.
+    """
+    starts = _url_starts(text)
+    authorities = [0, *(match.end() for match in starts)]
+    ends = [*(match.start() for match in starts), len(text)]
+    spans: list[tuple[int, int]] = []
+    for authority, end in zip(authorities, ends, strict=True):
+        userinfo, at, _ = text[authority:end].rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        if at and colon:
+            spans.append((authority + len(user) + 1, authority + len(userinfo)))
+        spans.extend(match.span(1) for match in _QUERY_PASSWORD.finditer(text, authority, end))
+    return _hide(text, spans)
+
+
+def _hide(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with each run of overlapping ``spans`` replaced by one :data:`MASK`."""
+    parts: list[str] = []
+    shown = 0
+    for start, end in sorted(spans):
+        if parts and start <= shown:
+            shown = max(shown, end)
+        else:
+            parts += [text[shown:start], MASK]
+            shown = end
+    return "".join(parts) + text[shown:]
 
 
 def _fail(setting: str, location: object, reason: str) -> InvalidLocation:
@@ -168,16 +217,31 @@ def _fail(setting: str, location: object, reason: str) -> InvalidLocation:
 def _reason(url: str, exc: ValueError) -> str:
     """Why ``url`` failed, without echoing a piece of a badly escaped password.
 
-    An ``@`` after the host part of an invalid URL means the parser cut the user
-    info short (an unescaped ``/``, ``?`` or ``#``), so parts of the password
-    ended up in the port, path or query that the plain reason would quote.
+    An ``@`` after the end of the authority (which starts after ``scheme://``, or at the
+    start of a value without one) means the user info was cut short by an unescaped
+    ``/``, ``?`` or ``#``, or the scheme is misspelt, so parts of the password ended up in
+    the port, path or query that the plain reason would quote. A ``unix://`` path may hold
+    an ``@``; its query may not.
     """
-    scheme, _, rest = url.partition("://")
-    if scheme.lower() != "unix":
-        end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
-        if "@" in rest[end:]:
-            return _NEEDS_ENCODING
-    return str(exc)
+    scheme = _URL_START.match(url)
+    start = scheme.end() if scheme else 0
+    stops = "?#" if url[:5].lower() == "unix:" else "/?#"
+    end = min((i for i in (url.find(stop, start) for stop in stops) if i >= 0), default=len(url))
+    return _NEEDS_ENCODING if "@" in url[end:] else str(exc)
+
+
+def _split_urls(text: str) -> list[str] | None:
+    """The URLs of a comma-separated string, or ``None`` if a comma is inside one.
+
+    Each comma must be followed by a URL that :func:`mask_url` sees as one too: a comma
+    anywhere else is inside a password, whose pieces must be neither parsed as URLs nor
+    quoted in a reason.
+    """
+    starts = {match.start() for match in _url_starts(text)}
+    pieces = list(re.finditer(r"[^,\s][^,]*", text))
+    if any(piece.start() not in starts for piece in pieces[1:]):
+        return None
+    return [piece[0].rstrip() for piece in pieces]
 
 
 def _split_auth(userinfo: str) -> tuple[str | None, str | None]:
@@ -234,7 +298,13 @@ def _parse_db(path: str) -> int | None:
 
 def _parse_single(url: str) -> NodeAddress:
     _reject_fragment(url)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # its message quotes what is in brackets: maybe a password
+        raise ValueError(
+            "a '[' or ']' does not enclose an IPv6 address; percent-encode one in a user name "
+            "or password, e.g. with urllib.parse.quote(password, safe='')"
+        ) from None
     scheme = parts.scheme.lower()
     netloc = parts.netloc
     userinfo, _, hostport = netloc.rpartition("@")
@@ -323,7 +393,8 @@ def _parse_multi(url: str, kind: TopologyKind) -> Topology:
 def parse_location(location: str | Sequence[str], *, setting: str = "LOCATION") -> Topology:
     """Parse ``location`` (one URL, a list of URLs, or a comma-separated string).
 
-    Errors name ``setting`` and show the value with its password masked.
+    Errors name ``setting`` and show the whole value with its passwords masked, never the
+    piece that failed: a piece may be cut from the middle of a password.
     """
     if isinstance(location, str):
         text = location.strip()
@@ -335,7 +406,9 @@ def parse_location(location: str | Sequence[str], *, setting: str = "LOCATION") 
                 return _parse_multi(text, TopologyKind.CLUSTER)
         except ValueError as exc:
             raise _fail(setting, location, _reason(text, exc)) from None
-        urls = [part.strip() for part in text.split(",") if part.strip()]
+        urls = _split_urls(text)
+        if urls is None:
+            raise _fail(setting, location, _STRAY_COMMA)
     elif isinstance(location, Sequence) and all(isinstance(u, str) for u in location):
         urls = [u.strip() for u in location]
     else:
@@ -349,5 +422,5 @@ def parse_location(location: str | Sequence[str], *, setting: str = "LOCATION") 
                 raise ValueError("Sentinel and cluster URLs cannot be mixed into a list")
             nodes.append(_parse_single(url))
         except ValueError as exc:
-            raise _fail(setting, url, _reason(url, exc)) from None
+            raise _fail(setting, location, _reason(url, exc)) from None
     return Topology(kind=TopologyKind.STANDALONE, nodes=tuple(nodes), db=nodes[0].db)

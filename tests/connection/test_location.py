@@ -384,3 +384,128 @@ def test_conflicting_databases_are_rejected() -> None:
     with pytest.raises(InvalidLocation, match="database is given twice"):
         parse_location("redis://h:1/1?db=2", setting="LOC")
     assert parse_location("redis://h:1/2?db=2", setting="LOC").db == 2
+
+
+# --- malformed values never show a password ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        (f":{SECRET}@h:6379/0", "':***@h:6379/0'"),
+        (f"default:{SECRET}@h:6379/0", "'default:***@h:6379/0'"),
+        (f"redis:/:{SECRET}@h:6379/0", "'redis:***@h:6379/0'"),
+        (f"redis//:{SECRET}@h:6379/0", "'redis//:***@h:6379/0'"),
+        (f"redis ://:{SECRET}@h:6379/0", "'redis :***@h:6379/0'"),
+        (f"://:{SECRET}@h:6379/0", "':***@h:6379/0'"),
+    ],
+)
+def test_a_value_without_a_recognised_scheme_is_masked_from_its_start(
+    location: str, shown: str
+) -> None:
+    message = _error(location)
+    assert SECRET not in message
+    assert f"{SETTING} = {shown} is not" in message
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "redis://:s3cr3t,Pa55@h:6379/0",
+        "redis://user:s3cr3t,Pa55@h:6379/0",
+        "redis://:s3cr3t,redis://Pa55@h:6379/0",
+    ],
+)
+def test_a_comma_in_a_password_is_reported_on_the_whole_masked_value(location: str) -> None:
+    message = _error(location)
+    assert "s3cr3t" not in message
+    assert "Pa55" not in message
+    assert "@h:6379/0' is not" in message
+    assert "is not followed by another URL" in message
+
+
+def test_a_failing_url_of_a_list_is_reported_with_the_whole_masked_value() -> None:
+    message = _error(f"redis://u:{SECRET}@p/0, redis://u:{SECRET}@r:x/0")
+    assert f"{SETTING} = 'redis://u:***@p/0, redis://u:***@r:x/0' is not" in message
+    assert "port 'x'" in message
+
+
+def test_a_comma_must_be_followed_by_another_url() -> None:
+    assert "is not followed by another URL" in _error("redis://h1, h2")
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        f"unix://:?{SECRET}@/tmp/redis.sock",
+        f"unix://:/tmp?{SECRET}@/redis.sock",
+        f"unix://:?socket_timeout={SECRET}@/tmp/redis.sock",
+    ],
+)
+def test_the_query_of_a_unix_url_with_an_at_sign_is_not_quoted(location: str) -> None:
+    message = _error(location)
+    assert SECRET not in message
+    assert "percent-encode" in message
+
+
+@pytest.mark.parametrize(
+    ("location", "masked"),
+    [
+        (f"redis://:{SECRET}://x@h:6379/0", "redis://:***@h:6379/0"),
+        (f"redis://: {SECRET}://@h:6379/0", "redis://:***@h:6379/0"),
+        (f"redis://:@{SECRET}://@h:6379/0", "redis://:***@h:6379/0"),
+        (f"redis://:@[{SECRET}://@h:6379/0", "redis://:***@h:6379/0"),
+        (
+            f"redis://:{SECRET}://x@h/0,redis://:{SECRET}@r/0",
+            "redis://:***@h/0,redis://:***@r/0",
+        ),
+        (f"redis://h/0?password={SECRET}://x", "redis://h/0?password=***"),
+    ],
+)
+def test_a_scheme_separator_in_a_password_does_not_start_a_url(location: str, masked: str) -> None:
+    assert mask_url(location) == masked
+    message = _error(location)
+    assert SECRET not in message
+    assert repr(masked) in message
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        f"redis://:@{SECRET}@h:6379/0?password=@{SECRET}",
+        f"redis://:{SECRET}@h/0?password=@{SECRET}&db=1",
+        f"redis://:a?password={SECRET}@h:6379/0",
+        f"redis://h/0?password=&{SECRET}",
+    ],
+)
+def test_an_at_sign_or_ampersand_in_a_query_password_is_masked(location: str) -> None:
+    assert SECRET not in mask_url(location)
+    assert SECRET not in _error(location)
+
+
+def test_a_bracket_in_a_password_is_not_quoted() -> None:
+    message = _error(f"redis://:][{SECRET}@h:6379/0")
+    assert SECRET not in message
+    assert "IPv6" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (
+            f"Error connecting to redis://:{SECRET}@h:6379.",
+            "Error connecting to redis://:***@h:6379.",
+        ),
+        (f"unix://:@/{SECRET}://@h", "unix://:***@h"),
+        (
+            f"unix://:{SECRET}@/tmp/r.sock,redis://:{SECRET}@r",
+            "unix://:***@/tmp/r.sock,redis://:***@r",
+        ),
+        (
+            f"redis://u:{SECRET}@[::1]:1/0,redis://:{SECRET}@r",
+            "redis://u:***@[::1]:1/0,redis://:***@r",
+        ),
+    ],
+)
+def test_mask_url_in_messages_and_lists(text: str, masked: str) -> None:
+    assert mask_url(text) == masked
