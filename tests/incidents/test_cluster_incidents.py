@@ -326,7 +326,13 @@ def assert_served_from_redis(browser: Browser, shards: list[Shard]) -> None:
     for shard in shards:
         gets = get_calls(shard.node)
         values = [read(browser, shard.kept) for _ in range(READS)]
-        assert values == [kept(shard.kept)] * READS, (shard.address, values)
+        if values != [kept(shard.kept)] * READS:
+            with shard.node.client() as client:
+                in_redis = client.get(redis_key(shard.kept))
+            health = browser.get("/redis/health/").body
+            raise AssertionError(
+                f"{shard.address}: read {values}; in Redis {in_redis!r}; site health {health}"
+            )
         assert get_calls(shard.node) - gets == READS, shard.address
 
 
@@ -361,6 +367,9 @@ def recover(cluster: ClusterGroup, dead: Shard, browser: Browser, shards: list[S
 
     with Traffic(browser.base) as traffic:
         dead.node.restart(keep_data=True)
+        # Recovered means the cluster itself agrees again: until every node says
+        # cluster_state:ok, a node may still answer CLUSTERDOWN and a read degrade.
+        cluster.wait_for_ok(timeout=60)
         assert wait_for(recovered, timeout=60, step=0.1), seen
     traffic.assert_all_answered()
     for _ in range(3):
@@ -372,6 +381,7 @@ def recover(cluster: ClusterGroup, dead: Shard, browser: Browser, shards: list[S
         # What was written during the outage, or nothing (invalidated): never older.
         assert set(values) <= {during(shard.changed), None}, (shard.address, values)
     # Keys nobody changed are read from Redis again, the returned node's too: it has its data.
+    assert wait_for(lambda: redis_state(browser) == "ok", timeout=30, step=0.1)
     assert_served_from_redis(browser, shards)
     for shard in shards:
         after = f"after-{shard.changed}"
