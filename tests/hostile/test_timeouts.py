@@ -120,7 +120,7 @@ def test_set_follows_djangos_timeout_semantics_or_fails_before_writing(
     else:
         assert kind == "expires", f"timeout={timeout!r} ({kind}) was accepted"
         _check_lifetime(pttl, timeout)
-        if pttl != -2:
+        if timeout * 1000 >= SHORT_MS:  # a shorter one may end between the two calls
             assert cache.get(key) == "new"
     assert cache.set(key, "next", 60) is True  # the connection is fine
     assert cache.get(key) == "next"
