@@ -71,13 +71,20 @@ class RedisHealthAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def _name(self, page: str) -> str:
+        """The URL name of one of the panel's pages (``changelist``, ``panel``, ``action``)."""
+        return f"{self.opts.app_label}_{self.opts.model_name}_{page}"
+
+    def _url(self, page: str) -> str:
+        """Reversed through this admin site's own name, so any site can carry the panel."""
+        return reverse(f"{self.admin_site.name}:{self._name(page)}")
+
     def get_urls(self) -> list[URLPattern]:
-        info = f"{self.opts.app_label}_{self.opts.model_name}"
         wrap = self.admin_site.admin_view
         return [
-            path("", wrap(self.overview_view), name=f"{info}_changelist"),
-            path("panel/", wrap(self.panel_view), name=f"{info}_panel"),
-            path("action/", wrap(self.action_view), name=f"{info}_action"),
+            path("", wrap(self.overview_view), name=self._name("changelist")),
+            path("panel/", wrap(self.panel_view), name=self._name("panel")),
+            path("action/", wrap(self.action_view), name=self._name("action")),
         ]
 
     # --- pages -------------------------------------------------------------
@@ -93,8 +100,6 @@ class RedisHealthAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if not self.has_view_permission(request):
             raise PermissionDenied
         report, error = _report()
-        info = f"{self.opts.app_label}_{self.opts.model_name}"
-        site = self.admin_site.name
         context = {
             **self.admin_site.each_context(request),
             "title": "Redis health",
@@ -105,12 +110,14 @@ class RedisHealthAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "report_error": error,
             "cards": cache_cards(report, clients=_clients(report)) if report is not None else [],
             "events": list(DegradationEvent.objects.all()[:RECENT_EVENTS]),
-            "events_url": _events_url(site),
+            "events_url": reverse(
+                f"{self.admin_site.name}:django_redis_resilience_degradationevent_changelist"
+            ),
             "can_change": self.has_change_permission(request),
             "process": process_label(),
             "refresh_seconds": max(float(conf.HEALTH["CACHE_SECONDS"]), MIN_REFRESH_SECONDS),
-            "panel_url": reverse(f"{site}:{info}_panel"),
-            "action_url": reverse(f"{site}:{info}_action"),
+            "panel_url": self._url("panel"),
+            "action_url": self._url("action"),
         }
         templates = [
             f"admin/{self.opts.app_label}/{self.opts.model_name}/{template}",
@@ -126,8 +133,7 @@ class RedisHealthAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return HttpResponseNotAllowed(["POST"])
         if not self.has_change_permission(request):
             raise PermissionDenied
-        info = f"{self.opts.app_label}_{self.opts.model_name}"
-        back = HttpResponseRedirect(reverse(f"{self.admin_site.name}:{info}_changelist"))
+        back = HttpResponseRedirect(self._url("changelist"))
         name = request.POST.get("action", "")
         alias = request.POST.get("alias", "")
         action = ACTIONS.get(name)
@@ -160,10 +166,6 @@ def _report() -> tuple[Report | None, str | None]:
 def _clients(report: Report) -> dict[str, dict[str, Any]]:
     """This process's breakers and counters now (memory only), not as cached."""
     return {c.alias: client_state(get_manager(c.alias)) for c in report.caches}
-
-
-def _events_url(site: str) -> str:
-    return reverse(f"{site}:django_redis_resilience_degradationevent_changelist")
 
 
 def _record_action(request: HttpRequest, alias: str, endpoint: str, text: str) -> None:

@@ -21,6 +21,7 @@ from django_redis_resilience.connection import (
     add_manager_hook,
     get_registry,
     reset_registry,
+    untagged,
 )
 
 
@@ -43,11 +44,10 @@ def key_prefix(alias: str) -> str | None:
 
     Locks and rate limits put their keys under it, without the cache's
     version (a version bump during a rolling deploy must not split locks or
-    reset limits). Its braces are escaped there (``%7B``, ``%7D``): Redis
-    Cluster hashes a key on its *first* ``{...}``, so a prefix such as
-    ``"{}"`` or ``"{tenant}"`` would override the hash tag that keeps one
-    lock's or one client's keys in one slot. Looked up once per ``CACHES``
-    object: ``override_settings`` makes a new one.
+    reset limits), with its braces escaped (:func:`untagged`) so that it cannot
+    override the hash tag that keeps one lock's or one client's keys in one
+    slot. Looked up once per ``CACHES`` object: ``override_settings`` makes a
+    new one.
     """
     caches: Mapping[str, Any] = settings.CACHES
     known = _prefixes.get(id(caches))
@@ -58,7 +58,7 @@ def key_prefix(alias: str) -> str | None:
     if alias not in known[1]:
         if alias in conf.resilient_aliases():
             prefix = str(caches[alias].get("KEY_PREFIX", ""))
-            known[1][alias] = prefix.replace("{", "%7B").replace("}", "%7D")
+            known[1][alias] = untagged(prefix)
         else:
             known[1][alias] = None
     return known[1][alias]

@@ -128,8 +128,9 @@ def _add_and_drop(client: redis.Redis, *, key: str, data: Any) -> bool:
 
 def _fallback_set(
     key: Any, value: Any, seconds: float | None, version: int | None, fb: BaseCache
-) -> None:
+) -> bool:
     fb.set(key, value, seconds, version=version)
+    return True
 
 
 def _fallback_delete(key: Any, version: int | None, fb: BaseCache) -> None:
@@ -352,7 +353,8 @@ class ResilientRedisCache(BaseCache):
                 yield from self._refused(redis_key, original, exc)
                 return default
             else:
-                yield from self._mirror(state, redis_key, fallback)
+                if state.journaling:  # one cheap test on the hot path while nothing is
+                    yield from self._mirror(state, redis_key, fallback)
                 return result
             if state.record_write(
                 self._endpoint(redis_key), redis_key, original, error, force=force
@@ -678,36 +680,28 @@ class ResilientRedisCache(BaseCache):
         seconds = None if ms is None else ms / 1000
         state = self._state_of(self.manager)
         for group, result in (yield Grouped(self.manager, list(made), store)):
-            if not isinstance(result, RedisUnavailable):
-                for k, reply in zip(group, result, strict=True):
-                    if isinstance(reply, Exception):  # refused: the others raised in store()
-                        yield from self._refused(k, (made[k], version), reply)
-                        failed.append(made[k])
-                    else:
-                        yield from self._mirror(
-                            state,
-                            k,
-                            partial(_fallback_set, made[k], data[made[k]], seconds, version),
-                        )
+            if isinstance(result, RedisUnavailable):
+                for k in group:
+                    key = made[k]
+                    stored = yield from self._write(
+                        k,
+                        (key, version),
+                        partial(_redis_set, key=k, data=encoded[k], ms=ms),
+                        bool,
+                        partial(_fallback_set, key, data[key], seconds, version),
+                        False,
+                    )
+                    if not stored:
+                        failed.append(key)
                 continue
-            for k in group:
-                key = made[k]
-                value, raw = data[key], encoded[k]
-
-                def fallback(fb: BaseCache, key: Any = key, value: Any = value) -> bool:
-                    fb.set(key, value, seconds, version=version)
-                    return True
-
-                stored = yield from self._write(
-                    k,
-                    (key, version),
-                    partial(_redis_set, key=k, data=raw, ms=ms),
-                    bool,
-                    fallback,
-                    False,
-                )
-                if not stored:
-                    failed.append(key)
+            mirror = state.journaling  # once per shard, not per key: usually nothing is
+            for k, reply in zip(group, result, strict=True):
+                if isinstance(reply, Exception):  # refused: the others raised in store()
+                    yield from self._refused(k, (made[k], version), reply)
+                    failed.append(made[k])
+                elif mirror:
+                    setter = partial(_fallback_set, made[k], data[made[k]], seconds, version)
+                    yield from self._mirror(state, k, setter)
         return failed
 
     def _delete_many(self, keys: Iterable[Any], version: int | None) -> Plan[None]:
@@ -724,10 +718,11 @@ class ResilientRedisCache(BaseCache):
 
         state = self._state_of(self.manager)
         for group, result in (yield Grouped(self.manager, list(made), remove)):
-            for k in group:
-                if isinstance(result, RedisUnavailable):
+            if isinstance(result, RedisUnavailable):
+                for k in group:
                     yield from self._delete(made[k], version)
-                else:
+            elif state.journaling:
+                for k in group:
                     yield from self._mirror(state, k, partial(_fallback_delete, made[k], version))
 
     def _clear(self) -> Plan[None]:

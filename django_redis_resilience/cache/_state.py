@@ -198,9 +198,14 @@ class CacheState:
         """Whether some endpoint's namespace is to be invalidated (overflow or ``clear()``)."""
         return any(j.overflowed for j in list(self._journals.values()))
 
+    @property
+    def journaling(self) -> bool:
+        """Whether any endpoint's journal holds keys (almost never outside an outage)."""
+        return any(self._journals.values())
+
     def journaled(self, redis_key: str, endpoint: Callable[[], LogicalEndpoint]) -> bool:
         """Whether ``redis_key`` waits in its endpoint's journal (cheap while none does)."""
-        if not any(self._journals.values()):
+        if not self.journaling:
             return False
         return redis_key in self.journal(endpoint())
 

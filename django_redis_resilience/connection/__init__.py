@@ -12,6 +12,7 @@ from django_redis_resilience.connection._cluster import (
     ShardView,
     SlotMap,
     slot_of,
+    untagged,
 )
 from django_redis_resilience.connection._endpoint import Endpoint, NodePools
 from django_redis_resilience.connection._errors import ErrorKind, classify
@@ -66,4 +67,5 @@ __all__ = [
     "parse_location",
     "reset_registry",
     "slot_of",
+    "untagged",
 ]

@@ -226,6 +226,16 @@ def slot_of(key: object) -> int:
     return int(key_slot(_to_bytes(key)))
 
 
+def untagged(prefix: str) -> str:
+    """``prefix`` with its braces escaped (``%7B``, ``%7D``), so that it holds no hash tag.
+
+    Redis Cluster hashes a key on its *first* ``{...}`` (the whole key if that is
+    empty): a prefix such as ``"{}"`` or ``"{tenant}"`` would take the place of the
+    tag that keeps related keys in one slot. Escaping twice changes nothing.
+    """
+    return prefix.replace("{", "%7B").replace("}", "%7D")
+
+
 class ClusterShard:
     """A logical endpoint: the slots of one shard, served by whichever node masters them now."""
 

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from django_redis_resilience._drive import adrive, drive
 from django_redis_resilience._lua import LuaScript
-from django_redis_resilience.connection import ConnectionManager, classify
+from django_redis_resilience.connection import ConnectionManager, classify, untagged
 from django_redis_resilience.connection._endpoint import MAX_BLOCK
 from django_redis_resilience.connection._errors import redirect_of
 from django_redis_resilience.exceptions import RedisUnavailable
@@ -60,12 +60,11 @@ class LockKeys:
         The name is the hash tag, so a lock's keys share a cluster slot; a name
         with a brace of its own is hashed instead (``}x`` would end the tag early),
         and so is a name starting with ``#``: digests start with it, so no name
-        can spell another name's digest. Braces in ``prefix`` are escaped as
-        :func:`~django_redis_resilience.clients.key_prefix` escapes them (so its
-        prefixes are unchanged): Redis hashes a key on its first ``{...}``, which
-        must be the tag.
+        can spell another name's digest. ``prefix`` holds no hash tag of its own
+        (:func:`~django_redis_resilience.connection.untagged`; prefixes from
+        ``key_prefix()`` already hold none): Redis hashes a key on its first ``{...}``.
         """
-        prefix = prefix.replace("{", "%7B").replace("}", "%7D")
+        prefix = untagged(prefix)
         tag = _digest(name) if "{" in name or "}" in name or name.startswith("#") else name
         base = f"{prefix}:drr:lock:{{{tag}}}"
         return cls(base, f"{base}:fence", f"{base}:queue", f"{base}:waiters")
