@@ -306,6 +306,24 @@ class FaultProxy(Startable):
 
         self._call(apply)
 
+    def retarget(self, target_host: str, target_port: int) -> None:
+        """Simulates an endpoint that moves to another server (a DNS name or a load balancer
+        repointed after a failover): new connections go to the new target, while open
+        ones keep talking to the old one, as long-lived pooled connections do.
+
+        Not a fault, so :meth:`heal` keeps the new target.
+        """
+        family, address = _resolve(target_host, target_port)
+
+        def apply() -> None:
+            self._target_host, self._target_port = target_host, target_port
+            self._target_family, self._target_address = family, address
+
+        if self._loop is None:
+            apply()
+        else:
+            self._call(apply)
+
     def heal(self) -> None:
         """Back to a clean pass-through: no latency, no throttle, no blackhole, no byte limit,
         and listening again on the same port if :meth:`refuse` closed it.
@@ -350,16 +368,7 @@ class FaultProxy(Startable):
             raise HarnessError("the proxy's thread did not respond (stopping?)") from exc
 
     def _resolve_target(self) -> None:
-        """Resolve once, so the loop never needs a resolver thread."""
-        try:
-            infos = socket.getaddrinfo(
-                self._target_host, self._target_port, type=socket.SOCK_STREAM
-            )
-        except OSError as exc:
-            raise HarnessError(f"cannot resolve {self._target_host!r}: {exc}") from exc
-        family, _, _, _, address = infos[0]
-        self._target_family = family
-        self._target_address = address
+        self._target_family, self._target_address = _resolve(self._target_host, self._target_port)
 
     def _bind(self, port: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -680,3 +689,13 @@ async def _drain(sock: socket.socket) -> None:
         if unsent == 0:
             return
         await asyncio.sleep(_DRAIN_POLL)
+
+
+def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
+    """Resolve once, in the caller's thread, so the loop never needs a resolver thread."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise HarnessError(f"cannot resolve {host!r}: {exc}") from exc
+    family, _, _, _, address = infos[0]
+    return family, address

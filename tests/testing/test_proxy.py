@@ -14,7 +14,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from django_redis_resilience.testing import FaultProxy, FaultProxyFactory, RedisServer
+from django_redis_resilience.testing import (
+    FaultProxy,
+    FaultProxyFactory,
+    HarnessError,
+    RedisServer,
+    RedisServerFactory,
+)
 
 _PING = b"*1\r\n$4\r\nPING\r\n"  # 14 bytes; the reply "+PONG\r\n" is 7
 
@@ -257,6 +263,28 @@ def test_refuse_refuses_new_connections_only_and_heal_listens_again(proxy: Fault
         with _client(proxy) as fresh:
             assert fresh.ping() is True
         assert existing.ping() is True
+
+
+def test_retarget_moves_new_connections_only(
+    proxy: FaultProxy, drr_redis_factory: RedisServerFactory
+) -> None:
+    """Like a DNS name repointed: pooled connections keep the old server."""
+    other = drr_redis_factory()
+    with other.client() as direct:
+        direct.set("where", b"other")
+    with _client(proxy, single_connection_client=True) as existing:
+        existing.set("where", b"first")
+        proxy.retarget(other.host, other.port)
+        assert proxy.target == (other.host, other.port)
+        with _client(proxy) as fresh:
+            assert fresh.get("where") == b"other"
+        assert existing.get("where") == b"first"
+        proxy.heal()  # not a fault: the target stays
+        with _client(proxy) as fresh:
+            assert fresh.get("where") == b"other"
+    with pytest.raises(HarnessError, match="cannot resolve"):
+        proxy.retarget("no-such-host.invalid", 1)
+    assert proxy.target == (other.host, other.port)
 
 
 @pytest.mark.chaos
