@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import re
 import ssl
 from typing import Final
 
@@ -125,9 +126,24 @@ def _from_message(message: str) -> ErrorKind:
 PIPELINE_MARK: Final = " of pipeline caused error: "
 
 
+#: How Redis 6 (and 7, for some scripts) reports an error reply that a script's
+#: ``redis.call`` got: ``Error running script (call to f_<sha>): @user_script:<line>:
+#: ... : -READONLY You can't write against a read only replica.``
+_SCRIPT_ENVELOPE: Final = re.compile(r"(?:ERR )?Error running script .*?: -(?=[A-Z])", re.S)
+
+
 def reply_text(exc: BaseException) -> str:
-    """The server's reply in ``exc``, without redis-py's pipeline annotation."""
-    return str(exc).rpartition(PIPELINE_MARK)[2]
+    """The server's reply in ``exc``, without redis-py's pipeline annotation and
+    without the envelope of a script error.
+
+    A script that met ``READONLY``, ``OOM`` or ``MISCONF`` stopped at its first
+    write, which the server refused, so it wrote nothing: what it met decides,
+    as for a plain command. Without unwrapping, a demoted primary's ``READONLY``
+    would reach the lock's and the rate limits' callers as a script error.
+    """
+    text = str(exc).rpartition(PIPELINE_MARK)[2]
+    envelope = _SCRIPT_ENVELOPE.match(text)
+    return text[envelope.end() :] if envelope else text
 
 
 #: Replies of a server that is up but will not take a write now: memory full under

