@@ -230,6 +230,12 @@ def _writes_turned_away(server: RedisServer) -> dict[str, int]:
     return {"set": turned("set"), "script": turned("evalsha") + turned("eval") - noscript}
 
 
+def _synced(replica: RedisServer) -> bool:
+    with replica.client() as client:
+        info = client.info("replication")
+    return bool(info.get("master_link_status") == "up" and not info.get("master_sync_in_progress"))
+
+
 def _write_kv(browser: Browser, value: str) -> Response:
     answer = browser.post("/kv/moved/", {"value": value})
     assert answer.status == 200, answer
@@ -273,6 +279,9 @@ def test_endpoint_moved_to_a_new_primary_readonly_never_reaches_users(
         with old.client() as client:
             client.execute_command("REPLICAOF", new.host, str(new.port))
         endpoint.retarget(new.host, new.port)
+        # Once it has synced from the new primary (while it loads, it answers LOADING:
+        # another incident), the old primary serves reads and turns writes away.
+        assert wait_for(lambda: _synced(old), timeout=10), "the old primary did not sync"
         moved = time.time()
         before = _writes_turned_away(old)
 
