@@ -11,6 +11,7 @@ Precedence for connection settings: the URL's query string, then the cache's
 from __future__ import annotations
 
 import functools
+import ipaddress
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -78,6 +79,10 @@ HEALTH_DEFAULTS: dict[str, Any] = {
 }
 RATELIMIT_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "TRUSTED_PROXY_HOPS": (lambda v: _is_int(v) and 0 <= v <= 10, "an integer from 0 to 10"),
+    "TRUSTED_PROXIES": (
+        lambda v: v is None or _networks(v),
+        "a list of the proxies' addresses or networks, such as ['10.0.0.0/8', '2001:db8::7']",
+    ),
     "IPV4_PREFIX": (lambda v: _is_int(v) and 0 <= v <= 32, "an integer from 0 to 32"),
     "IPV6_PREFIX": (lambda v: _is_int(v) and 0 <= v <= 128, "an integer from 0 to 128"),
     "VIEW": (lambda v: _importable(v), "a dotted path to a view (request, decision)"),
@@ -259,7 +264,8 @@ class Settings:
 
     @property
     def RATELIMIT(self) -> Mapping[str, Any]:
-        """``TRUSTED_PROXY_HOPS`` (0), ``IPV4_PREFIX`` (32), ``IPV6_PREFIX`` (64), ``VIEW``."""
+        """``TRUSTED_PROXY_HOPS`` (0) or ``TRUSTED_PROXIES`` (None), ``IPV4_PREFIX`` (32),
+        ``IPV6_PREFIX`` (64), ``VIEW``, ``CACHE``, ``ON_UNAVAILABLE``, ``RULES``."""
         return self._global("RATELIMIT", {})  # type: ignore[no-any-return]
 
     @property
@@ -575,6 +581,20 @@ def stampede_problem(value: object) -> str | None:
     return None
 
 
+def _networks(value: object) -> bool:
+    """A list (or tuple) of IP addresses or networks, as ``TRUSTED_PROXIES`` takes."""
+    if not isinstance(value, list | tuple):
+        return False
+    try:
+        for item in value:
+            if not isinstance(item, str):
+                return False
+            ipaddress.ip_network(item.strip(), strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 def _rules_problem(rules: object) -> str | None:
     """Why the middleware's rules are invalid, or ``None``."""
     from django_redis_resilience.ratelimiting._middleware import load_rules
@@ -626,6 +646,11 @@ def _ratelimit_problems(value: object, aliases: list[str]) -> list[Problem]:
         elif not RATELIMIT_KEYS[key][0](sub):
             found.append(Problem(PREFIX + "E002", "error", f"{where}[{key!r}]", sub,
                                  f"must be {RATELIMIT_KEYS[key][1]}"))  # fmt: skip
+        elif key == "TRUSTED_PROXIES" and sub and value.get("TRUSTED_PROXY_HOPS"):
+            found.append(Problem(PREFIX + "E002", "error", f"{where}['TRUSTED_PROXIES']", sub,
+                                 "cannot be combined with TRUSTED_PROXY_HOPS: the two say "
+                                 "differently which X-Forwarded-For entry to trust",
+                                 hint="keep one of them"))  # fmt: skip
         elif key == "CACHE" and sub not in aliases:
             found.append(Problem(PREFIX + "E002", "error", f"{where}['CACHE']", sub,
                                  "is not a ResilientRedisCache alias: rate limits need a Redis "

@@ -40,7 +40,10 @@ def test_clean_configuration_has_no_messages() -> None:
     }
     with override_settings(
         CACHES=caches(options, location=[LOCATION, "redis://127.0.0.1:2/0"]),
-        REDIS_RESILIENCE={"SOCKET_CONNECT_TIMEOUT": 0.1},
+        REDIS_RESILIENCE={
+            "SOCKET_CONNECT_TIMEOUT": 0.1,
+            "RATELIMIT": {"TRUSTED_PROXIES": ["10.0.0.0/8", "2001:db8::7", " 192.0.2.1/24 "]},
+        },
     ):
         assert checks.check_settings() == []
 
@@ -77,6 +80,9 @@ def test_w002_socket_timeout_none(overrides: dict[str, Any], setting: str) -> No
     assert f"{setting} = None" in message.msg
 
 
+_PROXIES = "REDIS_RESILIENCE['RATELIMIT']['TRUSTED_PROXIES']"
+
+
 @pytest.mark.parametrize(
     ("resilience", "check_id", "setting"),
     [
@@ -84,8 +90,14 @@ def test_w002_socket_timeout_none(overrides: dict[str, Any], setting: str) -> No
         ({"SOCKET_TIMEOT": 1}, "E001", "REDIS_RESILIENCE['SOCKET_TIMEOT']"),
         ({"SOCKET_TIMEOUT": 0}, "E002", "REDIS_RESILIENCE['SOCKET_TIMEOUT']"),
         ({"RETRY": {"ATTEMPTS": 11}}, "E002", "REDIS_RESILIENCE['RETRY']['ATTEMPTS']"),
+        ({"RATELIMIT": {"TRUSTED_PROXIES": "10.0.0.0/8"}}, "E002", _PROXIES),  # not a list
+        ({"RATELIMIT": {"TRUSTED_PROXIES": ["10.0.0.0/33"]}}, "E002", _PROXIES),
+        ({"RATELIMIT": {"TRUSTED_PROXIES": ["proxy.internal"]}}, "E002", _PROXIES),
+        ({"RATELIMIT": {"TRUSTED_PROXIES": [167772160]}}, "E002", _PROXIES),
+        ({"RATELIMIT": {"TRUSTED_PROXIES": ["10.0.0.0/8"], "TRUSTED_PROXY_HOPS": 1}}, "E002",
+         _PROXIES),
     ],
-)
+)  # fmt: skip
 def test_e001_e002_global_settings(resilience: Any, check_id: str, setting: str) -> None:
     with override_settings(REDIS_RESILIENCE=resilience):
         message = only(checks.check_settings())

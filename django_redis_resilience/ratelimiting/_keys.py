@@ -3,6 +3,7 @@ a callable ``(group, request)`` or a dotted path to one; checked when the decora
 
 from __future__ import annotations
 
+import functools
 import inspect
 import ipaddress
 from collections.abc import Awaitable, Callable
@@ -17,34 +18,67 @@ from django_redis_resilience.exceptions import InvalidRateLimit
 
 KeyFunc = Callable[[str, HttpRequest], "str | None"]
 _SOURCES = {"header": "headers", "get": "GET", "post": "POST"}
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def client_ip(request: HttpRequest) -> str:
-    """The client's address, masked (IPv6 to /64 by default), trusting only configured hops.
+    """The client's address, masked (IPv6 to /64 by default), trusting only configured proxies.
 
     With ``TRUSTED_PROXY_HOPS = n`` the address is the n-th entry from the
     right of ``X-Forwarded-For`` (the one the outermost trusted proxy saw);
     entries further left can be written by anyone and are never used. A
     request that did not pass through all n proxies counts as ``REMOTE_ADDR``.
+
+    With ``TRUSTED_PROXIES`` (networks) the chain is walked from the right
+    while the address in hand is one of those proxies: the first address that
+    is not is the client, however many proxies the request passed. A client
+    that reaches the app directly is its ``REMOTE_ADDR``, whatever it wrote.
     """
     settings = conf.RATELIMIT
-    hops: int = settings.get("TRUSTED_PROXY_HOPS", 0)
     remote = _address(str(request.META.get("REMOTE_ADDR", "")))
+    forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
     ip = remote
-    if hops:
+    if proxies := settings.get("TRUSTED_PROXIES"):
+        ip = _behind(remote, forwarded, proxy_networks(tuple(proxies)))
+    elif hops := settings.get("TRUSTED_PROXY_HOPS", 0):
         # Empty entries count: skipping them would shift the choice into what a client wrote.
-        forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",")
-        if request.META.get("HTTP_X_FORWARDED_FOR") and len(forwarded) >= hops:
-            ip = _address(forwarded[-hops]) or remote
+        entries = forwarded.split(",")
+        if forwarded and len(entries) >= hops:
+            ip = _address(entries[-hops]) or remote
     if ip is None:
         return str(request.META.get("REMOTE_ADDR", "")) or "unknown"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # a dual-stack listener's view of an IPv4 client
     bits = settings.get("IPV6_PREFIX", 64) if ip.version == 6 else settings.get("IPV4_PREFIX", 32)
     return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
 
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+@functools.lru_cache(maxsize=8)
+def proxy_networks(proxies: tuple[str, ...]) -> tuple[Network, ...]:
+    """``TRUSTED_PROXIES`` parsed once per distinct value; the check validated it at startup
+    (``"10.0.0.7"`` is one address, ``"10.0.0.0/8"`` a network, host bits allowed)."""
+    return tuple(ipaddress.ip_network(proxy.strip(), strict=False) for proxy in proxies)
+
+
+def _behind(
+    remote: Address | None, forwarded: str, networks: tuple[Network, ...]
+) -> Address | None:
+    """The right-most address of the chain ``X-Forwarded-For, REMOTE_ADDR`` that is no
+    trusted proxy; every one trusted: the left-most. An entry that is no address stops
+    the walk at the proxy that wrote it (a client cannot place it there)."""
+    ip = remote
+    if ip is None or not any(ip in network for network in networks):
+        return ip
+    for entry in reversed(forwarded.split(",") if forwarded else []):
+        hop = _address(entry)
+        if hop is None:
+            return ip
+        ip = hop
+        if not any(hop in network for network in networks):
+            return hop
+    return ip
+
+
+def _address(text: str) -> Address | None:
     """An address from ``1.2.3.4``, ``1.2.3.4:5555``, ``2001:db8::1`` or ``[2001:db8::1]:443``."""
     text = text.strip()
     if text.startswith("["):
@@ -52,9 +86,12 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     elif text.count(":") == 1:
         text = text.partition(":")[0]  # IPv4 with a port
     try:
-        return ipaddress.ip_address(text)
+        ip = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # a dual-stack listener's view of an IPv4 client
+    return ip
 
 
 def _user_key(user: Any) -> str | None:

@@ -2,7 +2,8 @@
 
 The README: the client is ``REMOTE_ADDR``; with ``TRUSTED_PROXY_HOPS = n`` it is
 the n-th address from the right of ``X-Forwarded-For``, the one the outermost
-trusted proxy wrote, "never an entry a client could have written". So whatever
+trusted proxy wrote, "never an entry a client could have written"; with
+``TRUSTED_PROXIES`` it is the right-most address that is not one of them. So whatever
 a client puts in the header (garbage, thousands of entries, IPv6, ports, other
 people's addresses), the address it is limited by does not change, and nothing
 crashes.
@@ -88,6 +89,48 @@ def test_what_a_client_writes_never_changes_who_it_is(
     if isinstance(expected, ipaddress.IPv6Address) and expected.ipv4_mapped is not None:
         expected = expected.ipv4_mapped
     assert expected in ipaddress.ip_network(seen), (seen, client)
+
+
+#: The proxies of the ``TRUSTED_PROXIES`` property below, and addresses outside them.
+PROXY_NETWORK = ipaddress.ip_network("10.0.0.0/8")
+
+
+def _plain(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    ip = ipaddress.ip_address(text)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+OUTSIDE = st.ip_addresses().map(str).filter(lambda ip: _plain(ip) not in PROXY_NETWORK)
+
+
+@examples(300)
+@given(
+    hops=st.integers(0, 3),
+    spoofed=SPOOFED,
+    client=OUTSIDE,
+    proxies=st.lists(
+        st.integers(1, 2**24 - 2).map(lambda n: str(PROXY_NETWORK[n])), min_size=3, max_size=3
+    ),
+)
+@example(hops=2, spoofed="10.0.0.9, 1.2.3.4", client="198.51.100.7", proxies=["10.0.0.1"] * 3)
+@example(hops=0, spoofed="198.51.100.8", client="198.51.100.7", proxies=["10.0.0.1"] * 3)
+def test_with_trusted_proxies_what_a_client_writes_never_changes_who_it_is(
+    hops: int, spoofed: str, client: str, proxies: list[str]
+) -> None:
+    """The same with ``TRUSTED_PROXIES``: however many of them the request passed, even
+    none (the client reached the app directly), the client cannot choose its identity."""
+    chain = [client, *proxies[: max(hops - 1, 0)]]
+    remote = proxies[hops - 1] if hops else client
+    trusted = ", ".join(chain) if hops else ""
+    honest = _Request(remote, trusted or None)
+    hostile = _Request(remote, f"{spoofed}, {trusted}" if hops else spoofed)
+    settings = {"RATELIMIT": {"TRUSTED_PROXIES": [str(PROXY_NETWORK)]}}
+    with override_settings(REDIS_RESILIENCE=settings):
+        assert client_ip(hostile) == client_ip(honest)  # type: ignore[arg-type]
+        seen = client_ip(honest)  # type: ignore[arg-type]
+    assert _plain(client) in ipaddress.ip_network(seen), (seen, client)
 
 
 @pytest.fixture(scope="module")

@@ -142,6 +142,47 @@ def test_client_ip_trusts_only_the_configured_hops(
         assert client_ip(_Request(remote, forwarded)) == expected  # type: ignore[arg-type]
 
 
+PROXIES = ["10.0.0.0/8", "2001:db8:ffff::/48", "192.0.2.80"]
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded", "expected"),
+    [
+        ("203.0.113.9", "198.51.100.1", "203.0.113.9/32"),  # reached directly: XFF ignored
+        ("10.0.0.2", "6.6.6.6, 198.51.100.1", "198.51.100.1/32"),  # one proxy
+        ("10.0.0.2", "6.6.6.6, 198.51.100.1, 192.0.2.80, 10.9.9.9", "198.51.100.1/32"),  # three
+        ("10.0.0.2", "198.51.100.1", "198.51.100.1/32"),  # as many proxies as it passed
+        ("10.0.0.2", "", "10.0.0.2/32"),  # a proxy's own request
+        ("10.0.0.2", "10.0.0.3, 10.0.0.4", "10.0.0.3/32"),  # only proxies: the left-most
+        ("10.0.0.2", "6.6.6.6, garbage", "10.0.0.2/32"),  # the proxy wrote no address
+        ("10.0.0.2", "6.6.6.6, , 10.0.0.3", "10.0.0.3/32"),  # an empty entry stops there too
+        ("192.0.2.81", "198.51.100.1", "192.0.2.81/32"),  # next to a trusted address: not one
+        ("::ffff:10.0.0.2", "198.51.100.1", "198.51.100.1/32"),  # dual-stack view of a proxy
+        ("2001:db8:ffff:1::5", "[2001:db8:7::9]:443", "2001:db8:7::/64"),
+        ("10.0.0.2", "198.51.100.1:5555", "198.51.100.1/32"),  # a proxy that adds the port
+    ],
+)
+def test_client_ip_walks_back_through_trusted_proxies(
+    remote: str, forwarded: str, expected: str
+) -> None:
+    with override_settings(REDIS_RESILIENCE={"RATELIMIT": {"TRUSTED_PROXIES": PROXIES}}):
+        assert client_ip(_Request(remote, forwarded)) == expected  # type: ignore[arg-type]
+
+
+def test_trusted_proxies_limit_the_client_not_the_proxy(site: None) -> None:
+    """Two clients behind one trusted proxy have a quota each; a spoofed entry buys nothing."""
+    settings = {"RATELIMIT": {"TRUSTED_PROXIES": ["10.0.0.0/8"]}}
+    with override_settings(REDIS_RESILIENCE=settings):
+        proxy = Client(REMOTE_ADDR="10.1.2.3")
+        first = [proxy.get("/fn/", HTTP_X_FORWARDED_FOR="198.51.100.1") for _ in range(3)]
+        assert [r.status_code for r in first] == [200, 200, 200]
+        # The same client writing a made-up address of its own is still itself.
+        spoofed = proxy.get("/fn/", HTTP_X_FORWARDED_FOR="1.2.3.4, 198.51.100.1")
+        assert spoofed.status_code == 429
+        other = proxy.get("/fn/", HTTP_X_FORWARDED_FOR="198.51.100.2")
+        assert other.status_code == 200
+
+
 def test_ipv6_addresses_in_one_64_share_a_quota(site: None) -> None:
     first = Client(REMOTE_ADDR="2001:db8:7::1")
     second = Client(REMOTE_ADDR="2001:db8:7::ffff")
