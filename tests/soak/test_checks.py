@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.soak._chaos import Life, Node
+from django_redis_resilience.testing import FaultProxy, free_port
+from tests.soak._chaos import NETWORK_KINDS, SERVER_KINDS, Chaos, Life, Node
 from tests.soak._ledger import (
     Admission,
     KeyHistory,
@@ -153,3 +154,24 @@ def test_a_decision_belongs_to_the_lives_its_round_trip_overlapped() -> None:
     assert node.lives_during(9.9, 10.6) == [0, 1]  # sent before the kill, answered after a start
     assert node.lives_during(10.1, 10.4) == []  # while nothing ran
     assert node.lives_during(25.0, 25.1) == [2]
+
+
+def test_a_network_fault_is_no_new_life() -> None:
+    """The proxy delays, drops or cuts bytes; the server behind it lives on, with its state.
+
+    So a decision Redis made during one still belongs to the life running
+    then, and only a node behind a proxy is offered network faults.
+    """
+    node = Node("n", server=None)  # type: ignore[arg-type]
+    assert node.kinds() == SERVER_KINDS
+    node.lives = [Life(0.0)]
+    node.proxy = FaultProxy("127.0.0.1", free_port()).start()  # nothing connects: no target
+    chaos = Chaos([node], seed=1, lease=0.0, slow=(0.0, 0.01), silence=(0.0, 0.01))
+    try:
+        assert set(NETWORK_KINDS) <= set(node.kinds())
+        for kind in NETWORK_KINDS:
+            chaos.inject(node, kind)
+    finally:
+        node.proxy.stop()
+    assert [fault.kind for fault in chaos.faults] == list(NETWORK_KINDS)
+    assert node.lives == [Life(0.0)]

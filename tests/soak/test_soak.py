@@ -1,12 +1,15 @@
-"""The load-and-soak run: mixed traffic while a seeded chaos loop kills, hangs and restarts nodes.
+"""The load-and-soak run: mixed traffic while a seeded chaos loop breaks servers and the network.
 
 Two real servers on loopback ports: ``site`` serves the example project, run
 as ``manage.py runserver`` in a subprocess and driven by three browsers over
 HTTP; ``app`` serves this process's own traffic, threads and asyncio tasks
-using the cache, one lock and two rate limits (``_traffic.py``). A chaos
-loop on the main thread breaks one of the two at a time (``_chaos.py``).
-When the time is up every node is whole again; traffic goes on until this
-process's breakers have closed and the site says Redis is ``ok``, then stops.
+using the cache, one lock and two rate limits (``_traffic.py``), through a
+fault-injecting proxy in this process, so that the network in between can be
+slow, silent or reset as well. A chaos loop on the main thread breaks one of
+the two at a time: a server (killed, frozen, restarted, its clients
+disconnected), or the network in front of ``app`` (``_chaos.py``). When the
+time is up every node is whole again; traffic goes on until this process's
+breakers have closed and the site says Redis is ``ok``, then stops.
 
 What must hold, whatever the seed:
 
@@ -19,7 +22,8 @@ What must hold, whatever the seed:
 - rate limits within their documented allowance: each limiter state (one per
   life of the server, and this process's local limiter while Redis is down)
   keeps its algorithm's bound;
-- nothing leaks: threads, file descriptors, redis-server processes;
+- nothing leaks: threads, file descriptors, redis-server processes (the
+  proxy is stopped before they are counted, and its thread and sockets with it);
 - no call that the contract says never raises raised.
 
 ``SOAK_SECONDS`` sets the length (default: a short run for the normal suite;
@@ -51,7 +55,7 @@ from django_redis_resilience.testing import RedisServer
 from tests._polling import wait_for
 from tests.cache.conftest import FAST_BREAKER, resilient_caches
 from tests.example_project._site import ROOT, Browser, Runserver, project_env, redis_processes
-from tests.soak._chaos import Chaos, Node
+from tests.soak._chaos import NETWORK_KINDS, Chaos, Node
 from tests.soak._http import SiteLedger, site_threads
 from tests.soak._ledger import (
     Admission,
@@ -166,6 +170,13 @@ def _counts(counter: dict[str, int] | Counter[str]) -> str:
     return ", ".join(f"{name} {n}" for name, n in sorted(counter.items()) if n) or "none"
 
 
+def _faults(node: str, kinds: Counter[str]) -> str:
+    """A node's faults by kind, the network's apart from the server's."""
+    server = Counter({kind: n for kind, n in kinds.items() if kind not in NETWORK_KINDS})
+    network = Counter({kind: n for kind, n in kinds.items() if kind in NETWORK_KINDS})
+    return f"{node}: {_counts(server)}" + (f" (network: {_counts(network)})" if network else "")
+
+
 @pytest.mark.soak
 @pytest.mark.chaos
 @pytest.mark.timeout(int(SECONDS) + 300)
@@ -185,7 +196,7 @@ def test_soak_under_chaos(
     fds_before = _fds()
     soak = Soak(seed)
     site_ledger = SiteLedger()
-    app = Node("app", RedisServer())
+    app = Node("app", RedisServer(), proxied=True)
     site = Node("site", RedisServer())
     chaos = Chaos([app, site], seed=seed, lease=LEASE)
     running: list[threading.Thread] = []
@@ -200,7 +211,7 @@ def test_soak_under_chaos(
         env = project_env(tmp_path, REDIS_URL=site.server.url)
         project = Runserver(tmp_path, env=env)
         stack.callback(project.close)
-        config = resilient_caches(app.server.url, **TIMEOUTS, BREAKER=FAST_BREAKER)
+        config = resilient_caches(app.url, **TIMEOUTS, BREAKER=FAST_BREAKER)  # via the proxy
         stack.enter_context(override_settings(CACHES=config))
         soak.listen()
         stack.callback(soak.unlisten)
@@ -267,6 +278,7 @@ def test_soak_under_chaos(
     limits = {name: _judge_limit(ledger, app, traffic_until) for name, ledger in soak.rates.items()}
     api = _judge_limit(site_ledger.api, site, traffic_until)
     faults = chaos.counts()
+    proxied = app.proxy.total_connections if app.proxy is not None else 0
     ops = soak.ops.snapshot()
     elapsed = time.monotonic() - began
     lock_attempts = ops.get("lock.attempt", 0)
@@ -279,7 +291,8 @@ def test_soak_under_chaos(
         f"seed                  {seed}",
         f"duration              chaos {chaos_until - chaos.started:.1f} s, test {elapsed:.1f} s",
         "faults                "
-        + "; ".join(f"{node}: {_counts(kinds)}" for node, kinds in faults.items()),
+        + "; ".join(_faults(node, kinds) for node, kinds in faults.items()),
+        f"proxy (app)           connections {proxied}, reset by chaos {chaos.resets}",
         f"outages (this proc.)  breaker opened {soak.outages}, closed {soak.recoveries}, "
         f"keys invalidated on recovery {soak.invalidated}",
         f"http requests         {site_ledger.requests.total()} "
@@ -325,7 +338,10 @@ def test_soak_under_chaos(
     (ARTIFACTS / f"soak-{seed}.txt").write_text(
         summary
         + "\n\nfault timeline (seconds after the chaos began, node, fault, how long it took):\n"
-        + "\n".join(f"{f.at:8.2f} {f.node:<5} {f.kind:<13} {f.seconds:.2f}" for f in chaos.faults)
+        + "\n".join(
+            f"{f.at:8.2f} {f.node:<5} {f.kind:<13} {f.seconds:.2f} {f.detail}".rstrip()
+            for f in chaos.faults
+        )
         + "\n\nstale reads:\n"
         + ("\n".join(stale_lines) or "none")
         + "\n\nrate limits by limiter state:\n"
