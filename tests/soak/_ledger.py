@@ -82,6 +82,8 @@ class Section:
     start: float
     end: float
     who: str
+    #: The holder's handle said its lease was lost by the end of the section.
+    lost: bool = False
 
 
 class LockLedger:
@@ -102,6 +104,8 @@ class LockLedger:
         self.unguarded = 0
         self.fence = 0
         self.fence_refused = 0
+        #: Refusals of a holder whose handle did not say it had lost the lease.
+        self.refused_while_held = 0
 
     def enter(self, held: Any) -> float:
         """A holder starts the guarded code; a handle that does not hold the lock is counted."""
@@ -112,7 +116,7 @@ class LockLedger:
                 self.unguarded += 1
             return time.monotonic()
 
-    def leave(self, token: int, start: float, who: str) -> None:
+    def leave(self, token: int, start: float, who: str, *, lost: bool = False) -> None:
         end = time.monotonic()
         with self._lock:
             self.inside -= 1
@@ -120,7 +124,8 @@ class LockLedger:
                 self.fence = token
             else:
                 self.fence_refused += 1
-            self.sections.append(Section(token, start, end, who))
+                self.refused_while_held += not lost
+            self.sections.append(Section(token, start, end, who, lost))
 
 
 def overlaps(sections: Iterable[Section]) -> list[tuple[Section, Section]]:
@@ -132,6 +137,27 @@ def overlaps(sections: Iterable[Section]) -> list[tuple[Section, Section]]:
             found.append((latest, section))
         if latest is None or section.end > latest.end:
             latest = section
+    return found
+
+
+def unexplained_overlaps(sections: Iterable[Section]) -> list[tuple[Section, Section]]:
+    """Pairs of sections that ran at the same time although the older holder (the smaller
+    token) was not told that its lease was lost.
+
+    A lease lock cannot stop a holder that keeps working after its lease ended
+    (renewals failed, or Redis forgot the lock); what it promises is that such a
+    holder knows (``held.lost``, ``lock_lost``, ``LockLost``) and that its token
+    is older, which a fenced resource refuses. Every pair of holders is looked at.
+    """
+    ordered = sorted(sections, key=lambda s: s.start)
+    found: list[tuple[Section, Section]] = []
+    for i, first in enumerate(ordered):
+        for second in ordered[i + 1 :]:
+            if second.start >= first.end:
+                break
+            older = first if first.token < second.token else second
+            if not older.lost or first.token == second.token:
+                found.append((first, second))
     return found
 
 

@@ -29,6 +29,10 @@ from tests.soak._ledger import Errors, KeyHistory, LockLedger, RateLedger, Tally
 #: The guarded lock's lease: kills keep a node down for longer than this.
 LEASE = 2.0
 LOCK_NAME = "soak-critical"
+#: A second lock whose sections outlast its lease: held only thanks to renewal.
+RENEWED_NAME = "soak-renewed"
+RENEWED_LEASE = 1.0
+RENEWED_SECTION = (1.2, 2.4)
 #: Keys per writer: few enough that reads often find what the writer wrote.
 KEYS = 8
 #: Long enough never to expire during a run: a miss then means the cache forgot it.
@@ -66,6 +70,7 @@ class Soak:
         self.ops = Tally()
         self.errors = Errors()
         self.locks = LockLedger()
+        self.renewed = LockLedger()
         self.rates = {
             limit.name: RateLedger(limit.name, limit.algorithm, limit.count, limit.period)
             for limit in LIMITS
@@ -361,6 +366,61 @@ class LockUser:
             soak.errors.expect("lock.release", exc)
 
 
+class RenewedLockUser:
+    """Holds :data:`RENEWED_NAME` for longer than its lease, by the background renewal.
+
+    A fault that outlasts the lease (a kill, a long hang or silence) ends it
+    while the holder is still inside; another holder may then come in. That is
+    what a lease lock allows, so the checks are the ones it promises: the older
+    holder is told (``held.lost``, and ``LockLost`` on leaving the block), and
+    only such a holder is refused by the fenced register.
+    """
+
+    def __init__(self, soak: Soak, name: str) -> None:
+        self.soak = soak
+        self.name = name
+        self.rng = soak.rng(name)
+        self.guard = lock(
+            RENEWED_NAME,
+            timeout=RENEWED_LEASE,
+            wait=0.3,  # in the queue for a hand-off, not a busy loop of attempts
+            renew=True,
+            on_busy="skip",
+            on_unavailable="skip",
+        )
+
+    def _enter(self, held: Any) -> float | None:
+        self.soak.ops.add("renewed.attempt")
+        if not held:
+            self.soak.ops.add("renewed.skipped")
+            return None
+        return self.soak.renewed.enter(held)
+
+    def _leave(self, held: Any, start: float) -> None:
+        self.soak.ops.add("renewed.lost" if held.lost else "renewed.held")
+        self.soak.renewed.leave(held.token, start, self.name, lost=held.lost)
+
+    def step(self) -> None:
+        try:
+            with self.guard as held:
+                start = self._enter(held)
+                if start is not None:
+                    time.sleep(self.rng.uniform(*RENEWED_SECTION))
+                    self._leave(held, start)
+        except LockLost as exc:
+            self.soak.errors.expect("renewed.exit", exc)
+
+    async def astep(self) -> None:
+        try:
+            async with self.guard as held:
+                start = self._enter(held)
+                if start is not None:
+                    await asyncio.sleep(self.rng.uniform(*RENEWED_SECTION))
+                    self._leave(held, start)
+        except LockLost as exc:
+            self.soak.errors.expect("renewed.exit", exc)
+
+
 # --- rate limits -----------------------------------------------------------------------------
 
 
@@ -425,12 +485,14 @@ def workers(soak: Soak) -> list[threading.Thread]:
     sync.append(("lock-thread-skip", LockUser(soak, "lt-skip", "skip", 0.3).step))
     sync.append(("lock-thread-raise", LockUser(soak, "lt-raise", "raise", 0.0).step))
     sync.append(("rate-thread", RateUser(soak, "rt").step))
+    sync.append(("renewed-thread", RenewedLockUser(soak, "rlt").step))
     tasks: list[tuple[str, AStep]] = []
     for n in range(2):
         tasks.append((f"cache-task-{n}", CacheWriter(soak, f"ca{n}").astep))
     tasks.append(("lock-task-skip", LockUser(soak, "la-skip", "skip", 0.3).astep))
     tasks.append(("lock-task-raise", LockUser(soak, "la-raise", "raise", 0.5).astep))
     tasks.append(("rate-task", RateUser(soak, "ra").astep))
+    tasks.append(("renewed-task", RenewedLockUser(soak, "rla").astep))
 
     threads = [
         threading.Thread(

@@ -20,6 +20,7 @@ from tests.soak._ledger import (
     gcra_excess,
     overlaps,
     token_disorder,
+    unexplained_overlaps,
     window_count,
 )
 
@@ -70,6 +71,31 @@ def test_the_ledger_sees_two_holders_inside_at_once_and_refuses_an_old_token() -
     again = ledger.enter(_Held(8))
     ledger.leave(8, again, "c")
     assert ledger.fence_refused == 1
+
+
+def test_an_overlap_is_explained_only_by_the_older_holder_being_told() -> None:
+    told = Section(4, 0.0, 3.0, "a", lost=True)
+    newer = Section(5, 2.0, 4.0, "b")
+    assert unexplained_overlaps([told, newer]) == []
+    # The newer holder having been told does not explain it: the older one kept the lease.
+    untold = Section(4, 0.0, 3.0, "a")
+    assert unexplained_overlaps([untold, Section(5, 2.0, 4.0, "b", lost=True)]) != []
+    # Judged by token, not by who entered first.
+    late_old = Section(3, 2.5, 3.5, "c", lost=True)
+    assert unexplained_overlaps([Section(6, 2.0, 4.0, "d"), late_old]) == []
+    # Every pair counts, also one the sweep in ``overlaps`` would pair with another.
+    long = Section(1, 0.0, 9.0, "e", lost=True)
+    assert unexplained_overlaps([long, Section(2, 1.0, 8.0, "f"), Section(3, 2.0, 3.0, "g")])
+    assert not unexplained_overlaps([Section(7, 0.0, 1.0, "h"), Section(8, 1.0, 2.0, "i")])
+
+
+def test_only_a_holder_not_told_is_counted_when_refused() -> None:
+    ledger = LockLedger()
+    ledger.leave(9, ledger.enter(_Held(9)), "a")
+    ledger.leave(8, ledger.enter(_Held(8)), "b", lost=True)
+    assert (ledger.fence_refused, ledger.refused_while_held) == (1, 0)
+    ledger.leave(7, ledger.enter(_Held(7)), "c")
+    assert (ledger.fence_refused, ledger.refused_while_held) == (2, 1)
 
 
 @pytest.mark.parametrize(

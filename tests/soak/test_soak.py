@@ -17,6 +17,10 @@ What must hold, whatever the seed:
 - no two holders of the lock in its critical section at once, fencing tokens
   increasing in the order the sections ran, and nobody in the section without
   the lock (``on_unavailable`` is ``"raise"`` or ``"skip"``);
+- a second lock, held for longer than its lease by the background renewal:
+  when a fault outlasts the lease and a second holder comes in, the older
+  holder has been told that its lease was lost, and only such a holder is
+  refused by the fenced register;
 - no stale read: a writer reads back the last value it wrote, or a miss; every
   writer re-reads all its keys after each recovery, and once more at the end;
 - rate limits within their documented allowance: each limiter state (one per
@@ -63,6 +67,7 @@ from tests.soak._ledger import (
     StaleRead,
     overlaps,
     token_disorder,
+    unexplained_overlaps,
 )
 from tests.soak._traffic import LEASE, Soak, breakers_closed, workers
 
@@ -273,6 +278,9 @@ def test_soak_under_chaos(
     sections = soak.locks.sections
     overlapping = overlaps(sections)
     disorder = token_disorder(sections)
+    renewed = soak.renewed.sections
+    renewed_overlaps = overlaps(renewed)
+    unexplained = unexplained_overlaps(renewed)
     stale = [read for history in soak.histories for read in history.stale]
     reads = sum(history.reads for history in soak.histories)
     limits = {name: _judge_limit(ledger, app, traffic_until) for name, ledger in soak.rates.items()}
@@ -314,6 +322,12 @@ def test_soak_under_chaos(
         f"lock safety           max overlap {soak.locks.max_inside - 1 if sections else 0}, "
         f"overlapping pairs {len(overlapping)}, token order violations {len(disorder)}, "
         f"fence refusals {soak.locks.fence_refused}, unguarded runs {soak.locks.unguarded}",
+        f"renewed lock          acquisitions {len(renewed)} ({ops.get('renewed.held', 0)} held "
+        f"throughout, {ops.get('renewed.lost', 0)} lost), skipped "
+        f"{ops.get('renewed.skipped', 0)}; overlapping pairs {len(renewed_overlaps)}, "
+        f"unexplained {len(unexplained)}; fence refusals {soak.renewed.fence_refused} "
+        f"(of holders not told: {soak.renewed.refused_while_held}), "
+        f"unguarded runs {soak.renewed.unguarded}",
     ]
     for name, figures in limits.items():
         lines.append(
@@ -369,6 +383,14 @@ def test_soak_under_chaos(
     assert overlapping == [], overlapping[:5]
     assert disorder == [], disorder[:5]
     assert soak.locks.fence_refused == 0
+    # The renewed lock: held beyond its lease only by renewal. A fault that outlasts the
+    # lease may let a second holder in; the older one must have been told, and only it
+    # may be refused by the fenced register.
+    assert renewed, "nobody ever held the renewed lock"
+    assert ops.get("renewed.held", 0) > 0, "no section was carried through by renewal"
+    assert unexplained == [], unexplained[:5]
+    assert soak.renewed.refused_while_held == 0
+    assert soak.renewed.unguarded == 0
     assert stale == [], "\n".join(stale_lines[:10])
     for name, figures in {**limits, "site /api/": api}.items():
         assert figures["max excess"] <= 0, (name, figures)
