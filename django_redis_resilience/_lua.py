@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, NoReturn
 
 import redis.exceptions as rex
 
@@ -42,10 +42,7 @@ class LuaScript:
                 client.script_load(self.source)
                 return client.evalsha(self.sha, len(keys), *keys, *args)
         except rex.ResponseError as exc:
-            inner = script_reply(exc)
-            if inner is None:
-                raise
-            raise inner from exc
+            _raise_met(exc)
 
     async def acall(self, client: Any, keys: Sequence[Any], args: Sequence[Any] = ()) -> Any:
         """The asyncio twin of calling the script."""
@@ -56,7 +53,12 @@ class LuaScript:
                 await client.script_load(self.source)
                 return await client.evalsha(self.sha, len(keys), *keys, *args)
         except rex.ResponseError as exc:
-            inner = script_reply(exc)
-            if inner is None:
-                raise
-            raise inner from exc
+            _raise_met(exc)
+
+
+def _raise_met(exc: rex.ResponseError) -> NoReturn:
+    """Raise the error the script met as redis-py raises it for a plain command, or ``exc``."""
+    inner = script_reply(exc)
+    if inner is None:
+        raise exc
+    raise inner from exc

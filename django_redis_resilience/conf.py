@@ -11,7 +11,6 @@ Precedence for connection settings: the URL's query string, then the cache's
 from __future__ import annotations
 
 import functools
-import ipaddress
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -582,14 +581,13 @@ def stampede_problem(value: object) -> str | None:
 
 
 def _networks(value: object) -> bool:
-    """A list (or tuple) of IP addresses or networks, as ``TRUSTED_PROXIES`` takes."""
-    if not isinstance(value, list | tuple):
+    """A list (or tuple) of IP addresses or networks, read as the ``ip`` key reads it."""
+    from django_redis_resilience.ratelimiting._keys import proxy_networks
+
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         return False
     try:
-        for item in value:
-            if not isinstance(item, str):
-                return False
-            ipaddress.ip_network(item.strip(), strict=False)
+        proxy_networks(tuple(value))
     except ValueError:
         return False
     return True

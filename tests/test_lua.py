@@ -16,8 +16,9 @@ import redis.asyncio as aredis
 import redis.exceptions as rex
 
 from django_redis_resilience._lua import LuaScript
-from django_redis_resilience.testing import RedisServer, RedisServerFactory, free_port
+from django_redis_resilience.testing import RedisServer, RedisServerFactory
 from tests._compat import redis_servers
+from tests._refusing import fill_memory, make_read_only
 
 #: Adds to an existing integer: a read (EXISTS), then a write (INCRBY).
 INCR = LuaScript("django_redis_resilience.cache", "incr")
@@ -29,17 +30,6 @@ def server(request: pytest.FixtureRequest, drr_redis_factory: RedisServerFactory
     with server.client() as client:
         client.set("n", 1)
     return server
-
-
-def _read_only(server: RedisServer) -> None:
-    with server.client() as client:
-        client.replicaof("127.0.0.1", free_port())  # a replica of nothing: read-only
-
-
-def _full(server: RedisServer) -> None:
-    with server.client() as client:
-        client.config_set("maxmemory-policy", "noeviction")
-        client.config_set("maxmemory", 1)
 
 
 def _run(server: RedisServer) -> Any:
@@ -69,7 +59,7 @@ def test_a_flushed_script_cache_is_loaded_again(server: RedisServer, run: Any) -
 @pytest.mark.parametrize("run", [_run, _arun], ids=["sync", "async"])
 def test_readonly_met_by_a_script_is_a_readonly_error(server: RedisServer, run: Any) -> None:
     run(server)  # loaded, so the error below is the script's own
-    _read_only(server)
+    make_read_only(server)
     with pytest.raises(rex.ReadOnlyError):
         run(server)
     with server.client() as client:
@@ -79,7 +69,7 @@ def test_readonly_met_by_a_script_is_a_readonly_error(server: RedisServer, run: 
 @pytest.mark.parametrize("run", [_run, _arun], ids=["sync", "async"])
 def test_oom_met_by_a_script_is_an_out_of_memory_error(server: RedisServer, run: Any) -> None:
     run(server)
-    _full(server)
+    fill_memory(server)
     with pytest.raises(rex.OutOfMemoryError):
         run(server)
 

@@ -151,8 +151,13 @@ def reply_text(exc: BaseException) -> str:
     would reach the lock's and the rate limits' callers as a script error.
     """
     text = str(exc).rpartition(PIPELINE_MARK)[2]
+    return _inside_script(text) or text
+
+
+def _inside_script(text: str) -> str | None:
+    """The reply a script met, out of its envelope; ``None`` when ``text`` has none."""
     envelope = _SCRIPT_ENVELOPE.match(text)
-    return text[envelope.end() :] if envelope else text
+    return None if envelope is None else text[envelope.end() :].rstrip()
 
 
 def script_reply(exc: rex.ResponseError) -> rex.ResponseError | None:
@@ -162,12 +167,9 @@ def script_reply(exc: rex.ResponseError) -> rex.ResponseError | None:
     Redis 7 replies with the inner error itself, Redis 6 inside "Error running
     script": unwrapped, callers get the same exception from both.
     """
-    text = str(exc)
-    envelope = _SCRIPT_ENVELOPE.match(text)
-    if envelope is None:
-        return None
-    inner = _parse_error(text[envelope.end() :].rstrip())
-    return inner if isinstance(inner, rex.ResponseError) else None
+    inner = _inside_script(str(exc))
+    error = None if inner is None else _parse_error(inner)
+    return error if isinstance(error, rex.ResponseError) else None
 
 
 #: Replies of a server that is up but will not take a write now: memory full under

@@ -18,14 +18,8 @@ import redis.exceptions as rex
 
 from django_redis_resilience.cache import ResilientRedisCache
 from django_redis_resilience.testing import RedisServer, RedisServerFactory
+from tests._refusing import fill_memory
 from tests.cache.conftest import resilient_cache
-
-
-def _fill(server: RedisServer) -> None:
-    """Memory over ``maxmemory`` with ``noeviction``: every write that needs memory is refused."""
-    with server.client() as client:
-        client.config_set("maxmemory-policy", "noeviction")
-        client.config_set("maxmemory", 1)  # bytes: whatever is freed, memory stays "full"
 
 
 @pytest.fixture
@@ -37,7 +31,7 @@ def full(
         cache.set("before", "kept")
         cache.set("overwritten", "old")
         cache.set("counter", 1)
-        _fill(server)
+        fill_memory(server)
         yield server, cache
 
 
@@ -115,7 +109,7 @@ def test_with_errors_asked_for_the_refusal_is_raised(drr_redis_factory: RedisSer
     server = drr_redis_factory()
     with resilient_cache(server.url, FALLBACK=None, IGNORE_EXCEPTIONS=False) as cache:
         cache.set("overwritten", "old")
-        _fill(server)
+        fill_memory(server)
         with pytest.raises(rex.OutOfMemoryError):
             cache.set("overwritten", "new" * 1000)
         assert cache.get("overwritten") is None  # deleted all the same

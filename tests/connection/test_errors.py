@@ -18,8 +18,9 @@ from django_redis_resilience.exceptions import (
     RedisTLSError,
     RedisUnavailable,
 )
-from django_redis_resilience.testing import RedisServerFactory, free_port
+from django_redis_resilience.testing import RedisServerFactory
 from tests._compat import redis_servers
+from tests._refusing import fill_memory, make_read_only
 
 
 def _with_cause(exc: BaseException, cause: BaseException) -> BaseException:
@@ -122,8 +123,8 @@ def test_readonly_inside_a_script_is_readonly(
     """A script that writes on a replica (a demoted primary) meets READONLY; the lock's and
     the rate limits' scripts must then be retried on a fresh connection, not raised."""
     server = drr_redis_factory(binary=binary)
+    make_read_only(server)
     with server.client() as client:
-        client.replicaof("127.0.0.1", free_port())  # a replica of nothing: read-only
         error = _script_error(client)
     assert classify(error) is ErrorKind.READONLY, error
 
@@ -133,9 +134,8 @@ def test_oom_inside_a_script_is_a_refusal(
     binary: str, drr_redis_factory: RedisServerFactory
 ) -> None:
     server = drr_redis_factory(binary=binary)
+    fill_memory(server)
     with server.client() as client:
-        client.config_set("maxmemory-policy", "noeviction")
-        client.config_set("maxmemory", 1)
         error = _script_error(client)
     assert classify(error) is None, error  # the server is up: no outage
     assert refused(error), error

@@ -12,6 +12,7 @@ from django.test import Client, override_settings
 
 from django_redis_resilience.ratelimiting import hit, release
 from tests._polling import wait_for
+from tests._refusing import fill_memory
 from tests.cache.conftest import FAST_BREAKER, resilient_caches
 
 SLOTS = "2/30s"  # two in flight, each slot a 30 s lease
@@ -119,9 +120,7 @@ def test_a_server_out_of_memory_degrades_instead_of_failing(drr_redis_factory: A
     server = drr_redis_factory()
     with override_settings(CACHES=resilient_caches(server.url)):
         assert not hit("oom", "2/m").degraded
-        with server.client() as client:
-            client.config_set("maxmemory-policy", "noeviction")
-            client.config_set("maxmemory", 1)  # every write is refused with OOM from now on
+        fill_memory(server)  # every write is refused with OOM from now on
         decision = hit("oom-2", "2/m")
         assert decision.degraded
         assert decision.allowed  # "local" by default: this process limits alone
