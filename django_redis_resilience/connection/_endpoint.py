@@ -15,14 +15,13 @@ import redis
 import redis.asyncio
 import redis.asyncio.sentinel as asentinel
 import redis.sentinel as ssentinel
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from django_redis_resilience.connection._background import Scheduler
 from django_redis_resilience.connection._breaker import CircuitBreaker
 from django_redis_resilience.connection._connections import connection_class
 from django_redis_resilience.connection._location import NodeAddress
 from django_redis_resilience.connection._options import ConnectionOptions
+from django_redis_resilience.connection._retry import no_retry
 from django_redis_resilience.connection._sentinel import SentinelService
 from django_redis_resilience.connection._tls import (
     TLS_DEFAULTS,
@@ -79,9 +78,7 @@ def pool_kwargs(
         raise InvalidOption(
             f"{address.display}: TLS options {', '.join(stray)} need a rediss:// location."
         )
-    # redis-py's own retry cannot tell a request that never left from one whose
-    # reply was lost; ours can (see _retry.py), so redis-py's is switched off.
-    kwargs["retry"] = Retry(NoBackoff(), 0)
+    kwargs["retry"] = no_retry(asyncio=asyncio)
     kwargs["connection_class"] = connection_class(
         tls=address.tls, unix=address.is_unix, asyncio=asyncio, sentinel=sentinel
     )

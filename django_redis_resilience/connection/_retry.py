@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio.retry
+import redis.retry
+from redis.backoff import NoBackoff
 
 from django_redis_resilience.connection._errors import ErrorKind
 
@@ -27,6 +32,19 @@ NON_IDEMPOTENT_COMMANDS = frozenset(
         "ZINCRBY", "ZMPOP", "ZPOPMAX", "ZPOPMIN",
     }
 )  # fmt: skip
+
+
+def no_retry(*, asyncio: bool) -> Any:
+    """redis-py's own retry, switched off, of the kind the client expects.
+
+    redis-py's retry cannot tell a request that never left from one whose
+    reply was lost; ours can, so redis-py's is disabled. An asyncio client
+    needs ``redis.asyncio.retry.Retry``: redis-py 8.2 warns on (and converts)
+    a sync one on every pool it builds.
+    """
+    if asyncio:
+        return redis.asyncio.retry.Retry(NoBackoff(), 0)
+    return redis.retry.Retry(NoBackoff(), 0)
 
 
 def is_idempotent(command: str, *args: object) -> bool:

@@ -12,11 +12,10 @@ from typing import Any
 
 import redis.asyncio.sentinel as asentinel
 import redis.sentinel as ssentinel
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from django_redis_resilience.connection._location import MASK, Topology
 from django_redis_resilience.connection._options import ConnectionOptions
+from django_redis_resilience.connection._retry import no_retry
 
 
 def sentinel_display(topology: Topology) -> str:
@@ -40,22 +39,26 @@ class SentinelService:
         self.display = sentinel_display(topology)
         #: Connections to the Sentinels themselves: same short timeouts, no
         #: redis-py retries (a dead Sentinel is skipped, not waited for).
-        self.sentinel_kwargs: dict[str, Any] = {
-            "socket_timeout": options.socket_timeout,
-            "socket_connect_timeout": options.socket_connect_timeout,
-            "protocol": 2,
-            "retry": Retry(NoBackoff(), 0),
-            **dict(options.sentinel_kwargs),
-        }
-        self.manager = ssentinel.Sentinel(  # type: ignore[no-untyped-call]
+        self._options = options
+        self.sentinel_kwargs = self._kwargs(asyncio=False)
+        self.manager = ssentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             self.addresses, sentinel_kwargs=self.sentinel_kwargs
         )
 
     def async_manager(self) -> asentinel.Sentinel:
         """A new asyncio manager; the caller keeps one per event loop."""
-        return asentinel.Sentinel(  # type: ignore[no-untyped-call]
-            self.addresses, sentinel_kwargs=dict(self.sentinel_kwargs)
+        return asentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
+            self.addresses, sentinel_kwargs=self._kwargs(asyncio=True)
         )
+
+    def _kwargs(self, *, asyncio: bool) -> dict[str, Any]:
+        return {
+            "socket_timeout": self._options.socket_timeout,
+            "socket_connect_timeout": self._options.socket_connect_timeout,
+            "protocol": 2,
+            "retry": no_retry(asyncio=asyncio),
+            **dict(self._options.sentinel_kwargs),
+        }
 
     def close(self) -> None:
         for client in self.manager.sentinels:

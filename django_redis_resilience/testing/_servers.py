@@ -33,8 +33,8 @@ from typing import Any
 from urllib.parse import quote
 
 import redis
+import redis.retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from django_redis_resilience.testing._binary import find_redis_server, supports_tls
 from django_redis_resilience.testing._errors import HarnessError
@@ -150,10 +150,6 @@ def _die_with_parent() -> Callable[[], None] | None:
             os._exit(1)
 
     return preexec
-
-
-def _no_retry() -> Retry:
-    return Retry(NoBackoff(), 0)
 
 
 def _process_state(pid: int) -> str | None:
@@ -331,7 +327,7 @@ class RedisServer(Startable):
             "password": self._password,
             "socket_timeout": _CLIENT_TIMEOUT,
             "socket_connect_timeout": _CLIENT_TIMEOUT,
-            "retry": _no_retry(),
+            "retry": redis.retry.Retry(NoBackoff(), 0),
             "decode_responses": False,
             **self.tls_options,
         }
