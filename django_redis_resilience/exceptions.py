@@ -23,6 +23,7 @@ __all__ = [
     "InvalidLock",
     "InvalidOption",
     "InvalidRateLimit",
+    "InvalidValue",
     "LockAlreadyHeld",
     "LockError",
     "LockLost",
@@ -83,6 +84,13 @@ class RedisAuthenticationError(RedisUnavailable):
 
 class RedisTLSError(RedisUnavailable):
     """The TLS handshake failed (certificate, hostname or protocol)."""
+
+
+# --- values ----------------------------------------------------------------
+
+
+class InvalidValue(RedisResilienceError, ValueError):
+    """A value or argument cannot be written to Redis; nothing was sent."""
 
 
 # --- locks -----------------------------------------------------------------

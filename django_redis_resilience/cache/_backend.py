@@ -65,7 +65,11 @@ from django_redis_resilience.conf import conf, stampede_problem
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.connection._errors import ErrorKind, classify, refused, translate
 from django_redis_resilience.connection._manager import LogicalEndpoint
-from django_redis_resilience.exceptions import ConfigurationError, RedisUnavailable
+from django_redis_resilience.exceptions import (
+    ConfigurationError,
+    InvalidValue,
+    RedisUnavailable,
+)
 from django_redis_resilience.locks import Lock
 
 logger = logging.getLogger("django_redis_resilience")
@@ -80,6 +84,9 @@ _INCR = LuaScript("django_redis_resilience.cache", "incr")
 #: lazily compiled pattern costs a proxy lookup per key, which ``get_many`` pays 100 times.
 _UNSAFE_KEY = re.compile(r"[\x00-\x20\x7f]")
 _MAX_KEY_LENGTH = 250
+#: The longest lifetime given to Redis: ``PX`` must stay below LLONG_MAX less the
+#: server's clock in milliseconds.
+_MAX_TIMEOUT_MS = 2**62 - 1
 
 
 def _glob_escape(text: str) -> str:
@@ -434,6 +441,12 @@ class ResilientRedisCache(BaseCache):
             raise ValueError(f"A cache timeout must be a finite number of seconds, not {given!r}.")
         if timeout <= 0:
             return 0
+        if timeout > _MAX_TIMEOUT_MS / 1000:
+            raise InvalidValue(
+                "A cache timeout is longer than Redis can keep a key for (at most "
+                f"{_MAX_TIMEOUT_MS // 1000:,} seconds, about 146 million years); use None to "
+                "keep the key forever."
+            )
         return int(timeout * 1000)
 
     def _key(self, key: Any, version: int | None) -> str:

@@ -4,6 +4,11 @@ Integers are stored as plain Redis integers (so ``INCRBY`` works on them and
 other tools can read them); everything else goes through the serializer and
 then the compressor, both django-redis classes chosen by dotted path. Booleans
 and enums are serialized although they are ints, as django-redis does.
+
+What leaves the codec is always ``bytes`` of a size Redis takes: redis-py's
+packers are never handed an integer they cannot write (hiredis crashes the
+process on one), a bytes-like they do not know, or a value Redis would answer
+with a protocol error and a closed connection (which would look like an outage).
 """
 
 from __future__ import annotations
@@ -16,8 +21,13 @@ from typing import Any
 from django.utils.module_loading import import_string
 from django_redis.exceptions import CompressorError
 
+from django_redis_resilience.connection import int_bytes
+from django_redis_resilience.exceptions import InvalidValue
+
 DEFAULT_SERIALIZER = "django_redis.serializers.pickle.PickleSerializer"
 DEFAULT_COMPRESSOR = "django_redis.compressors.identity.IdentityCompressor"
+#: Redis's ``proto-max-bulk-len`` default: the largest string it accepts.
+MAX_VALUE_BYTES = 512 * 2**20
 
 
 class Codec:
@@ -35,10 +45,26 @@ class Codec:
         self._serializer = serializer_cls(options=dict(options or {}))
         self._compressor = compressor_cls(options=dict(options or {}))
 
-    def encode(self, value: Any) -> bytes | int:
-        if isinstance(value, bool | Enum) or not isinstance(value, int):
-            return self._compressor.compress(self._serializer.dumps(value))  # type: ignore[no-any-return]
-        return value
+    def encode(self, value: Any) -> bytes:
+        if isinstance(value, int) and not isinstance(value, bool | Enum):
+            return int_bytes(value)
+        data = self._compressor.compress(self._serializer.dumps(value))
+        if isinstance(data, str):
+            data = data.encode()
+        elif not isinstance(data, bytes):
+            try:
+                data = bytes(memoryview(data))
+            except TypeError:
+                raise InvalidValue(
+                    f"The cache's serializer and compressor made a {type(data).__name__}, "
+                    "not bytes or str, so the value cannot be written to Redis."
+                ) from None
+        if len(data) > MAX_VALUE_BYTES:
+            raise InvalidValue(
+                f"The value is {len(data):,} bytes once serialized; Redis takes at most "
+                f"{MAX_VALUE_BYTES:,} bytes (512 MiB) in one key."
+            )
+        return data
 
     def decode(self, raw: bytes | int | str) -> Any:
         try:

@@ -14,6 +14,7 @@ from django_redis_resilience.connection._cluster import (
     slot_of,
     untagged,
 )
+from django_redis_resilience.connection._connections import int_bytes
 from django_redis_resilience.connection._endpoint import Endpoint, NodePools
 from django_redis_resilience.connection._errors import ErrorKind, classify
 from django_redis_resilience.connection._location import (
@@ -62,6 +63,7 @@ __all__ = [
     "classify",
     "command_key",
     "get_registry",
+    "int_bytes",
     "is_idempotent",
     "mask_url",
     "parse_location",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import select
 import ssl
+import sys
 from typing import Any
 
 import redis.asyncio.connection as aconn
@@ -19,9 +20,58 @@ import redis.connection as sconn
 import redis.sentinel as ssentinel
 
 from django_redis_resilience.connection._errors import mark_unsent
+from django_redis_resilience.exceptions import InvalidValue
+
+#: Integers past this many bits are written in decimal by us, not by the packer:
+#: hiredis crashes the process on one whose decimal form Python refuses to make
+#: (past ``sys.get_int_max_str_digits()``), and the pure-Python packer raises a
+#: bare ``ValueError``. 64 bits covers every integer Redis itself accepts.
+_PACKER_SAFE_BITS = 64
+
+
+def safe_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``args`` with every big integer already in decimal bytes, or :class:`InvalidValue`.
+
+    Checked on every command this app's connections send, whatever built it (the
+    cache, a script call, a raw ``get_client()`` command), before redis-py packs it.
+    """
+    if not any(type(a) is int and a.bit_length() > _PACKER_SAFE_BITS for a in args):
+        return args
+    return tuple(
+        int_bytes(a) if type(a) is int and a.bit_length() > _PACKER_SAFE_BITS else a for a in args
+    )
+
+
+def int_bytes(value: int) -> bytes:
+    """``value`` in decimal, as Redis stores integers; too long a one is refused by name."""
+    try:
+        return str(value).encode()
+    except ValueError:
+        raise InvalidValue(
+            f"An integer of {value.bit_length()} bits has too many digits to write to Redis "
+            f"(Python writes at most {sys.get_int_max_str_digits()} digits); store it "
+            "serialized, e.g. as bytes or a string."
+        ) from None
+
+
+class _SafePacker:
+    """Wraps a redis-py command packer (hiredis's or the pure-Python one)."""
+
+    def __init__(self, packer: Any) -> None:
+        self._packer = packer
+
+    def pack(self, *args: Any) -> Any:
+        return self._packer.pack(*safe_args(args))
 
 
 class _SyncMixin:
+    _command_packer: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Every sync path (send_command, pack_command, pipelines) packs through this.
+        self._command_packer = _SafePacker(self._command_packer)
+
     def connect(self, *args: Any, **kwargs: Any) -> None:
         try:
             super().connect(*args, **kwargs)  # type: ignore[misc]
@@ -64,6 +114,10 @@ def _readable_now(connection: object) -> bool:
 
 
 class _AsyncMixin:
+    def pack_command(self, *args: Any) -> Any:
+        # Every asyncio path (send_command, pipelines) packs through this.
+        return super().pack_command(*safe_args(args))  # type: ignore[misc]
+
     async def can_read(self, *args: Any, **kwargs: Any) -> bool:
         if _readable_now(self):
             return True  # the pool then reconnects before sending anything

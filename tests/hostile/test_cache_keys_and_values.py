@@ -11,7 +11,9 @@ nothing is written, the breaker stays closed, and the next call works.
 
 from __future__ import annotations
 
+import array
 import asyncio
+import json
 import math
 import os
 import socket
@@ -31,6 +33,9 @@ from hypothesis import strategies as st
 
 from django_redis_resilience.cache import ResilientRedisCache
 from django_redis_resilience.connection import BreakerState
+from django_redis_resilience.exceptions import InvalidValue
+from django_redis_resilience.testing import RedisServer
+from tests.cache.conftest import resilient_cache
 from tests.hostile._support import ANY_TEXT, LATIN1, examples
 
 MB = 1 << 20
@@ -285,6 +290,106 @@ def test_an_integer_too_long_to_write_is_a_clear_error(
     assert not raw.exists(cache.make_key(key))
     assert cache.set(key, 10**4000) is True
     assert cache.get(key) == 10**4000
+
+
+def test_a_too_long_integer_anywhere_in_a_command_is_a_clear_error(
+    cache: ResilientRedisCache, raw: redis.Redis
+) -> None:
+    """Not only values: a delta, a lifetime or a raw client's argument too long to write
+    raises the same error (hiredis would crash the process on it), and nothing is sent."""
+    key = _fresh()
+    cache.set(key, 1)
+    huge = -(10**5000)
+    with pytest.raises(InvalidValue, match="digits"):
+        cache.incr(key, huge)
+    with pytest.raises(InvalidValue, match="digits"):
+        asyncio.run(cache.aincr(key, huge))
+    with pytest.raises(InvalidValue, match="longer than Redis can keep a key"):
+        cache.set(_fresh(), "v", 10**5000)
+    client = cache.get_client(write=True)
+    with pytest.raises(InvalidValue, match="digits"):
+        client.set(cache.make_key(key), huge)
+    with pytest.raises(InvalidValue, match="digits"):
+        client.pipeline().set(cache.make_key(key), 2).incrby(cache.make_key(key), huge).execute()
+    assert raw.get(cache.make_key(key)) == b"1"
+    assert cache.incr(key, 10**30) == 10**30 + 1  # big, but writable: as django-redis
+    assert cache.get(key) == 10**30 + 1
+
+
+class _JSONSerializer:
+    """A serializer whose output is a bytes-like object other than ``bytes``, or not one."""
+
+    wrap: Callable[[bytes], Any] = bytes
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        pass
+
+    def dumps(self, value: Any) -> Any:
+        return type(self).wrap(json.dumps(value).encode())
+
+    def loads(self, value: bytes) -> Any:
+        return json.loads(value)
+
+
+class BytearraySerializer(_JSONSerializer):
+    wrap = bytearray
+
+
+class MemoryviewSerializer(_JSONSerializer):
+    wrap = memoryview
+
+
+class StrSerializer(_JSONSerializer):
+    wrap = staticmethod(lambda data: data.decode("latin-1"))
+
+
+class ArraySerializer(_JSONSerializer):
+    wrap = staticmethod(lambda data: array.array("B", data))
+
+
+class ListSerializer(_JSONSerializer):
+    wrap = list
+
+
+@pytest.mark.parametrize("kind", ["Bytearray", "Memoryview", "Str", "Array"])
+def test_a_serializer_may_return_any_bytes_like_object(
+    drr_redis_server: RedisServer, raw: redis.Redis, kind: str
+) -> None:
+    serializer = f"{__name__}.{kind}Serializer"
+    with resilient_cache(drr_redis_server.url, SERIALIZER=serializer) as cache:
+        key = _fresh()
+        assert cache.set(key, {"a": [1, "é"]}) is True
+        assert raw.get(cache.make_key(key)) == json.dumps({"a": [1, "é"]}).encode()
+        assert cache.get(key) == {"a": [1, "é"]}
+        assert asyncio.run(cache.aset(key, ["x"])) is True
+        assert asyncio.run(cache.aget(key)) == ["x"]
+
+
+def test_a_serializer_returning_no_bytes_is_a_clear_error(
+    drr_redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    serializer = f"{__name__}.ListSerializer"
+    with resilient_cache(drr_redis_server.url, SERIALIZER=serializer) as cache:
+        key = _fresh()
+        with pytest.raises(InvalidValue, match="made a list, not bytes or str"):
+            cache.set(key, "v")
+        with pytest.raises(InvalidValue, match="made a list, not bytes or str"):
+            cache.set_many({key: "v"})
+        assert not raw.exists(cache.make_key(key))
+        assert _all_closed(cache)
+
+
+def test_a_value_larger_than_redis_takes_is_refused_before_sending(
+    cache: ResilientRedisCache, raw: redis.Redis
+) -> None:
+    """Redis would answer a protocol error and close the connection mid-write, which
+    looks like an outage; the codec refuses the value instead."""
+    key = _fresh()
+    cache.set(key, "old")
+    with pytest.raises(InvalidValue, match="512 MiB"):
+        cache.set(key, bytes(512 * MB))
+    assert cache.get(key) == "old"
+    assert raw.get(cache.make_key(key)) is not None
 
 
 @pytest.mark.parametrize("megabytes", [5, 20])
