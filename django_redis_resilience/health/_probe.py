@@ -163,6 +163,7 @@ def _server(report: NodeReport, connection: Any, *, cluster: bool) -> None:
     if info is None:
         return
     report.redis_version = str(info.get("redis_version", "")) or None
+    report.valkey_version = str(info.get("valkey_version", "")) or None
     uptime = info.get("uptime_in_seconds")
     report.uptime_in_seconds = int(uptime) if uptime is not None else None
     report.memory = {k: info[k] for k in MEMORY if k in info}

@@ -20,7 +20,13 @@ from __future__ import annotations
 
 import importlib.util
 
-from django_redis_resilience.testing._binary import find_redis_server, redis_version, supports_tls
+from django_redis_resilience.testing._binary import (
+    bundled_server,
+    find_redis_server,
+    redis_version,
+    server_name,
+    supports_tls,
+)
 from django_redis_resilience.testing._cluster import ClusterGroup, ClusterGroupFactory
 from django_redis_resilience.testing._errors import HarnessError
 from django_redis_resilience.testing._ports import free_port
@@ -61,9 +67,11 @@ __all__ = [
     "TLSMaterial",
     "TLSUnsupportedError",
     "acl_user",
+    "bundled_server",
     "find_redis_server",
     "free_port",
     "redis_version",
+    "server_name",
     "stop_all",
     "supports_tls",
 ]

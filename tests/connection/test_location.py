@@ -185,6 +185,32 @@ def test_cluster_default_port_and_tls() -> None:
     ]
 
 
+# --- Valkey's schemes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("valkey", "redis"),
+    [
+        (f"valkey://u:{SECRET}@h:6380/3?socket_timeout=0.5", f"redis://u:{SECRET}@h:6380/3?socket_timeout=0.5"),
+        ("valkeys://h/1", "rediss://h/1"),
+        ("VALKEY://h", "redis://h"),
+        ("valkey://p/0,valkey://r1:6380/0", "redis://p/0,redis://r1:6380/0"),
+        (["valkeys://p/0", "valkeys://r1/0"], ["rediss://p/0", "rediss://r1/0"]),
+        (f"valkey+sentinel://u:{SECRET}@h1:26380,h2/mymaster/2", f"redis+sentinel://u:{SECRET}@h1:26380,h2/mymaster/2"),
+        ("valkeys+sentinel://h1/mymaster", "rediss+sentinel://h1/mymaster"),
+        ("valkey+cluster://h1:7000,h2:7001", "redis+cluster://h1:7000,h2:7001"),
+        ("valkeys+cluster://h1,h2:7001", "rediss+cluster://h1,h2:7001"),
+    ],
+)  # fmt: skip
+def test_valkey_schemes_mean_what_the_redis_ones_mean(valkey: Any, redis: Any) -> None:
+    assert parse_location(valkey) == parse_location(redis)
+
+
+def test_a_valkey_location_with_a_mistake_names_the_valkey_forms() -> None:
+    with pytest.raises(InvalidLocation, match="valkey forms"):
+        parse_location("valkey+redis://h:6379")
+
+
 # --- errors --------------------------------------------------------------------
 
 

@@ -168,7 +168,7 @@ class Command(BaseCommand):
                         "yes" if node.reachable else f"no ({node.error})",
                         "-" if node.ping_ms is None else f"{node.ping_ms:.2f}",
                         str(node.replication.get("role", "-")),
-                        node.redis_version or "-",
+                        node.server or "-",
                         f"{used}/{_size(limit)}" if limit else used,
                         "/".join(
                             str(clients.get(k, "-"))
