@@ -16,3 +16,9 @@ def fresh_health_report() -> Iterator[None]:
     yield
     views.forget_cached_report()
     history.clear()
+
+
+def pytest_report_header() -> str:
+    from tests._versions import describe
+
+    return "versions: " + describe()
