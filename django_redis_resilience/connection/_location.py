@@ -305,15 +305,21 @@ def _schemes(suffix: str) -> tuple[str, ...]:
     return tuple(scheme + suffix for scheme in _TLS_BY_SCHEME)
 
 
+_BRACKET_OUTSIDE_HOST = (
+    "a '[' or ']' does not enclose an IPv6 address; percent-encode one in a user name "
+    "or password, e.g. with urllib.parse.quote(password, safe='')"
+)
+
+
 def _parse_single(url: str) -> NodeAddress:
     _reject_fragment(url)
     try:
         parts = urlsplit(url)
     except ValueError:  # its message quotes what is in brackets: maybe a password
-        raise ValueError(
-            "a '[' or ']' does not enclose an IPv6 address; percent-encode one in a user name "
-            "or password, e.g. with urllib.parse.quote(password, safe='')"
-        ) from None
+        raise ValueError(_BRACKET_OUTSIDE_HOST) from None
+    if any(c in parts.netloc.rpartition("@")[0] for c in "[]"):
+        # Python 3.11.4+ refuses these in urlsplit, older ones accept them: one rule for all.
+        raise ValueError(_BRACKET_OUTSIDE_HOST)
     scheme = parts.scheme.lower()
     netloc = parts.netloc
     userinfo, _, hostport = netloc.rpartition("@")
