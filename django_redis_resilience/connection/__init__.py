@@ -37,6 +37,7 @@ from django_redis_resilience.connection._registry import (
     reset_registry,
 )
 from django_redis_resilience.connection._retry import RetryPolicy, is_idempotent
+from django_redis_resilience.connection._sentinel import SentinelService
 
 __all__ = [
     "BreakerConfig",
@@ -55,6 +56,7 @@ __all__ = [
     "Registry",
     "RetryPolicy",
     "Scheduler",
+    "SentinelService",
     "ShardView",
     "SlotMap",
     "Topology",

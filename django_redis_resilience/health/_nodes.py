@@ -17,7 +17,12 @@ from typing import Any
 
 import redis
 
-from django_redis_resilience.connection import ConnectionManager, NodeAddress, NodePools
+from django_redis_resilience.connection import (
+    ConnectionManager,
+    NodeAddress,
+    NodePools,
+    SentinelService,
+)
 from django_redis_resilience.connection._location import TopologyKind
 from django_redis_resilience.health._model import NodeReport
 from django_redis_resilience.health._probe import probe
@@ -96,7 +101,7 @@ def seeds(manager: ConnectionManager, timeout: float) -> list[Target]:
                 host,
                 port,
                 "sentinel",
-                _sentinel_connection(host, port, service.sentinel_kwargs, timeout),
+                _sentinel_connection(host, port, service, timeout),
                 sentinel_service=service.service_name,
             )
             for host, port in service.addresses
@@ -116,11 +121,10 @@ def _fresh(pools: NodePools, timeout: float) -> Callable[[], Any]:
 
 
 def _sentinel_connection(
-    host: str, port: int, kwargs: dict[str, Any], timeout: float
+    host: str, port: int, service: SentinelService, timeout: float
 ) -> Callable[[], Any]:
     def connect() -> Any:
-        options = {**kwargs, "socket_timeout": timeout, "socket_connect_timeout": timeout}
-        options.pop("retry", None)
+        options = service.connection_kwargs(timeout=timeout)
         pool = redis.ConnectionPool(host=host, port=port, **options)
         return pool.make_connection()
 
@@ -167,7 +171,7 @@ def found_by(
                 service = manager.sentinel
                 assert service is not None
                 host, port = sentinel["ip"], int(sentinel["port"])
-                connect = _sentinel_connection(host, port, service.sentinel_kwargs, timeout)
+                connect = _sentinel_connection(host, port, service, timeout)
                 found.append(
                     Target(
                         alias,

@@ -28,6 +28,7 @@ from django_redis_resilience.testing._binary import find_redis_server
 from django_redis_resilience.testing._errors import HarnessError
 from django_redis_resilience.testing._lifecycle import Startable
 from django_redis_resilience.testing._servers import HOST, RedisServer, ReplicaGroup
+from django_redis_resilience.testing._tls import TLSMaterial
 
 __all__ = ["SentinelGroup", "SentinelGroupFactory", "SentinelServer"]
 
@@ -63,9 +64,14 @@ class SentinelServer(RedisServer):
     """
 
     def __init__(
-        self, *, config: str, binary: str | None = None, start_timeout: float = 10.0
+        self,
+        *,
+        config: str,
+        binary: str | None = None,
+        start_timeout: float = 10.0,
+        tls: TLSMaterial | None = None,
     ) -> None:
-        super().__init__(binary=binary, start_timeout=start_timeout)
+        super().__init__(binary=binary, start_timeout=start_timeout, tls=tls)
         self._config = config
 
     def __repr__(self) -> str:
@@ -100,6 +106,9 @@ class SentinelGroup(Startable):
     node that is restarted comes back with its original arguments (the first
     primary as a primary, empty); the Sentinels then turn it into a replica of
     the current primary, which Sentinel deliberately delays by about 8 s.
+
+    With ``tls`` every process listens only with TLS: the data nodes replicate
+    over TLS and the Sentinels reach the data nodes and each other over TLS.
     """
 
     def __init__(
@@ -116,6 +125,7 @@ class SentinelGroup(Startable):
         binary: str | None = None,
         start_timeout: float = 10.0,
         ready_timeout: float = 30.0,
+        tls: TLSMaterial | None = None,
     ) -> None:
         if replicas < 1:
             raise ValueError("a SentinelGroup needs at least one replica to fail over to")
@@ -138,6 +148,7 @@ class SentinelGroup(Startable):
         self._binary = binary
         self._start_timeout = start_timeout
         self._ready_timeout = ready_timeout
+        self._tls = tls
         self._group: ReplicaGroup | None = None
         self._data_nodes: list[RedisServer] = []
         self._sentinels: list[SentinelServer] = []
@@ -190,11 +201,13 @@ class SentinelGroup(Startable):
 
     @property
     def location(self) -> str:
-        """``redis+sentinel://[:password@]127.0.0.1:p1,.../<service>/0`` for ``CACHES``."""
+        """``redis+sentinel://[:password@]127.0.0.1:p1,.../<service>/0`` for ``CACHES``;
+        ``rediss+sentinel://`` with ``tls`` (add the data nodes' ``tls_options``)."""
         self._require_started()
         auth = f":{quote(self._password, safe='')}@" if self._password else ""
         hosts = ",".join(f"{host}:{port}" for host, port in self.sentinel_addresses)
-        return f"redis+sentinel://{auth}{hosts}/{quote(self._service_name, safe='')}/0"
+        scheme = "rediss+sentinel" if self._tls else "redis+sentinel"
+        return f"{scheme}://{auth}{hosts}/{quote(self._service_name, safe='')}/0"
 
     def current_primary(self) -> RedisServer:
         """Ask the Sentinels, in order, for the primary's address and return its handle.
@@ -241,6 +254,7 @@ class SentinelGroup(Startable):
                 extra_args=[*data_args, *self._extra_args],
                 binary=binary,
                 start_timeout=self._start_timeout,
+                tls=self._tls,
             )
             self._group.start()
             self._data_nodes = [self._group.primary, *self._group.replicas]
@@ -248,7 +262,7 @@ class SentinelGroup(Startable):
             config = self._sentinel_config(self._group.primary.port)
             for _ in range(self._sentinel_count):
                 sentinel = SentinelServer(
-                    config=config, binary=binary, start_timeout=self._start_timeout
+                    config=config, binary=binary, start_timeout=self._start_timeout, tls=self._tls
                 )
                 self._sentinels.append(sentinel)
                 sentinel.start()
@@ -361,6 +375,9 @@ class SentinelGroup(Startable):
         ]
         if self._password:
             lines.append(f'sentinel auth-pass {name} "{_escape(self._password)}"')
+        if self._tls is not None:
+            # Sentinel speaks TLS to the data nodes and to the other Sentinels.
+            lines.append("tls-replication yes")
         return "\n".join(lines) + "\n"
 
     def _node_at(self, port: int) -> RedisServer:

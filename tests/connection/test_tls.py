@@ -224,3 +224,53 @@ def test_tls_through_proxy_reset_uses_fresh_connections(
         manager.execute(lambda c: c.incr("tls:proxy"), idempotent=False)
     assert proxy.total_connections > before
     assert manager.primary.breaker.state is BreakerState.CLOSED
+
+
+# --- Sentinel over TLS -----------------------------------------------------------------------
+
+
+def test_tls_sentinels_are_spoken_to_over_tls_and_verified(
+    drr_sentinel_factory, drr_tls_material: TLSMaterial, make_manager: MakeManager
+) -> None:
+    """``rediss+sentinel://``: the Sentinels listen only with TLS, so a manager that asked
+    them in plain text would find no primary; with the wrong CA nothing is trusted."""
+    group = drr_sentinel_factory(tls=drr_tls_material)
+    assert group.location.startswith("rediss+sentinel://")
+    manager = make_manager(group.location, pool_kwargs=_ca(drr_tls_material))
+    assert manager.execute(lambda c: c.set("tls-sentinel:k", "v")) is True
+
+    async def read() -> object:
+        return await manager.aexecute(lambda c: c.get("tls-sentinel:k"))
+
+    assert asyncio.run(read()) == b"v"
+    with group.current_primary().client() as client:
+        assert client.get("tls-sentinel:k") == b"v"
+
+    untrusting = make_manager(
+        group.location, pool_kwargs=_ca(drr_tls_material, other=True), alias="untrusting"
+    )
+    with pytest.raises(RedisUnavailable) as info:
+        untrusting.execute(lambda c: c.ping())
+    # The Sentinels' certificates are not trusted, so no Sentinel names a primary.
+    assert "master_not_found" in str(info.value)
+
+
+def test_the_health_report_probes_tls_sentinels_over_tls(
+    drr_sentinel_factory, drr_tls_material: TLSMaterial
+) -> None:
+    from django.test import override_settings
+
+    from django_redis_resilience.health import build_report
+    from tests.cache.conftest import resilient_caches
+
+    group = drr_sentinel_factory(tls=drr_tls_material)
+    caches = resilient_caches(
+        group.location, CONNECTION_POOL_KWARGS={"ssl_ca_certs": str(drr_tls_material.ca_file)}
+    )
+    with override_settings(CACHES=caches):
+        report = build_report(timeout=2.0)
+    [cache] = report.caches
+    sentinels = [n for n in cache.nodes if n.kind == "sentinel"]
+    assert len(sentinels) == 3
+    assert all(n.reachable for n in sentinels), [(n.address, n.error) for n in sentinels]
+    assert all(n.reachable for n in cache.nodes)
