@@ -54,7 +54,7 @@ HEALTH_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
             isinstance(v, Mapping)
             and all(isinstance(k, str) and isinstance(z, str) for k, z in v.items())
         ),
-        "a dict of host (or announced hostname) to zone name",
+        "a dict of host:port, host or announced hostname to zone name",
     ),
     "TOKEN": (
         lambda v: v is None or (isinstance(v, str) and len(v) >= 16),

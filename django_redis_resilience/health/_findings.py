@@ -6,8 +6,9 @@ H001 node unreachable · H002 authentication refused · H003 TLS failed · H004 
 H010 slots not covered · H011 nodes flagged fail/fail? · H012 cluster links disconnected
 H013 nodes disagree on cluster_state · H014 master without a healthy replica
 H015 replica link down · H016 replica lagging · H017 masters sharing a host
-H018 a majority of masters in one zone · H019 memory near maxmemory without eviction
+H018 half the masters or more in one zone · H019 memory near maxmemory without eviction
 H020 connections rejected · H021 slow round trip · H022 persistence failing
+H023 a master and all its replicas in one zone · H024 a master and all its replicas on one host
 H030 breaker open in this process · H031 this process's slot map is stale
 """
 
@@ -249,7 +250,7 @@ def cluster_findings(
                 "no failover.",
                 f"{node['host']}:{node['port']}",
             )
-    found += placement_findings(alias, masters, zones)
+    found += placement_findings(alias, masters, zones, view)
     if client_masters:
         server = {}
         for node in masters:
@@ -270,42 +271,143 @@ def cluster_findings(
     return found
 
 
+def zone_of(node: Mapping[str, Any], zones: Mapping[str, str]) -> str | None:
+    """A node's declared zone: by ``host:port`` first (nodes sharing a host may still sit in
+    different zones' containers), then by host, then by announced hostname."""
+    for key in (f"{node['host']}:{node['port']}", node["host"], node.get("hostname") or ""):
+        if key and key in zones:
+            return zones[key]
+    return None
+
+
+def _host_of(node: Mapping[str, Any]) -> str:
+    return str(node.get("hostname") or node["host"])
+
+
 def placement_findings(
+    alias: str,
+    masters: list[dict[str, Any]],
+    zones: Mapping[str, str],
+    view: list[dict[str, Any]] | None = None,
+) -> list[Finding]:
+    """The placement rule: losing any one host or zone must leave a majority of the masters
+    (or the cluster cannot fail over) and a copy of every slot (a master or one of its replicas).
+    """
+    if len(masters) < 2:
+        return []
+    replicas: dict[str, list[dict[str, Any]]] = {}
+    for node in view or []:
+        if "slave" in node["flags"] and node.get("master"):
+            replicas.setdefault(node["master"], []).append(node)
+    return [
+        *_shared_hosts(alias, masters),
+        *_zone_majority(alias, masters, zones),
+        *_replicas_in_zone(alias, masters, replicas, zones),
+        *_replicas_on_host(alias, masters, replicas),
+    ]
+
+
+def _shared_hosts(alias: str, masters: list[dict[str, Any]]) -> list[Finding]:
+    """H017: masters sharing a host lose their slots together with it."""
+    shared = {h: c for h, c in Counter(_host_of(m) for m in masters).items() if c > 1}
+    if not shared:
+        return []
+    loopback = all(_loopback(m["host"]) for m in masters)
+    severity = Severity.INFO if loopback else Severity.WARNING
+    text = ", ".join(f"{c} on {h}" for h, c in sorted(shared.items()))
+    why = (
+        " (all on loopback: a test or development setup)"
+        if loopback
+        else ": losing that host loses their slots at once"
+    )
+    return [Finding("H017", severity, f"Masters share a host: {text}{why}.", alias)]
+
+
+def _zone_majority(
     alias: str, masters: list[dict[str, Any]], zones: Mapping[str, str]
 ) -> list[Finding]:
-    """Masters sharing a host, or most of them in one zone: one failure away from an outage."""
-    found: list[Finding] = []
-    if len(masters) < 2:
-        return found
-    hosts = [m.get("hostname") or m["host"] for m in masters]
-    loopback = all(_loopback(m["host"]) for m in masters)
-    shared = {h: c for h, c in Counter(hosts).items() if c > 1}
-    if shared:
-        severity = Severity.INFO if loopback else Severity.WARNING
-        text = ", ".join(f"{c} on {h}" for h, c in sorted(shared.items()))
-        why = (
-            " (all on loopback: a test or development setup)"
-            if loopback
-            else (": losing that host loses their slots at once")
+    """H018: a zone holding half the masters or more. Failover needs a majority of all the
+    masters to agree, so the ones left after that zone fails (half or fewer) cannot elect
+    replacements: 2 of 4 is as bad as 3 of 4."""
+    counts = Counter(z for z in (zone_of(m, zones) for m in masters) if z)
+    total = len(masters)
+    crowded = sorted((zone, c) for zone, c in counts.items() if c * 2 >= total)
+    if not crowded:
+        return []
+    where = "; ".join(f"{c} of {total} masters are in zone {zone}" for zone, c in crowded)
+    # Zones are what the operator declared: a warning even on loopback.
+    return [
+        Finding(
+            "H018",
+            Severity.WARNING,
+            f"{where}: if {'it' if len(crowded) == 1 else 'one of them'} fails, the masters "
+            "left are not a majority and the cluster cannot fail over.",
+            alias,
         )
-        found.append(Finding("H017", severity, f"Masters share a host: {text}{why}.", alias))
-    if zones:
-        placed = [zones.get(m["host"]) or zones.get(m.get("hostname") or "") for m in masters]
-        counts = Counter(z for z in placed if z)
-        if counts:
-            zone, count = counts.most_common(1)[0]
-            if count > len(masters) / 2:
-                # Zones are what the operator declared: a warning even on loopback.
-                found.append(
-                    Finding(
-                        "H018",
-                        Severity.WARNING,
-                        f"{count} of {len(masters)} masters are in zone {zone}: if it fails, the "
-                        "cluster loses its majority and cannot fail over.",
-                        alias,
-                    )
+    ]
+
+
+def _replicas_in_zone(
+    alias: str,
+    masters: list[dict[str, Any]],
+    replicas: Mapping[str, list[dict[str, Any]]],
+    zones: Mapping[str, str],
+) -> list[Finding]:
+    """H023: a master whose replicas are all in its own zone: that zone's loss takes its
+    slots with no copy left to promote."""
+    found = []
+    for master in masters:
+        mine = replicas.get(master["id"], [])
+        zone = zone_of(master, zones)
+        if mine and zone and all(zone_of(r, zones) == zone for r in mine):
+            address = f"{master['host']}:{master['port']}"
+            found.append(
+                Finding(
+                    "H023",
+                    Severity.WARNING,
+                    f"Master {address} and its {len(mine)} replica{'s' if len(mine) > 1 else ''} "
+                    f"are all in zone {zone}: if it fails, the slots they serve have no copy left.",
+                    alias,
+                    address,
                 )
+            )
     return found
+
+
+def _replicas_on_host(
+    alias: str, masters: list[dict[str, Any]], replicas: Mapping[str, list[dict[str, Any]]]
+) -> list[Finding]:
+    """H024: a master whose replicas all share its host (one finding for a loopback cluster,
+    where every node does: information, not a warning)."""
+    together = [
+        m
+        for m in masters
+        if replicas.get(m["id"]) and all(_host_of(r) == _host_of(m) for r in replicas[m["id"]])
+    ]
+    if not together:
+        return []
+    everyone = masters + [r for m in masters for r in replicas.get(m["id"], [])]
+    if all(_loopback(n["host"]) for n in everyone):
+        return [
+            Finding(
+                "H024",
+                Severity.INFO,
+                f"{len(together)} of {len(masters)} masters share their host with all their "
+                "replicas (all on loopback: a test or development setup).",
+                alias,
+            )
+        ]
+    return [
+        Finding(
+            "H024",
+            Severity.WARNING,
+            f"Master {m['host']}:{m['port']} and all its replicas are on host {_host_of(m)}: "
+            "losing that host leaves the slots they serve with no copy.",
+            alias,
+            f"{m['host']}:{m['port']}",
+        )
+        for m in together
+    ]
 
 
 def client_findings(cache: CacheReport) -> list[Finding]:

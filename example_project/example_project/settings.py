@@ -83,9 +83,10 @@ REDIS_RESILIENCE = {
 if os.environ.get("DRR_HEALTH_TOKEN"):
     # Monitoring reads the details (breakers, counters, findings) with this bearer token.
     REDIS_RESILIENCE["HEALTH"]["TOKEN"] = os.environ["DRR_HEALTH_TOKEN"]
-#: ``DRR_NODE_ZONES``: the zone of each Redis host (or announced hostname), as JSON, e.g.
-#: ``{"10.0.1.5": "eu-west-1a"}``. The health report then flags masters placed in one zone
-#: (H018) before a zone failure takes their slots down together.
+#: ``DRR_NODE_ZONES``: the zone of each Redis node (``host:port``, host or announced
+#: hostname), as JSON, e.g. ``{"10.0.1.5": "eu-west-1a"}``. The health report then flags half
+#: the masters or more in one zone (H018), or a master and its replicas in one zone (H023),
+#: before a zone failure stops failover or takes slots down with every copy of them.
 if os.environ.get("DRR_NODE_ZONES"):
     REDIS_RESILIENCE["HEALTH"]["NODE_ZONES"] = json.loads(os.environ["DRR_NODE_ZONES"])
 LOGGING = {

@@ -27,6 +27,8 @@ from django_redis_resilience.health import (
     build_report,
     process_label,
 )
+from django_redis_resilience.health._findings import placement_findings
+from django_redis_resilience.health._probe import parse_cluster_nodes
 from django_redis_resilience.testing import ClusterGroup, RedisServer, acl_user
 from tests._polling import wait_for
 from tests.cache.conftest import BACKEND, FAST_BREAKER, resilient_caches
@@ -536,6 +538,80 @@ def test_masters_in_one_zone_are_h018(drr_cluster) -> None:
     with _configured(drr_cluster.location):
         split = {"NODE_ZONES": {"10.0.0.1": "zone-a"}}
         assert "H018" not in _codes(build_report(timeout=1.0, settings=split))
+
+
+def _zones(placed: dict[str, list[RedisServer]]) -> dict[str, str]:
+    """``NODE_ZONES`` by ``host:port``: every node here shares 127.0.0.1."""
+    return {_address(node): zone for zone, nodes in placed.items() for node in nodes}
+
+
+def test_four_masters_split_two_and_two_are_h018(drr_cluster_factory) -> None:
+    """The incident's layout: 2 + 2 over two zones. Either zone's loss leaves 2 of 4 masters,
+    not a majority: no failover. Half the masters in one zone is a finding."""
+    cluster: ClusterGroup = drr_cluster_factory(masters=4)
+    a, b, c, d = cluster.masters
+    with _configured(cluster.location):
+        halves = build_report(
+            timeout=1.0, settings={"NODE_ZONES": _zones({"zone-a": [a, b], "zone-b": [c, d]})}
+        )
+        h018 = _only(halves, "H018")
+        assert "2 of 4 masters are in zone zone-a" in h018.message
+        assert "2 of 4 masters are in zone zone-b" in h018.message
+        assert "not a majority" in h018.message
+        assert h018.severity is Severity.WARNING
+        assert halves.exit_code == 1
+        # 2 + 1 + 1: the pair's zone still holds half of them.
+        pair = build_report(
+            timeout=1.0, settings={"NODE_ZONES": _zones({"z1": [a, b], "z2": [c], "z3": [d]})}
+        )
+        assert "2 of 4 masters are in zone z1" in _only(pair, "H018").message
+        # One per zone: losing any one leaves 3 of 4.
+        spread = build_report(
+            timeout=1.0,
+            settings={"NODE_ZONES": _zones({"z1": [a], "z2": [b], "z3": [c], "z4": [d]})},
+        )
+    assert "H018" not in _codes(spread)
+    assert spread.exit_code == 0
+
+
+def test_a_master_and_all_its_replicas_in_one_zone_are_h023(drr_cluster_factory) -> None:
+    """Three masters in three zones, but one master's replica in its own zone: losing that
+    zone leaves its slots with no copy."""
+    cluster: ClusterGroup = drr_cluster_factory(replicas=1)
+    first, second, third = cluster.masters
+    r1, r2, r3 = [cluster.replicas_of(m)[0] for m in (first, second, third)]
+    zones = _zones({"zone-a": [first, r1, r3], "zone-b": [second], "zone-c": [third, r2]})
+    with _configured(cluster.location):
+        plain = build_report(timeout=1.0)
+        zoned = build_report(timeout=1.0, settings={"NODE_ZONES": zones})
+    # On loopback every node shares its host: information, never a warning.
+    assert _codes(plain) == {"H017", "H024"}
+    assert {f.severity for f in plain.findings} == {Severity.INFO}
+    assert "3 of 3 masters share their host with all their replicas" in _only(plain, "H024").message
+    assert (plain.status, plain.exit_code) == ("ok", 0)
+    # Masters spread one per zone: no H018; the first master's only copy is in its zone.
+    assert "H018" not in _codes(zoned)
+    h023 = _only(zoned, "H023")
+    assert h023.node == _address(first)
+    assert h023.severity is Severity.WARNING
+    assert f"Master {_address(first)} and its 1 replica are all in zone zone-a" in h023.message
+    assert zoned.exit_code == 1
+
+
+def test_a_master_sharing_its_host_with_its_replicas_is_h024_off_loopback() -> None:
+    """Real hosts (a ``CLUSTER NODES`` reply as a production cluster gives it): the master on
+    10.0.0.1 has its only replica there too; the other's replica is elsewhere."""
+    text = (
+        "m1 10.0.0.1:7000@17000 master - 0 0 1 connected 0-8191\n"
+        "m2 10.0.0.2:7000@17000 myself,master - 0 0 2 connected 8192-16383\n"
+        "r1 10.0.0.1:7001@17001 slave m1 0 0 1 connected\n"
+        "r2 10.0.0.3:7001@17001 slave m2 0 0 2 connected\n"
+    )
+    view = parse_cluster_nodes(text)
+    masters = [n for n in view if "master" in n["flags"]]
+    [h024] = placement_findings("default", masters, {}, view)
+    assert (h024.code, h024.severity, h024.node) == ("H024", Severity.WARNING, "10.0.0.1:7000")
+    assert "and all its replicas are on host 10.0.0.1" in h024.message
 
 
 def test_zones_by_announced_hostname(drr_cluster_factory) -> None:
