@@ -8,6 +8,7 @@ to the slots that could not be asked.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import hmac
@@ -21,6 +22,7 @@ from typing import Any
 
 import redis.exceptions as rex
 from django.conf import settings
+from redis.crc import key_slot
 
 from django_redis_resilience import metrics
 from django_redis_resilience.clients import get_manager, key_prefix
@@ -212,6 +214,17 @@ def _checks(
             _Check(redis_key(prefix, limit, policy), policy, limit.cost, limit.name, limit.block)
         )
     return get_manager(alias), checks
+
+
+def _by_slot(manager: ConnectionManager, keys: list[str]) -> list[list[str]]:
+    """``keys`` split by cluster slot (one group elsewhere): one script call may only touch
+    keys of one slot, and a shard serves many slots (a request's identities spread over them)."""
+    if manager.cluster is None:
+        return [keys]
+    slots: dict[int, list[str]] = {}
+    for key in keys:
+        slots.setdefault(key_slot(key.encode()), []).append(key)
+    return list(slots.values())
 
 
 _MEMBERS = ("sliding_window", "concurrency")
@@ -417,7 +430,11 @@ def check_many(
         except rex.ResponseError as error:
             return _refused(error)
 
-    groups = manager.execute_grouped([c.redis_key for c in checks], run, idempotent=False)
+    groups = [
+        group
+        for keys in _by_slot(manager, [c.redis_key for c in checks])
+        for group in manager.execute_grouped(keys, run, idempotent=False)
+    ]
     return _collect(manager, checks, groups, peek, on_unavailable, token)
 
 
@@ -442,7 +459,13 @@ async def acheck_many(
         except rex.ResponseError as error:
             return _refused(error)
 
-    groups = await manager.aexecute_grouped([c.redis_key for c in checks], run, idempotent=False)
+    asked = await asyncio.gather(
+        *(
+            manager.aexecute_grouped(keys, run, idempotent=False)
+            for keys in _by_slot(manager, [c.redis_key for c in checks])
+        )
+    )
+    groups = [group for slot in asked for group in slot]
     return _collect(manager, checks, groups, peek, on_unavailable, token)
 
 

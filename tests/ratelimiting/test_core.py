@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.cache import caches
 from django.test import override_settings
 from redis.crc import key_slot
@@ -19,7 +20,16 @@ from redis.crc import key_slot
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.connection import BreakerState
 from django_redis_resilience.exceptions import InvalidRateLimit
-from django_redis_resilience.ratelimiting import Decision, ahit, apeek, hit, peek
+from django_redis_resilience.ratelimiting import (
+    Decision,
+    Limit,
+    acheck_many,
+    ahit,
+    apeek,
+    check_many,
+    hit,
+    peek,
+)
 from django_redis_resilience.testing import RedisServer
 from tests._polling import wait_for
 from tests.cache.conftest import FAST_BREAKER, resilient_caches
@@ -326,6 +336,23 @@ def test_on_a_cluster_every_limit_of_one_identity_is_on_one_node(drr_cluster: An
     nonempty = [keys for keys in holders.values() if keys]
     assert len(nonempty) == 1
     _assert_reserved_and_one_slot(nonempty[0], prefix)
+
+
+def test_on_a_cluster_identities_in_several_slots_of_one_shard_are_checked_together(
+    drr_cluster: Any,
+) -> None:
+    """A shard serves many slots: one request's identities may share a shard, not a slot,
+    and one script call may only touch one slot's keys (else CROSSSLOT)."""
+    prefix = _prefix()
+    limits = [Limit(f"client-{n}", "5/m", name=f"n{n}", group="many") for n in range(12)]
+    with override_settings(CACHES=resilient_caches(drr_cluster.location, KEY_PREFIX=prefix)):
+        decisions = check_many(limits)
+        assert [(d.allowed, d.degraded) for d in decisions] == [(True, False)] * 12
+        assert [d.remaining for d in async_to_sync(acheck_many)(limits)] == [3] * 12
+    keys = [k for node in drr_cluster.masters for k in _rl_keys(node, prefix)]
+    assert len(keys) == 12
+    shards = [drr_cluster.node_for_key(k).port for k in keys]
+    assert len(set(shards)) < len(shards)  # twelve slots on three shards: some share one
 
 
 def test_cache_clear_keeps_the_rate_limits(standalone: str, drr_redis_server: RedisServer) -> None:
