@@ -7,9 +7,13 @@ fails at import time, not on the first request in production.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import functools
 import inspect
 import logging
+import os
+import threading
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -63,19 +67,57 @@ def _request_of(args: tuple[Any, ...]) -> HttpRequest:
     raise InvalidRateLimit("@ratelimit decorates views: no HttpRequest among the first arguments.")
 
 
+def _release_all(held: list[Decision]) -> None:
+    for decision in held:
+        try:
+            release(decision)
+        except Exception:  # one failed release must not keep the others
+            logger.exception("Could not release a concurrency slot")
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread is running an event loop (an ASGI server's, a test client's)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+_releasers: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
+_releasers_lock = threading.Lock()
+
+
+def _releaser() -> concurrent.futures.ThreadPoolExecutor:
+    """A few worker threads for releases that must not run on an event loop; one pool per
+    process, made on first use (a pool made before a fork has no threads in the child)."""
+    with _releasers_lock:
+        pool = _releasers.get(os.getpid())
+        if pool is None:
+            _releasers.clear()
+            pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=4, thread_name_prefix="drr-ratelimit-release"
+            )
+            _releasers[os.getpid()] = pool
+        return pool
+
+
 def _release_on_close(response: HttpResponseBase, decisions: list[Decision]) -> None:
     """Concurrency slots end when the response is closed: after the last byte of a
     streaming response, not when the view returns. A middleware may replace the
     response without closing it (a 304 from ``ConditionalGetMiddleware``): then
-    they end when the discarded response is freed. Releasing twice does nothing."""
+    they end when the discarded response is freed. Releasing twice does nothing.
+
+    Closed or freed on an event loop's thread (the 304 above in an async stack,
+    a stream an ASGI client closes there), the release goes to a worker thread:
+    a blocking round trip there would stall every request the loop serves."""
     held = [d for d in decisions if d.lease is not None]
 
     def end() -> None:
-        for decision in held:
-            try:
-                release(decision)
-            except Exception:  # one failed release must not keep the others
-                logger.exception("Could not release a concurrency slot")
+        if _on_event_loop():
+            _releaser().submit(_release_all, held)
+        else:
+            _release_all(held)
 
     if held:
         response._resource_closers.append(end)  # type: ignore[attr-defined]

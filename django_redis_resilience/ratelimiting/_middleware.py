@@ -22,6 +22,7 @@ from django_redis_resilience.ratelimiting._core import (
     Decision,
     Limit,
     acheck_many,
+    arelease,
     check_many,
     release,
 )
@@ -108,15 +109,18 @@ class RateLimitMiddleware:
                 chosen.append((rule, rule.limit.limit(rule.name, identity, request)))
         return chosen
 
-    def _refused(
-        self, request: HttpRequest, limits: Sequence[tuple[Rule, Limit]], decisions: list[Decision]
+    @staticmethod
+    def _refusal(
+        request: HttpRequest, limits: Sequence[tuple[Rule, Limit]], decisions: list[Decision]
     ) -> HttpResponseBase | None:
+        """The response that replaces the view when a rule refuses; ``None`` to go ahead.
+
+        When one refuses, the caller gives back the slots the others took in
+        other cluster slots: :func:`release` or, on the event loop, :func:`arelease`.
+        """
         refusal = None
         for (rule, _), decision in zip(limits, decisions, strict=True):
             refusal = rule.limit.refused(request, decision) or refusal
-        if refusal is not None:  # slots taken in other cluster slots are given back
-            for decision in decisions:
-                release(decision)
         return refusal
 
     def __call__(self, request: HttpRequest) -> Any:
@@ -129,9 +133,12 @@ class RateLimitMiddleware:
             return self.get_response(request)
         decisions = check_many([limit for _, limit in limits], cache=self.cache,
                                on_unavailable=self.on_unavailable)  # fmt: skip
-        response = self._refused(request, limits, decisions) or call_holding(
-            decisions, lambda: self.get_response(request)
-        )
+        response = self._refusal(request, limits, decisions)
+        if response is not None:
+            for decision in decisions:
+                release(decision)
+        else:
+            response = call_holding(decisions, lambda: self.get_response(request))
         for decision in decisions:
             add_headers(response, decision)
         return response
@@ -144,9 +151,12 @@ class RateLimitMiddleware:
             return await self.get_response(request)
         decisions = await acheck_many([limit for _, limit in limits], cache=self.cache,
                                       on_unavailable=self.on_unavailable)  # fmt: skip
-        response = self._refused(request, limits, decisions) or await acall_holding(
-            decisions, lambda: self.get_response(request)
-        )
+        response = self._refusal(request, limits, decisions)
+        if response is not None:
+            for decision in decisions:
+                await arelease(decision)  # never a blocking round trip on the loop
+        else:
+            response = await acall_holding(decisions, lambda: self.get_response(request))
         for decision in decisions:
             add_headers(response, decision)
         return response
