@@ -1,5 +1,8 @@
 """JSON health endpoints: ``health/`` for load balancers, ``health/redis/`` for monitoring.
 
+``health/`` reads this process's breakers, which cost nothing, once its traffic has
+reached Redis; before that a closed breaker only means that nothing happened yet, so
+it answers from the cached probe report instead (bounded by the probe timeout).
 Anonymous callers learn the status only; staff users, or a caller presenting
 ``REDIS_RESILIENCE["HEALTH"]["TOKEN"]`` as a bearer token (compared in
 constant time), get the details. The probe report is cached per process for
@@ -9,6 +12,7 @@ constant time), get the details. The probe report is cached per process for
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
 import time
 from typing import Any
@@ -22,8 +26,11 @@ from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf
 from django_redis_resilience.health import Report, build_report, process_label
 
+logger = logging.getLogger("django_redis_resilience")
+
 _lock = threading.Lock()
 _cached: tuple[float, Report] | None = None
+_probe_failure_logged_at = 0.0
 
 
 def _trusted(request: HttpRequest) -> bool:
@@ -57,13 +64,46 @@ def forget_cached_report() -> None:
         _cached = None
 
 
-def _breakers() -> dict[str, Any]:
-    """This process's view, from its breakers alone: no network."""
-    caches: dict[str, Any] = {}
-    for alias in conf.resilient_aliases():
-        states = [e.breaker.state.value for e in get_manager(alias).endpoints]
-        caches[alias] = "degraded" if any(s != "closed" for s in states) else "ok"
-    return caches
+def _from_traffic(alias: str) -> str | None:
+    """``degraded``/``ok`` from this process's breakers (no network), or ``None`` while traffic
+    has not reached every endpoint that serves writes: an untouched breaker is closed because
+    nothing happened, not because Redis answered."""
+    manager = get_manager(alias)
+    endpoints = manager.endpoints
+    if any(not e.breaker.closed for e in endpoints):
+        return "degraded"
+    writers = (
+        endpoints if manager.cluster is not None else [e for e in endpoints if e.role == "primary"]
+    )
+    if writers and all(e.breaker.used for e in writers):
+        return "ok"
+    return None
+
+
+def _from_probe(aliases: list[str]) -> dict[str, str]:
+    """``degraded``/``ok`` from the cached probe report (bounded by the probe timeout, made at
+    most once per ``CACHE_SECONDS``), ``unknown`` when it could not be made."""
+    global _probe_failure_logged_at
+    try:
+        report = cached_report()
+    except Exception:  # answered as "unknown"; logged once a minute, not once per probe
+        if time.monotonic() - _probe_failure_logged_at > 60 or not _probe_failure_logged_at:
+            _probe_failure_logged_at = time.monotonic()
+            logger.exception("The health report for the load-balancer endpoint failed")
+        return dict.fromkeys(aliases, "unknown")
+    status = {c.alias: "degraded" if c.status == "critical" else "ok" for c in report.caches}
+    return {alias: status.get(alias, "unknown") for alias in aliases}
+
+
+def _states() -> tuple[dict[str, str], dict[str, str]]:
+    """Each cache's state and where it came from (``traffic`` or ``probe``)."""
+    aliases = conf.resilient_aliases()
+    seen = {alias: _from_traffic(alias) for alias in aliases}
+    untouched = [alias for alias, state in seen.items() if state is None]
+    probed = _from_probe(untouched) if untouched else {}
+    states = {alias: seen[alias] or probed[alias] for alias in aliases}
+    sources = {alias: "probe" if alias in probed else "traffic" for alias in aliases}
+    return states, sources
 
 
 # Read-only: exempt from CSRF so that other methods get their 405, not a 403; HEAD is
@@ -72,12 +112,15 @@ def _breakers() -> dict[str, Any]:
 @never_cache
 @require_safe
 def health(request: HttpRequest) -> JsonResponse:
-    """200 whenever Django can answer; Redis's state (this process's breakers) in the body."""
-    caches = _breakers()
-    redis = "degraded" if "degraded" in caches.values() else "ok"
+    """200 whenever Django can answer; Redis's state in the body: this process's breakers once
+    its traffic has reached Redis, the cached probe report until then."""
+    caches, sources = _states()
+    values = set(caches.values())
+    redis = next((s for s in ("degraded", "unknown") if s in values), "ok")
     body: dict[str, Any] = {"status": "ok", "redis": redis}
     if _trusted(request):
         body["caches"] = caches
+        body["sources"] = sources
         body["process"] = process_label()
     return JsonResponse(body)
 

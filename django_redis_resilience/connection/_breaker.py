@@ -86,6 +86,9 @@ class CircuitBreaker:
         self._before_close: list[BeforeClose] = []
         self.last_outage_seconds: float | None = None
         self.last_recovered_count = 0
+        #: Whether a call's outcome was ever recorded: until then a closed breaker knows
+        #: nothing about Redis (the load-balancer endpoint probes instead of trusting it).
+        self.used = False
         self._stopped = False
 
     def __repr__(self) -> str:
@@ -137,6 +140,7 @@ class CircuitBreaker:
     # --- recording ---------------------------------------------------------
 
     def record_success(self) -> None:
+        self.used = True
         if self._failures:
             with self._lock:
                 self._failures = 0
@@ -144,6 +148,7 @@ class CircuitBreaker:
     def record_failure(self, error: BaseException) -> None:
         """Count a failed call; opens the breaker after a burst of them."""
         events: list[tuple[BreakerState, BreakerState]] = []
+        self.used = True
         with self._lock:
             if not self.closed:
                 return
@@ -160,6 +165,7 @@ class CircuitBreaker:
     def trip(self, error: BaseException) -> None:
         """Open at once, e.g. on ``CLUSTERDOWN``: no point waiting for a burst."""
         events: list[tuple[BreakerState, BreakerState]] = []
+        self.used = True
         with self._lock:
             self._last_error = error
             if self.closed:

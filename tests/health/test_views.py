@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import caches
 from django.test import Client, override_settings
 
 from django_redis_resilience import views
+from django_redis_resilience.clients import get_manager
 from django_redis_resilience.testing import RedisServer
 from tests.cache.conftest import FAST_BREAKER, resilient_caches
 
@@ -108,6 +110,48 @@ def test_redis_down_is_503_for_monitoring_and_200_for_the_load_balancer(
         assert "s3cret-pass-word" not in detailed.content.decode()
         codes = {f["code"] for f in detailed.json()["caches"][0]["findings"]}
         assert {"H001", "H030"} <= codes
+
+
+@pytest.mark.chaos
+def test_before_any_traffic_the_load_balancer_endpoint_probes(drr_redis_factory: Any) -> None:
+    """A process that has sent nothing has untouched, closed breakers: they know nothing.
+    Redis is down, so the answer must not be ``ok``; the site stays in rotation (200)."""
+    server = drr_redis_factory()
+    server.kill()
+    with _settings(server.url):
+        [endpoint] = get_manager("default").endpoints
+        assert (endpoint.breaker.closed, endpoint.breaker.used) == (True, False)  # no traffic
+        client = Client()
+        basic = client.get("/redis/health/")
+        assert basic.status_code == 200
+        assert basic.json() == {"status": "ok", "redis": "degraded"}
+        detailed = client.get("/redis/health/", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert detailed.status_code == 200
+        assert detailed.json()["caches"] == {"default": "degraded"}
+        assert detailed.json()["sources"] == {"default": "probe"}
+        assert endpoint.breaker.closed  # the probe is not traffic: the breaker is untouched
+
+
+def test_once_traffic_has_spoken_the_breakers_answer_without_probes(
+    drr_redis_factory: Any,
+) -> None:
+    """Every answer is probed (cached for CACHE_SECONDS, 0 here) until the process's own
+    traffic reaches Redis; from then on the breakers answer and nothing is sent to Redis."""
+    server = drr_redis_factory()
+    with _settings(server.url, CACHE_SECONDS=0):
+        client = Client()
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        before = _slowlog_calls(server)
+        for _ in range(2):
+            probed = client.get("/redis/health/", headers=auth).json()
+            assert (probed["redis"], probed["sources"]) == ("ok", {"default": "probe"})
+        assert _slowlog_calls(server) - before == 2  # one probe per answer
+        caches["default"].get("k")  # the process's own traffic
+        before = _slowlog_calls(server)
+        for _ in range(3):
+            seen = client.get("/redis/health/", headers=auth).json()
+            assert (seen["redis"], seen["sources"]) == ("ok", {"default": "traffic"})
+        assert _slowlog_calls(server) - before == 0
 
 
 def test_the_report_is_cached_so_probes_cannot_hammer_redis(drr_redis_factory: Any) -> None:
