@@ -116,8 +116,21 @@ class _Check:
     block: bool
 
 
+#: Rates, groups and identities up to this many characters are remembered (hashed or parsed
+#: once); longer ones, which only a client writing a huge header or form field brings, are
+#: worked out each time: the caches below hold kilobytes per entry at most, whatever the
+#: requests carry (8192 identities of 1 MB once held 8 GB).
+REMEMBERED_LENGTH = 128
+
+
+def _remembered(text: Any) -> bool:
+    return not isinstance(text, str) or len(text) <= REMEMBERED_LENGTH
+
+
 def policy_for(rate: Any, algorithm: str, burst: int | None = None) -> Policy:
     """Validate a rate, algorithm and burst together (also at decoration time)."""
+    if not (_remembered(rate) and _remembered(algorithm)):
+        return Policy.build(parse_rate(rate), algorithm, burst)
     try:
         return _policy_cached(rate, algorithm, burst)
     except TypeError:  # an unhashable rate: parse it every time
@@ -156,16 +169,29 @@ def _prefix(cache: str | None) -> tuple[str, str]:
 
 def _digest(text: str) -> str:
     """A keyed hash: an address space is small enough to reverse a plain hash by brute force."""
-    return _keyed(str(settings.SECRET_KEY), text)
+    secret = str(settings.SECRET_KEY)
+    return _keyed(secret, text) if _remembered(text) else _hmac(secret, text)
 
 
 @functools.lru_cache(maxsize=8192)
 def _keyed(secret: str, text: str) -> str:
+    return _hmac(secret, text)
+
+
+def _hmac(secret: str, text: str) -> str:
     return hmac.new(_hmac_key(secret), text.encode(), "sha256").hexdigest()[:32]
 
 
-@functools.lru_cache(maxsize=1024)
 def _group_hash(group: str) -> str:
+    return _group_hash_cached(group) if _remembered(group) else _sha(group)
+
+
+@functools.lru_cache(maxsize=1024)
+def _group_hash_cached(group: str) -> str:
+    return _sha(group)
+
+
+def _sha(group: str) -> str:
     return hashlib.sha256(group.encode()).hexdigest()[:12] if group else "-"
 
 

@@ -31,6 +31,7 @@ from django_redis_resilience.ratelimiting import (
     peek,
 )
 from django_redis_resilience.testing import RedisServer
+from tests._memory import MEGABYTE, retained_by
 from tests._polling import wait_for
 from tests.cache.conftest import FAST_BREAKER, resilient_caches
 
@@ -370,6 +371,31 @@ def test_cache_clear_keeps_the_rate_limits(standalone: str, drr_redis_server: Re
     assert hit(key, "2/h", algorithm="sliding_window").remaining == 0
 
 
+# --- memory -------------------------------------------------------------------------------------
+
+
+def test_huge_distinct_identities_are_not_remembered(standalone: str) -> None:
+    """A hash cache keyed by the identity once kept each one: 300 of 1 MB held 300 MB."""
+    assert hit(_key(), "5/m").allowed  # connected, the script loaded: nothing left to set up
+
+    def huge_identities() -> None:
+        for n in range(150):
+            assert hit(f"{n}:" + "x" * MEGABYTE, "5/m").allowed
+            assert peek(f"peek-{n}:" + "y" * MEGABYTE, "5/m").allowed
+
+    assert retained_by(huge_identities) < 5 * MEGABYTE
+
+
+def test_huge_groups_and_rate_texts_are_not_remembered(standalone: str) -> None:
+    def huge_groups() -> None:
+        for n in range(100):
+            limit = Limit(_key(), "5/m", name="g", group=f"{n}:" + "g" * MEGABYTE)
+            assert check_many([limit])[0].allowed
+            assert hit(_key(), f"{n + 1}/" + "0" * MEGABYTE + "1s").allowed
+
+    assert retained_by(huge_groups) < 5 * MEGABYTE
+
+
 # --- outages -------------------------------------------------------------------------------------
 
 
@@ -447,6 +473,33 @@ def test_hung_server_once_the_breaker_opens_no_check_waits_for_the_timeout(
         assert all(d.degraded for d in decisions)
         # A bound on a timeout, not a performance assertion: none paid SOCKET_TIMEOUT.
         assert max(durations) < SOCKET_TIMEOUT
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_check_a_frozen_server_runs_late_can_only_make_the_limit_stricter(
+    drr_redis_factory: Any, algorithm: str
+) -> None:
+    """A check that timed out stays in the frozen server's buffers and runs when it
+    resumes: it consumes a unit nobody was told of (the caller got a degraded answer),
+    and never gives one back, so Redis admits at most the limit, never more."""
+    server = drr_redis_factory()
+    options = {"BREAKER": FAST_BREAKER, "SOCKET_TIMEOUT": 0.25}
+    with override_settings(CACHES=resilient_caches(server.url, **options)):
+        assert not hit(_key(), "3/h", algorithm=algorithm).degraded  # connected, script loaded
+        key = _key()
+        server.hang()
+        try:
+            assert hit(key, "3/h", algorithm=algorithm).degraded
+        finally:
+            server.resume()
+        with server.client() as client:
+            assert client.ping()  # served after what waited on the old connections
+        breaker = get_manager().primary.breaker
+        assert wait_for(lambda: breaker.closed, timeout=10)
+        decisions = [hit(key, "3/h", algorithm=algorithm) for _ in range(4)]
+    assert not any(d.degraded for d in decisions)
+    assert [d.allowed for d in decisions] == [True, True, False, False]
 
 
 # --- invalid arguments ---------------------------------------------------------------------------

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.test import AsyncClient, Client, override_settings
+from django.http import HttpRequest, HttpResponse
+from django.test import AsyncClient, Client, RequestFactory, override_settings
 
 from django_redis_resilience import ratelimit, signals
 from django_redis_resilience.exceptions import InvalidRateLimit
 from django_redis_resilience.ratelimiting import client_ip
+from tests._memory import MEGABYTE, retained_by
 from tests.cache.conftest import FAST_BREAKER, resilient_caches
 
 POLICY = re.compile(r'^"(?P<name>[^"]+)";q=(?P<q>\d+);w=(?P<w>\d+)$')
@@ -304,3 +306,35 @@ def test_an_async_key_function_is_awaited(site: None) -> None:
         return out
 
     assert async_to_sync(statuses)() == [200, 429, 200]
+
+
+def _token(group: str, request: Any) -> str:
+    return str(request.headers.get("x-token", ""))
+
+
+@pytest.mark.parametrize(
+    ("key", "request_with"),
+    [
+        ("header:x-token", lambda big: RequestFactory().get("/", HTTP_X_TOKEN=big)),
+        ("get:q", lambda big: RequestFactory().get("/", {"q": big})),
+        ("post:field", lambda big: RequestFactory().post("/", {"field": big})),
+        (_token, lambda big: RequestFactory().get("/", HTTP_X_TOKEN=big)),
+    ],
+    ids=["header", "get", "post", "callable"],
+)
+def test_huge_request_values_are_not_remembered_for_any_key(
+    site: None, key: Any, request_with: Callable[[str], HttpRequest]
+) -> None:
+    """Anonymous requests with a 1 MB field once grew the process by 1 MB each."""
+
+    @ratelimit(key=key, rate="5/m", group=f"huge-{key}")
+    def view(request: HttpRequest) -> HttpResponse:
+        return HttpResponse("ok")
+
+    assert view(request_with("warm-up")).status_code == 200
+
+    def huge_requests() -> None:
+        for n in range(100):
+            assert view(request_with(f"{n}:" + "x" * MEGABYTE)).status_code == 200
+
+    assert retained_by(huge_requests) < 5 * MEGABYTE
