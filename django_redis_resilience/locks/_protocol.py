@@ -4,7 +4,9 @@
 script, block on the wake-up list, sleep) without doing any I/O; :func:`run`
 and :func:`arun` carry the steps out with the sync or asyncio client. So the
 waiting logic (fair queue, wake-ups, the bounded re-check when a holder's
-lease ran out, leaving the queue when cancelled) exists once.
+lease ran out, leaving the queue when cancelled) exists once. Every acquire
+script carries a deadline on the server's clock (:class:`ServerClock`), so a
+script that a hung server runs after its caller gave up neither grants nor queues.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
+
+import redis.exceptions
 
 from django_redis_resilience._drive import adrive, drive
 from django_redis_resilience._lua import LuaScript
@@ -233,7 +237,11 @@ def _do(step: Step, manager: ConnectionManager, keys: LockKeys) -> Any:
 
 
 def call(manager: ConnectionManager, keys: LockKeys, args: list[Any]) -> Any:
-    """One run of the lock script on the lock's endpoint."""
+    """One run of the lock script on the lock's endpoint (an acquire with its deadline)."""
+    if args[0] == "acquire":
+        return manager.execute(
+            lambda client: _acquire_once(client, keys, args), key=keys.lock, idempotent=False
+        )
     return manager.execute(
         lambda client: LOCK(client, keys.all, args),
         key=keys.lock,
@@ -245,6 +253,10 @@ def call(manager: ConnectionManager, keys: LockKeys, args: list[Any]) -> Any:
 
 async def acall(manager: ConnectionManager, keys: LockKeys, args: list[Any]) -> Any:
     """The asyncio twin of :func:`call`."""
+    if args[0] == "acquire":
+        return await manager.aexecute(
+            lambda client: _aacquire_once(client, keys, args), key=keys.lock, idempotent=False
+        )
     return await manager.aexecute(
         lambda client: LOCK.acall(client, keys.all, args), key=keys.lock, idempotent=False
     )
@@ -272,3 +284,115 @@ async def _ado(step: Step, manager: ConnectionManager, keys: LockKeys) -> Any:
             return BLOCK_FAILED
         raise
     return None if popped is None else popped[1]
+
+
+# --- the acquire script's deadline ------------------------------------------------
+
+
+class ServerClock:
+    """What this process knows of one server's clock, to give acquisitions a deadline on it.
+
+    Why a deadline: a caller stops reading the acquire script's reply at its
+    socket timeout and is told Redis is unavailable. A hung or overloaded
+    server may still run the script later (it waits in the server's socket
+    buffers); granting then would hold the lock for a whole lease for an owner
+    nobody is, and queueing would make the next release hand the lock to
+    nobody. The script cannot know when it was sent, so the caller tells it
+    until when a reply can still reach it, and past that the script leaves
+    instead of acquiring (``lock.lua``). Nothing is left to clean up
+    afterwards, so it holds when the caller's process is gone, too.
+
+    Why the socket timeout, not the wait: each script call is one request, and
+    a grant is lost exactly when its reply comes after the caller stopped
+    reading, whatever the wait. The script may start in the first half of the
+    socket timeout; the second half is for the reply's way back, which takes
+    as long as the way there did when the network is slow both ways, and no
+    time when the server itself was stuck. Without a socket timeout a caller
+    reads until the reply comes: no deadline.
+
+    Why on the server's clock: the script can only compare with ``TIME``, and
+    this process's clock may disagree with the server's by any amount. Every
+    acquire reply carries the server's time, read while the request was under
+    way: taken as read halfway between sending and receiving, it gives the
+    offset between the clocks to within half that round trip. Until a server
+    has answered once, the wall clocks are taken to agree. An estimate that
+    puts the deadline too early shows as a refusal the caller still reads; it
+    carries the server's time, and the caller asks again at once. One that puts
+    it too late (the wall clocks disagree before the first reply, the server's
+    clock stepped back, a failover to a server whose clock is behind) lets a
+    late script grant for as long as the estimate is off, and only until the
+    next reply corrects it.
+    """
+
+    __slots__ = ("offset_us",)
+
+    def __init__(self) -> None:
+        #: The server's time minus ``time.monotonic()``, in microseconds.
+        self.offset_us = (time.time_ns() - time.monotonic_ns()) // 1000
+
+    def deadline(self, sent: float, socket_timeout: float | None) -> int:
+        """The deadline on the server's clock for a script sent at ``sent``; 0 for none."""
+        if not socket_timeout:
+            return 0
+        return int((sent + socket_timeout / 2) * 1_000_000) + self.offset_us
+
+    def learn(self, server_us: int, sent: float, received: float) -> None:
+        """The server read its clock as ``server_us`` between ``sent`` and ``received``."""
+        self.offset_us = server_us - int((sent + received) / 2 * 1_000_000)
+
+
+#: Refusals as late an acquisition reads before it counts the server as too
+#: slow: after the first, the clock estimate comes from that very reply.
+_LATE_TRIES = 3
+#: One clock per server; a cap so that changing addresses cannot grow it without bound.
+_CLOCKS: dict[tuple[Any, ...], ServerClock] = {}
+_MAX_CLOCKS = 1024
+
+
+def _clock_of(client: Any) -> tuple[ServerClock, float | None]:
+    """The clock of the server ``client`` talks to, and its socket timeout."""
+    pool = client.connection_pool
+    kwargs = getattr(pool, "connection_kwargs", None) or {}
+    node = (
+        kwargs.get("host"),
+        kwargs.get("port"),
+        kwargs.get("path"),
+        getattr(pool, "service_name", None),
+    )
+    clock = _CLOCKS.get(node)
+    if clock is None:
+        if len(_CLOCKS) >= _MAX_CLOCKS:
+            _CLOCKS.clear()
+        clock = _CLOCKS.setdefault(node, ServerClock())
+    return clock, kwargs.get("socket_timeout")
+
+
+def _too_late(tries: int) -> redis.exceptions.TimeoutError:
+    return redis.exceptions.TimeoutError(
+        f"the server ran the lock script after the caller's deadline {tries} times "
+        "(it is slower than the socket timeout allows)"
+    )
+
+
+def _acquire_once(client: Any, keys: LockKeys, args: list[Any]) -> Any:
+    """Run ``acquire`` with a deadline; refused as late but still read: ask again."""
+    clock, socket_timeout = _clock_of(client)
+    for _ in range(_LATE_TRIES):
+        sent = time.monotonic()
+        reply = LOCK(client, keys.all, [*args, clock.deadline(sent, socket_timeout)])
+        clock.learn(int(reply[-1]), sent, time.monotonic())
+        if int(reply[0]) != -1:
+            return reply
+    raise _too_late(_LATE_TRIES)
+
+
+async def _aacquire_once(client: Any, keys: LockKeys, args: list[Any]) -> Any:
+    """The asyncio twin of :func:`_acquire_once`."""
+    clock, socket_timeout = _clock_of(client)
+    for _ in range(_LATE_TRIES):
+        sent = time.monotonic()
+        reply = await LOCK.acall(client, keys.all, [*args, clock.deadline(sent, socket_timeout)])
+        clock.learn(int(reply[-1]), sent, time.monotonic())
+        if int(reply[0]) != -1:
+            return reply
+    raise _too_late(_LATE_TRIES)

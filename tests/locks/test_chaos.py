@@ -667,3 +667,126 @@ def test_a_mass_disconnect_loses_neither_the_waiter_nor_the_release(
     assert token > held.token
     assert not held.lost
     assert "release failed" not in caplog.text
+
+
+# --- 8. an acquisition given up while Redis was frozen ------------------------------------------
+
+#: One failure opens the breaker, so the caller's best-effort ``leave`` is refused
+#: without being sent: only the acquire script is left in the frozen server's buffers.
+#: It closes again quickly once the server answers.
+ONE_FAILURE_OPENS = {"FAILURE_THRESHOLD": 1, "RECOVERY_TIMEOUT": 0.05, "MAX_RECOVERY_TIMEOUT": 0.2}
+
+
+def _given_up(flavour: str, server: RedisServer, name: str, **options: Any) -> None:
+    """Freeze the server, then ``lock(name, **options)`` acquires with the sync or the
+    asyncio client and is told Redis is unavailable.
+
+    On a connection used before (a new one would wait for its handshake and send
+    nothing else), so the acquire script is sent and stays in the server's buffers.
+    In a thread of its own: the test's thread may hold the lock.
+    """
+
+    def attempt() -> None:
+        _token(unique())
+        server.hang()
+        with pytest.raises(RedisUnavailable):
+            lock(name, **options).acquire()
+
+    async def aattempt() -> None:
+        async with lock(unique(), timeout=1.0, wait=5):
+            pass
+        server.hang()
+        with pytest.raises(RedisUnavailable):
+            await lock(name, **options).aacquire()
+
+    worker = _Worker(attempt if flavour == "sync" else lambda: asyncio.run(aattempt()))
+    worker.start()
+    worker.outcome()
+
+
+def _answers_again(server: RedisServer, name: str, prefix: str) -> None:
+    """Resume the server and wait until it has run what its buffers held and the
+    breaker lets calls through: a new connection's PING is served after the data
+    that was waiting on the old ones."""
+    server.resume()
+    with server.client() as client:
+        assert client.ping()
+    assert wait_for(lambda: _breaker(name, prefix).closed, timeout=10)
+
+
+def _taken_by_another_caller(name: str) -> bool:
+    """A fresh caller gets the lock at once (``wait=0``); it lets it go again."""
+    held = lock(name, timeout=5.0, wait=0, on_busy="skip", on_unavailable="skip").acquire()
+    if held is None:
+        return False
+    assert held.release()
+    return True
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_an_acquisition_given_up_in_a_frozen_server_never_keeps_the_lock(
+    drr_redis_factory: Any, flavour: str
+) -> None:
+    """The caller is told Redis is unavailable; the server runs its acquire script
+    when it resumes. Without a guard the script grants the lock to an owner nobody
+    holds, for the whole lease (30 s here)."""
+    server = drr_redis_factory()
+    name = unique()
+    with _caches(server.url, BREAKER=ONE_FAILURE_OPENS) as prefix:
+        keys = LockKeys.build(prefix, name)
+        try:
+            _given_up(flavour, server, name, timeout=30.0, wait=0)
+        finally:
+            _answers_again(server, name, prefix)
+        # The buffered script has run: it granted nothing and queued nobody.
+        assert _holder(server, keys) is None
+        assert _queued(server, keys) == []
+        assert wait_for(lambda: _taken_by_another_caller(name), timeout=1.0)
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_waiter_that_gave_up_in_a_frozen_server_is_not_handed_the_lock(
+    drr_redis_factory: Any, flavour: str
+) -> None:
+    """A waiter's acquire script queues it behind the holder. Run late, it would put
+    a waiter nobody is behind at the head of the queue, and the holder's release
+    would hand the lock to it for the hand-off lease."""
+    server = drr_redis_factory()
+    name = unique()
+    with _caches(server.url, BREAKER=ONE_FAILURE_OPENS) as prefix:
+        keys = LockKeys.build(prefix, name)
+        held = lock(name, timeout=30.0).acquire()
+        assert held is not None
+        try:
+            _given_up(flavour, server, name, timeout=30.0, wait=5)
+        finally:
+            _answers_again(server, name, prefix)
+        assert _queued(server, keys) == []
+        assert held.release()
+        assert _holder(server, keys) is None
+        assert wait_for(lambda: _taken_by_another_caller(name), timeout=1.0)
+
+
+def test_a_slow_network_within_the_socket_timeout_never_makes_the_script_refuse(
+    drr_redis_factory: Any, drr_proxy_factory: Any
+) -> None:
+    """The deadline leaves half the socket timeout for the reply's way back, and the
+    clock estimate takes the server's time as read halfway through the round trip: a
+    round trip shorter than the socket timeout is granted at the first script call."""
+    server = drr_redis_factory()
+    proxy = drr_proxy_factory(server)
+    name = unique()
+    with _caches(proxy.url(), SOCKET_TIMEOUT=2.0):
+        _token(unique())  # connected, script loaded, clock learned without delay
+        with server.client() as client:
+            before = int(client.info("commandstats")["cmdstat_evalsha"]["calls"])
+        proxy.set_latency(0.6)  # each way: a 1.2 s round trip
+        try:
+            for _ in range(2):  # the second one on an estimate learned through the delay
+                with lock(name, timeout=5.0, wait=0) as held:
+                    assert held
+        finally:
+            proxy.set_latency(0)
+        with server.client() as client:
+            after = int(client.info("commandstats")["cmdstat_evalsha"]["calls"])
+    assert after - before == 4  # two acquisitions, two releases: nothing refused

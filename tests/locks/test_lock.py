@@ -1130,6 +1130,35 @@ def test_an_uncontended_acquire_and_release_is_two_script_calls(drr_redis_factor
     assert script_after - script == 0
 
 
+@pytest.mark.parametrize("guess", ["an hour behind", "an hour ahead"])
+def test_a_wrong_guess_of_the_server_s_clock_is_corrected_by_the_next_reply(
+    drr_redis_factory: Any, guess: str
+) -> None:
+    """Every acquire script gets a deadline on the server's clock, from this process's
+    estimate of it. Too early (the guess is behind), the script refuses as late, the
+    caller reads that refusal and asks again: one extra script call, then never again.
+    Too late (ahead), it grants at once. Either way the reply sets the estimate right."""
+    from django_redis_resilience.clients import get_manager
+    from django_redis_resilience.locks._protocol import _clock_of
+
+    server = drr_redis_factory()
+    with override_settings(CACHES=resilient_caches(server.url)):
+        with lock(unique()):  # warm-up: connects, loads the script, learns the clock
+            pass
+        clock, _ = _clock_of(get_manager().primary.client)
+        hour = 3600 * 1_000_000
+        clock.offset_us += -hour if guess == "an hour behind" else hour
+        before, _ = _evalsha_calls(server)
+        for _ in range(3):
+            with lock(unique(), wait=0) as held:
+                assert held
+        extra = 1 if guess == "an hour behind" else 0
+        assert _evalsha_calls(server)[0] - before == 3 * 2 + extra
+    seconds, micros = _cmd(server, "TIME")
+    truth = int(seconds) * 1_000_000 + int(micros) - time.monotonic_ns() // 1000
+    assert abs(clock.offset_us - truth) < hour / 60  # a generous bound: the hour is gone
+
+
 # --- outages ------------------------------------------------------------------------------------
 
 

@@ -14,10 +14,18 @@
 --         "renew" (extend: "renew" sets the lease unless more is left already)
 -- ARGV[5] how long the counter outlives its last use, ms
 -- ARGV[6] hand-off lease cap ms: a woken waiter holds the lock this long until it extends
+-- ARGV[7] acquire: the caller's deadline, microseconds on this server's clock (0 = none).
+--         A caller stops reading the reply at its socket timeout; a script that a hung
+--         or slow server runs after that (it was waiting in the server's buffers) would
+--         grant or queue an owner nobody holds. Past the deadline it leaves instead.
 --
--- Replies: acquire/leave {1, fence, pttl} when the caller holds the lock,
--- {0, pttl of the holder} otherwise; release {1, handed on 0|1} or {0};
--- extend 1 or 0.
+-- Replies: acquire {1, fence, pttl, now} when the caller holds the lock, {0, pttl of
+-- the holder, now} otherwise, {-1, now} when it ran past the deadline (now: this
+-- server's clock in microseconds, for the caller's next deadline); leave {1, fence,
+-- pttl} or {0, pttl of the holder}; release {1, handed on 0|1} or {0}; extend 1 or 0.
+--
+-- TIME before writes needs script effects replication: the default since Redis 5
+-- (and the only mode since 7), so no redis.replicate_commands() here.
 
 local lock, counter, queue, waiters = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local op, who = ARGV[1], ARGV[2]
@@ -86,19 +94,36 @@ local function held_by(id)
   return nil
 end
 
+-- The waiter is gone: drop its entry and wake-up list; the fence if it was handed the lock.
+local function drop(id)
+  forget(id)
+  redis.call('DEL', lock .. ':wake:' .. id)
+  return held_by(id)
+end
+
+local function pass_on()
+  redis.call('DEL', lock)
+  hand_on()
+end
+
 if op == 'acquire' then
   local lease_ms, entry_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
+  local deadline = tonumber(ARGV[7] or '0')
+  if deadline > 0 and now_us > deadline then  -- nobody reads the reply: leave
+    if drop(who) then pass_on() end
+    return {-1, now_us}
+  end
   local fence = held_by(who)
   if fence then  -- handed on while the caller was not listening
     forget(who)
     redis.call('DEL', lock .. ':wake:' .. who)
-    return {1, fence, redis.call('PTTL', lock)}
+    return {1, fence, redis.call('PTTL', lock), now_us}
   end
   if redis.call('EXISTS', lock) == 0 then
     local head = live_head()
     if not head or head == who then
       forget(who)
-      return {1, grant(who, lease_ms), lease_ms}
+      return {1, grant(who, lease_ms), lease_ms, now_us}
     end
     -- The first waiter missed its wake-up (the holder's lease ran out): it goes first.
     hand_on()
@@ -112,7 +137,7 @@ if op == 'acquire' then
     redis.call('PEXPIRE', queue, 2 * entry_ms)
     redis.call('PEXPIRE', waiters, 2 * entry_ms)
   end
-  return {0, redis.call('PTTL', lock)}
+  return {0, redis.call('PTTL', lock), now_us}
 end
 
 if op == 'release' then
@@ -135,13 +160,10 @@ if op == 'extend' then
 end
 
 if op == 'leave' then
-  forget(who)
-  redis.call('DEL', lock .. ':wake:' .. who)
-  local fence = held_by(who)
+  local fence = drop(who)
   if fence then
     if ARGV[3] == '1' then  -- cancelled: pass the lock on at once
-      redis.call('DEL', lock)
-      hand_on()
+      pass_on()
       return {0, 0}
     end
     return {1, fence, redis.call('PTTL', lock)}
