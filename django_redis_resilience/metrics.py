@@ -2,9 +2,11 @@
 
 ``django_redis_resilience.metrics.register()`` adds one collector to
 ``prometheus_client``'s registry. It reads at scrape time what this process
-knows (breakers, fallback use, rate-limit decisions, lock waits, topology
-refreshes) and, from the cached health report (``HEALTH["CACHE_SECONDS"]``),
-what the servers say (node up, slot coverage).
+knows (breakers; each cache's hits, misses, and per endpoint its errors,
+short-circuited calls, refused writes and fallback use; rate-limit decisions,
+lock waits, topology refreshes and their durations) and, from the cached
+health report (``HEALTH["CACHE_SECONDS"]``), what the servers say (node up,
+slot coverage).
 
 Multiprocess servers (gunicorn with ``PROMETHEUS_MULTIPROC_DIR``): custom
 collectors are not aggregated across workers by ``prometheus_client``.
@@ -12,24 +14,63 @@ Serve this collector from each worker's own registry (each scrape then sees
 one worker; the ``process`` label tells which), or scrape one worker for the
 server-side gauges (node up, coverage), which every worker reports alike.
 
-The counters here are plain integers updated on the hot path (a dictionary
-increment); nothing is imported from ``prometheus_client`` until ``register``.
+Nothing is counted for Prometheus on the hot path: the caches' counters
+(those of ``cache.stats()``) and the cluster routers' are read as they are;
+the counters here are plain integers (a dictionary increment, a histogram
+bucket). Nothing is imported from ``prometheus_client`` until a scrape.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 #: Lock wait buckets, seconds.
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0)
+#: Topology refresh buckets, seconds: a refresh asks the nodes in parallel, a dead one
+#: costs up to its connect timeout.
+REFRESH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Durations:
+    """A histogram kept as plain integers where the event happens, read at scrape time.
+
+    Observing is a bisect and two additions under a lock; nothing from
+    ``prometheus_client`` is needed until a scrape.
+    """
+
+    def __init__(self, buckets: Sequence[float]) -> None:
+        self.buckets = tuple(buckets)
+        self._lock = threading.Lock()
+        self._counts = [0] * (len(self.buckets) + 1)
+        self._sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        index = bisect.bisect_left(self.buckets, seconds)  # the first bound >= seconds
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += seconds
+
+    def snapshot(self) -> tuple[list[tuple[str, int]], float]:
+        """Cumulative ``(le, count)`` pairs, ``+Inf`` last, and the sum of what was observed."""
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        bounds = [str(b) for b in self.buckets] + ["+Inf"]
+        return list(zip(bounds, itertools.accumulate(counts), strict=True)), total
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counts = [0] * (len(self.buckets) + 1)
+            self._sum = 0.0
+
 
 _lock = threading.Lock()
 _decisions: dict[str, int] = {}
 _acquisitions: dict[str, int] = {}
-_wait_buckets = [0] * (len(WAIT_BUCKETS) + 1)
-_wait_sum = 0.0
+_waits = Durations(WAIT_BUCKETS)
 
 
 def count_decisions(decisions: Sequence[Any]) -> None:
@@ -44,25 +85,189 @@ def count_decisions(decisions: Sequence[Any]) -> None:
 
 def count_lock(outcome: str, waited: float) -> None:
     """One acquisition attempt: ``acquired``, ``busy``, ``unavailable``; how long it waited."""
-    global _wait_sum
     with _lock:
         _acquisitions[outcome] = _acquisitions.get(outcome, 0) + 1
-        if outcome == "acquired":
-            index = next((i for i, b in enumerate(WAIT_BUCKETS) if waited <= b), len(WAIT_BUCKETS))
-            _wait_buckets[index] += 1
-            _wait_sum += waited
+    if outcome == "acquired":
+        _waits.observe(waited)
 
 
 def reset() -> None:
-    global _wait_sum
     with _lock:
         _decisions.clear()
         _acquisitions.clear()
-        _wait_buckets[:] = [0] * (len(WAIT_BUCKETS) + 1)
-        _wait_sum = 0.0
+    _waits.clear()
 
 
 _BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+#: Per-endpoint counters of a cache (``CacheState.endpoint_counts`` names): metric, help.
+_ENDPOINT_COUNTERS = {
+    "errors": (
+        "drr_cache_errors",
+        "Cache calls Redis failed (unreachable, timeout, reset...), by the endpoint that failed.",
+    ),
+    "short_circuited": (
+        "drr_cache_short_circuited",
+        "Cache calls refused by an open breaker: nothing was sent to Redis.",
+    ),
+    "refused_writes": (
+        "drr_cache_refused_writes",
+        "Writes Redis answered but refused (OOM under noeviction, READONLY, MISCONF): not stored.",
+    ),
+}
+
+
+class _Scrape:
+    """The metric families of one scrape, built empty (``describe``) then filled (``collect``)."""
+
+    def __init__(self, process: str) -> None:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        self.process = process
+        by_alias = ["alias", "process"]
+        by_endpoint = ["alias", "endpoint", "process"]
+        self.breaker = GaugeMetricFamily(
+            "drr_breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open (this process).",
+            labels=by_endpoint,
+        )
+        self.hits = CounterMetricFamily(
+            "drr_cache_hits", "Cache reads that found a value (this process).", labels=by_alias
+        )
+        self.misses = CounterMetricFamily(
+            "drr_cache_misses", "Cache reads that found no value (this process).", labels=by_alias
+        )
+        self.per_endpoint = {
+            name: CounterMetricFamily(metric, text, labels=by_endpoint)
+            for name, (metric, text) in _ENDPOINT_COUNTERS.items()
+        }
+        self.fallback = CounterMetricFamily(
+            "drr_fallback_operations",
+            "Cache operations served by the fallback store.",
+            labels=["alias", "endpoint", "operation", "process"],
+        )
+        self.refreshes = CounterMetricFamily(
+            "drr_topology_refreshes",
+            "Cluster slot-map refreshes done by this process (failed ones included).",
+            labels=by_alias,
+        )
+        self.refresh_failures = CounterMetricFamily(
+            "drr_topology_refresh_failures",
+            "Cluster slot-map refreshes that no node answered.",
+            labels=by_alias,
+        )
+        self.refresh_seconds = HistogramMetricFamily(
+            "drr_topology_refresh_duration_seconds",
+            "How long cluster slot-map refreshes took (failed ones included).",
+            labels=by_alias,
+        )
+        self.ratelimit = CounterMetricFamily(
+            "drr_ratelimit_decisions",
+            "Rate-limit decisions by outcome (this process).",
+            labels=["outcome", "process"],
+        )
+        self.locks = CounterMetricFamily(
+            "drr_lock_acquisitions",
+            "Lock acquisition attempts by outcome (this process).",
+            labels=["outcome", "process"],
+        )
+        self.waits = HistogramMetricFamily(
+            "drr_lock_wait_seconds",
+            "Time from asking for a lock to holding it.",
+            labels=["process"],
+        )
+        self.node_up = GaugeMetricFamily(
+            "drr_node_up",
+            "1 when the node answered the last probe.",
+            labels=["alias", "node", "kind"],
+        )
+        self.coverage = GaugeMetricFamily(
+            "drr_cluster_slots_coverage_ratio",
+            "Share of the 16384 slots served.",
+            labels=["alias"],
+        )
+
+    def process_families(self) -> list[Any]:
+        return [
+            self.breaker,
+            self.hits,
+            self.misses,
+            *self.per_endpoint.values(),
+            self.fallback,
+            self.refreshes,
+            self.refresh_failures,
+            self.refresh_seconds,
+            self.ratelimit,
+            self.locks,
+            self.waits,
+        ]
+
+    def server_families(self) -> list[Any]:
+        return [self.node_up, self.coverage]
+
+    # --- filling -------------------------------------------------------------------
+
+    def add_alias(self, alias: str, manager: Any) -> None:
+        """One resilient cache's connection manager: breakers, cache counters, refreshes."""
+        for endpoint in manager.endpoints:
+            state = endpoint.breaker.state.value
+            self.breaker.add_metric(
+                [alias, endpoint.display, self.process], _BREAKER_VALUE.get(state, 2)
+            )
+        cache = manager.extensions.get("cache")
+        if cache is not None:
+            self._add_cache(alias, manager, cache)
+        router = manager.cluster
+        if router is not None:
+            self.refreshes.add_metric([alias, self.process], router.refresh_count)
+            self.refresh_failures.add_metric([alias, self.process], router.refresh_failures)
+            buckets, total = router.refresh_durations.snapshot()
+            self.refresh_seconds.add_metric([alias, self.process], buckets, sum_value=total)
+
+    def _add_cache(self, alias: str, manager: Any, cache: Any) -> None:
+        """Hits and misses per cache; the outage counters per endpoint, at 0 for every
+        endpoint known, so that ``rate()`` and alerts see a series before its first event."""
+        totals = cache.counters.snapshot()
+        self.hits.add_metric([alias, self.process], totals["hits"])
+        self.misses.add_metric([alias, self.process], totals["misses"])
+        counts = cache.endpoint_counts()
+        endpoints = list(dict.fromkeys([e.display for e in manager.endpoints]))
+        endpoints += sorted({endpoint for _, endpoint in counts} - set(endpoints))
+        for endpoint in endpoints:
+            labels = [alias, endpoint, self.process]
+            for name, family in self.per_endpoint.items():
+                family.add_metric(labels, counts.get((name, endpoint), 0))
+            for operation in ("read", "write"):
+                self.fallback.add_metric(
+                    [alias, endpoint, operation, self.process],
+                    counts.get((f"fallback_{operation}s", endpoint), 0),
+                )
+
+    def add_process_wide(self) -> None:
+        """Rate-limit decisions and lock acquisitions of this process."""
+        with _lock:
+            decisions = dict(_decisions)
+            acquisitions = dict(_acquisitions)
+        for outcome, count in sorted(decisions.items()):
+            self.ratelimit.add_metric([outcome, self.process], count)
+        for outcome, count in sorted(acquisitions.items()):
+            self.locks.add_metric([outcome, self.process], count)
+        buckets, total = _waits.snapshot()
+        self.waits.add_metric([self.process], buckets, sum_value=total)
+
+    def add_report(self, report: Any) -> None:
+        """What the servers say, from the cached probe report."""
+        for cache in report.caches:
+            for node in cache.nodes:
+                self.node_up.add_metric(
+                    [cache.alias, node.address, node.kind], 1 if node.reachable else 0
+                )
+            if "coverage_ratio" in cache.cluster:
+                self.coverage.add_metric([cache.alias], cache.cluster["coverage_ratio"])
 
 
 class RedisResilienceCollector:
@@ -73,113 +278,25 @@ class RedisResilienceCollector:
         self.probe = probe
 
     def describe(self) -> Iterable[Any]:
-        return []  # no fixed set of series: found at scrape time
+        """The families, without samples: the registry refuses a name registered twice."""
+        scrape = _Scrape(process="")
+        return scrape.process_families() + (scrape.server_families() if self.probe else [])
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import (
-            CounterMetricFamily,
-            GaugeMetricFamily,
-            HistogramMetricFamily,
-        )
-
         from django_redis_resilience.clients import get_manager
         from django_redis_resilience.conf import conf
         from django_redis_resilience.health import process_label
 
-        process = process_label()
-        breaker = GaugeMetricFamily(
-            "drr_breaker_state",
-            "Circuit breaker: 0 closed, 1 half-open, 2 open (this process).",
-            labels=["alias", "endpoint", "process"],
-        )
-        fallback = CounterMetricFamily(
-            "drr_fallback_operations",
-            "Cache operations served by the fallback store.",
-            labels=["alias", "operation", "process"],
-        )
-        refreshes = CounterMetricFamily(
-            "drr_topology_refreshes",
-            "Cluster slot-map refreshes done by this process.",
-            labels=["alias", "process"],
-        )
-        refresh_seconds = GaugeMetricFamily(
-            "drr_topology_refresh_duration_seconds",
-            "How long the last slot-map refresh took.",
-            labels=["alias", "process"],
-        )
+        scrape = _Scrape(process_label())
         for alias in conf.resilient_aliases():
-            manager = get_manager(alias)
-            for endpoint in manager.endpoints:
-                state = endpoint.breaker.state.value
-                breaker.add_metric([alias, endpoint.display, process], _BREAKER_VALUE.get(state, 2))
-            cache = manager.extensions.get("cache")
-            if cache is not None:
-                counters = cache.counters.snapshot()
-                fallback.add_metric([alias, "read", process], counters.get("fallback_reads", 0))
-                fallback.add_metric([alias, "write", process], counters.get("fallback_writes", 0))
-            router = manager.cluster
-            if router is not None:
-                refreshes.add_metric([alias, process], router.refresh_count)
-                if router.last_refresh_duration is not None:
-                    refresh_seconds.add_metric([alias, process], router.last_refresh_duration)
-        yield from (breaker, fallback, refreshes, refresh_seconds)
-        with _lock:
-            decisions = dict(_decisions)
-            acquisitions = dict(_acquisitions)
-            buckets = list(_wait_buckets)
-            wait_sum = _wait_sum
-        ratelimit = CounterMetricFamily(
-            "drr_ratelimit_decisions",
-            "Rate-limit decisions by outcome (this process).",
-            labels=["outcome", "process"],
-        )
-        for outcome, count in sorted(decisions.items()):
-            ratelimit.add_metric([outcome, process], count)
-        yield ratelimit
-        locks = CounterMetricFamily(
-            "drr_lock_acquisitions",
-            "Lock acquisition attempts by outcome (this process).",
-            labels=["outcome", "process"],
-        )
-        for outcome, count in sorted(acquisitions.items()):
-            locks.add_metric([outcome, process], count)
-        yield locks
-        cumulative, running = [], 0
-        for bound, count in zip((*WAIT_BUCKETS, float("inf")), buckets, strict=True):
-            running += count
-            cumulative.append(("+Inf" if bound == float("inf") else str(bound), running))
-        waits = HistogramMetricFamily(
-            "drr_lock_wait_seconds",
-            "Time from asking for a lock to holding it.",
-            labels=["process"],
-        )
-        waits.add_metric([process], cumulative, sum_value=wait_sum)
-        yield waits
+            scrape.add_alias(alias, get_manager(alias))
+        scrape.add_process_wide()
+        yield from scrape.process_families()
         if self.probe:
-            yield from self._server_side()
+            from django_redis_resilience.views import cached_report
 
-    def _server_side(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        from django_redis_resilience.views import cached_report
-
-        report = cached_report()
-        up = GaugeMetricFamily(
-            "drr_node_up",
-            "1 when the node answered the last probe.",
-            labels=["alias", "node", "kind"],
-        )
-        coverage = GaugeMetricFamily(
-            "drr_cluster_slots_coverage_ratio",
-            "Share of the 16384 slots served.",
-            labels=["alias"],
-        )
-        for cache in report.caches:
-            for node in cache.nodes:
-                up.add_metric([cache.alias, node.address, node.kind], 1 if node.reachable else 0)
-            if "coverage_ratio" in cache.cluster:
-                coverage.add_metric([cache.alias], cache.cluster["coverage_ratio"])
-        yield from (up, coverage)
+            scrape.add_report(cached_report())
+            yield from scrape.server_families()
 
 
 def register(registry: Any = None, *, probe: bool = True) -> RedisResilienceCollector:

@@ -314,10 +314,11 @@ class ResilientRedisCache(BaseCache):
                 state.note_unavailable(exc)
                 if self._fallback_spec is None and not self._ignore_exceptions:
                     raise
-        store = state.fallback(self._endpoint(redis_key))
+        endpoint = self._endpoint(redis_key)
+        store = state.fallback(endpoint)
         if store is None:
             return default
-        state.counters.fallback_reads += 1
+        state.count("fallback_reads", endpoint.display)
         return (yield Fallback(store, fallback))  # type: ignore[no-any-return]
 
     def _strict_check(self, redis_key: str) -> None:
@@ -371,10 +372,11 @@ class ResilientRedisCache(BaseCache):
         state.note_unavailable(error)
         if self._fallback_spec is None and not self._ignore_exceptions:
             raise error
-        store = state.fallback(self._endpoint(redis_key))
+        endpoint = self._endpoint(redis_key)
+        store = state.fallback(endpoint)
         if store is None:
             return default
-        state.counters.fallback_writes += 1
+        state.count("fallback_writes", endpoint.display)
         return (yield Fallback(store, fallback))  # type: ignore[no-any-return]
 
     def _mirror(
@@ -403,7 +405,7 @@ class ResilientRedisCache(BaseCache):
         the server answers, it is the write that failed.
         """
         state = self._state_of(self.manager)
-        state.counters.refused_writes += 1
+        state.count("refused_writes", self._endpoint(redis_key).display)
         state.warn_refused(self._alias, error)
         try:
             yield Execute(self.manager, lambda c: c.delete(redis_key), key=redis_key)
@@ -651,9 +653,10 @@ class ResilientRedisCache(BaseCache):
                 if raw is not None:
                     found[made[k]] = self._codec.decode(raw)
         for k in degraded:
-            store = state.fallback(self._endpoint(k))
+            endpoint = self._endpoint(k)
+            store = state.fallback(endpoint)
             if store is not None:
-                state.counters.fallback_reads += 1
+                state.count("fallback_reads", endpoint.display)
                 key = made[k]
                 value = yield Fallback(store, partial(_fallback_get, key=key, version=version))
                 if value is not _MISSING:

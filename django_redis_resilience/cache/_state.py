@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import redis
 import redis.asyncio
@@ -45,6 +45,13 @@ JOURNAL_LIMIT = 10_000
 
 #: ``FALLBACK`` not given: a private in-process store per endpoint.
 PRIVATE = "private"
+
+
+#: The counters of :class:`CacheCounters` also kept per endpoint (for metrics): what an
+#: outage or a refusing server does, counted when a call degrades, never on the hot path.
+EndpointCounter = Literal[
+    "errors", "short_circuited", "fallback_reads", "fallback_writes", "refused_writes"
+]
 
 
 @dataclass
@@ -139,6 +146,8 @@ class CacheState:
         self.manager = manager
         self.settings = settings
         self.counters = CacheCounters()
+        self._counts_lock = threading.Lock()
+        self._by_endpoint: dict[tuple[EndpointCounter, str], int] = {}
         self._refusal_warned_at = 0.0
         #: ``get_or_set`` computations in progress in this process (single flight).
         self.flights = Flights()
@@ -287,10 +296,22 @@ class CacheState:
             )
 
     def note_unavailable(self, error: RedisUnavailable) -> None:
-        if isinstance(error, BreakerOpen):
-            self.counters.short_circuited += 1
-        else:
-            self.counters.errors += 1
+        """A call Redis could not serve: short-circuited by an open breaker, or failed."""
+        name: EndpointCounter = "short_circuited" if isinstance(error, BreakerOpen) else "errors"
+        self.count(name, error.endpoint)
+
+    def count(self, name: EndpointCounter, endpoint: str, n: int = 1) -> None:
+        """Count in the cache's totals and under ``endpoint`` (its display), exactly: only
+        calls that degrade or are refused come here, so the lock costs the hot path nothing."""
+        with self._counts_lock:
+            setattr(self.counters, name, getattr(self.counters, name) + n)
+            key = (name, endpoint)
+            self._by_endpoint[key] = self._by_endpoint.get(key, 0) + n
+
+    def endpoint_counts(self) -> dict[tuple[EndpointCounter, str], int]:
+        """``{(counter, endpoint display): count}`` since the cache was built in this process."""
+        with self._counts_lock:
+            return dict(self._by_endpoint)
 
     # --- recovery --------------------------------------------------------------------
 

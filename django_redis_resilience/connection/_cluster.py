@@ -38,6 +38,7 @@ import redis.asyncio
 import redis.exceptions as rex
 from redis.crc import key_slot
 
+from django_redis_resilience import metrics
 from django_redis_resilience.connection._background import Job, Scheduler
 from django_redis_resilience.connection._breaker import CircuitBreaker
 from django_redis_resilience.connection._endpoint import NodePools
@@ -367,11 +368,13 @@ class ClusterRouter:
         self._periodic: Job | None = None
         self._closed = False
         self._raw_client: Any = None
-        #: Refreshes done by this process, for reports and tests.
+        #: Refreshes done by this process (failed ones included), for reports and metrics.
         self.refresh_count = 0
+        #: Refreshes that no node answered.
+        self.refresh_failures = 0
+        #: How long every refresh took (for metrics).
+        self.refresh_durations = metrics.Durations(metrics.REFRESH_BUCKETS)
         self.last_refresh_at: float | None = None
-        #: Seconds the last refresh took (for metrics).
-        self.last_refresh_duration: float | None = None
         self.last_refresh_error: BaseException | None = None
         #: Seeds that did not answer the last discovery (they are asked again every time).
         self.dead_seeds: tuple[Address, ...] = ()
@@ -481,7 +484,7 @@ class ClusterRouter:
         found = self.discover(candidates)
         self.refresh_count += 1
         self.last_refresh_at = time.monotonic()
-        self.last_refresh_duration = self.last_refresh_at - started
+        self.refresh_durations.observe(self.last_refresh_at - started)
         self.dead_seeds = tuple(s for s in self.seeds if s in found.failed)
         ok = found.entries is not None
         if found.entries is not None:
@@ -490,6 +493,7 @@ class ClusterRouter:
         else:
             error = _discovery_error(found, self.display, self.alias)
             self.last_refresh_error = error
+            self.refresh_failures += 1
             logger.debug("Cluster %s: refresh (%s) failed: %s", self.display, reason, error)
             if self._map is None:
                 # Nothing answered at first use: one shard that serves nothing,
