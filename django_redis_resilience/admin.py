@@ -32,6 +32,7 @@ from django_redis_resilience.health import Report, process_label
 from django_redis_resilience.health._panel import cache_cards
 from django_redis_resilience.health._report import client_state
 from django_redis_resilience.models import DegradationEvent, RedisHealth
+from django_redis_resilience.templatetags.drr_health import drr_clock
 from django_redis_resilience.views import cached_report, forget_cached_report
 
 logger = logging.getLogger("django_redis_resilience")
@@ -45,11 +46,17 @@ MIN_REFRESH_SECONDS = 2.0
 class DegradationEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """The persisted log, read-only: events are facts, written by the app."""
 
-    list_display = ("created_at", "kind", "alias", "endpoint", "process", "outage", "message")
+    list_display = ("when", "kind", "alias", "endpoint", "process", "outage", "message")
     list_filter = ("kind", "alias", "process")
     search_fields = ("message", "endpoint", "alias", "process")
     date_hierarchy = "created_at"
     list_per_page = 50
+
+    @admin.display(description="when (UTC)", ordering="created_at")
+    def when(self, event: DegradationEvent) -> str:
+        """In UTC, as everywhere the app shows a moment: processes on several hosts compare
+        by it, whatever the site's ``TIME_ZONE``."""
+        return drr_clock(event.created_at)
 
     @admin.display(description="outage", ordering="outage_seconds")
     def outage(self, event: DegradationEvent) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.db import models
@@ -37,7 +38,13 @@ class DegradationEvent(models.Model):
 
     def __str__(self) -> str:
         kind = dict(self.Kind.choices).get(self.kind, self.kind)
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.alias} {kind}"
+        # In UTC, as the panel shows it (aware datetimes are UTC; naive ones, with
+        # USE_TZ = False, are the site's local time and say nothing about a zone).
+        when = self.created_at
+        if when is not None and when.tzinfo is not None:
+            when = when.astimezone(dt.timezone.utc)
+            return f"{when:%Y-%m-%d %H:%M:%S} UTC {self.alias} {kind}"
+        return f"{when:%Y-%m-%d %H:%M:%S} {self.alias} {kind}"
 
 
 class RedisHealth(DegradationEvent):

@@ -3,6 +3,7 @@ actions, outages, custom admin sites. The browser tests are in test_admin_browse
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from typing import Any
@@ -241,6 +242,28 @@ def test_a_report_that_cannot_be_made_is_shown_not_raised(
         assert "The health report could not be made: RuntimeError" in html
         assert SECRET not in html
         assert "The Redis health report could not be made" in caplog.text
+
+
+@override_settings(TIME_ZONE="America/Chicago")
+def test_times_are_shown_in_utc_and_labelled_so(drr_redis_server: RedisServer) -> None:
+    """Whatever the site's TIME_ZONE: the report's moment and the events' are UTC, said so."""
+    at = dt.datetime(2025, 1, 31, 12, 34, 56, tzinfo=dt.timezone.utc)
+    event = DegradationEvent.objects.create(created_at=at, kind="node_lost", process="1@h")
+    assert str(event).startswith("2025-01-31 12:34:56 UTC")
+    with _settings(drr_redis_server.url):
+        ops = _client(superuser=True)
+        html = ops.get(PANEL).content.decode()
+        made = re.search(r'report made <time datetime="([^"]+)">([^<]+)</time>', html)
+        assert made is not None, html
+        moment = dt.datetime.fromisoformat(made.group(1))
+        assert moment.utcoffset() == dt.timedelta(0)
+        assert abs(dt.datetime.now(dt.timezone.utc) - moment) < dt.timedelta(minutes=10)
+        assert made.group(2) == moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+        stamp = '<time datetime="2025-01-31T12:34:56+00:00">2025-01-31 12:34:56 UTC</time>'
+        assert stamp in html  # not 06:34:56, Chicago's time
+        log = ops.get("/admin/django_redis_resilience/degradationevent/").content.decode()
+        assert "When (UTC)" in log
+        assert stamp in log
 
 
 def test_no_resilient_cache_says_so() -> None:

@@ -6,9 +6,28 @@ which are ``redis_`` + the same words) wherever one exists.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+def iso_utc(unix: float | None) -> str | None:
+    """A Unix time as ISO 8601 in UTC (``2025-01-31T12:00:00.000+00:00``): the one way a
+    report shows a moment, whatever the site's ``TIME_ZONE``."""
+    if unix is None:
+        return None
+    moment = dt.datetime.fromtimestamp(float(unix), tz=dt.timezone.utc)
+    return moment.isoformat(timespec="milliseconds")
+
+
+def iso_utc_from_monotonic(value: float | None) -> str | None:
+    """A ``time.monotonic()`` reading (breakers and the cluster router keep those, since the
+    wall clock may jump) as the wall-clock moment it was, in ISO 8601, UTC."""
+    if value is None:
+        return None
+    return iso_utc(time.time() - (time.monotonic() - value))
 
 
 class Severity(str, enum.Enum):
@@ -117,6 +136,7 @@ class Report:
     """Every cache's report; ``exit_code`` as ``redis_health`` returns it."""
 
     caches: list[CacheReport]
+    #: Unix time; ``as_dict()`` writes it in ISO 8601, UTC.
     generated_at: float
     duration_ms: float
     #: Set when the report itself could not be made (exit code 3).
@@ -138,7 +158,7 @@ class Report:
         return {
             "status": self.status,
             "exit_code": self.exit_code,
-            "generated_at": self.generated_at,
+            "generated_at": iso_utc(self.generated_at),
             "duration_ms": round(self.duration_ms, 3),
             "error": self.error,
             "caches": [c.as_dict() for c in self.caches],

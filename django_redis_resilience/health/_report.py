@@ -18,7 +18,12 @@ from django_redis_resilience.health._findings import (
     node_findings,
 )
 from django_redis_resilience.health._history import history
-from django_redis_resilience.health._model import CacheReport, Report
+from django_redis_resilience.health._model import (
+    CacheReport,
+    Report,
+    iso_utc,
+    iso_utc_from_monotonic,
+)
 from django_redis_resilience.health._nodes import probe_all
 
 
@@ -42,19 +47,27 @@ def client_state(manager: ConnectionManager) -> dict[str, Any]:
                 "breaker": breaker.state.value,
                 "fallback_in_use": breaker.state.value != "closed",
                 "journal_size": len(journal) if journal is not None else 0,
-                "opened_at": breaker.opened_at,
+                "opened_at": iso_utc_from_monotonic(breaker.opened_at),
                 "last_outage_seconds": breaker.last_outage_seconds,
                 "last_error": f"{type(error).__name__}: {mask_url(str(error))}" if error else None,
             }
         )
     client: dict[str, Any] = {"process": process_label(), "endpoints": endpoints}
     if state is not None:
-        client["counters"] = state.counters.snapshot()
+        client["counters"] = _counters(state.counters.snapshot())
     router = manager.cluster
     if router is not None:
         client["topology_refreshes"] = router.refresh_count
-        client["last_topology_refresh_at"] = router.last_refresh_at
+        client["last_topology_refresh_at"] = iso_utc_from_monotonic(router.last_refresh_at)
     return client
+
+
+def _counters(counters: dict[str, Any]) -> dict[str, Any]:
+    """``cache.stats()``'s counters, its ``last_*`` moments (Unix times) in ISO 8601, UTC."""
+    return {
+        name: iso_utc(value) if name.startswith("last_") and isinstance(value, float) else value
+        for name, value in counters.items()
+    }
 
 
 def _client_masters(manager: ConnectionManager) -> dict[int, str] | None:

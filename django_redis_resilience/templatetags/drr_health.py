@@ -6,6 +6,7 @@ import datetime as dt
 
 from django import template
 from django.utils import timezone
+from django.utils.html import format_html
 
 register = template.Library()
 
@@ -18,13 +19,31 @@ def drr_css(value: float | int | None) -> str:
     return format(float(value), ".4g") if isinstance(value, float) else str(int(value))
 
 
+def _moment(value: float | str | dt.datetime) -> dt.datetime:
+    """A Unix time, an ISO 8601 string (as reports write them) or a datetime, in UTC."""
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, str):
+        moment = dt.datetime.fromisoformat(value)
+    else:
+        moment = dt.datetime.fromtimestamp(float(value), tz=dt.timezone.utc)
+    if timezone.is_naive(moment):  # USE_TZ = False: Django stores local wall-clock times
+        moment = timezone.make_aware(moment)
+    return moment.astimezone(dt.timezone.utc)
+
+
 @register.filter
-def drr_clock(value: float | None) -> str:
-    """A Unix timestamp as the site's local date and time."""
-    if value is None:
+def drr_clock(value: float | str | dt.datetime | None) -> str:
+    """A moment as people read it, in UTC and labelled so, whatever the site's ``TIME_ZONE``
+    (processes on several hosts compare by it), in a ``<time>`` element machines can read."""
+    if value is None or value == "":
         return "—"
-    moment = dt.datetime.fromtimestamp(float(value), tz=dt.timezone.utc)
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
+    moment = _moment(value)
+    return format_html(
+        '<time datetime="{}">{} UTC</time>',
+        moment.isoformat(timespec="seconds"),
+        moment.strftime("%Y-%m-%d %H:%M:%S"),
+    )
 
 
 @register.filter

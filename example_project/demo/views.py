@@ -55,7 +55,8 @@ ADMIN_HEALTH_URL = "/admin/django_redis_resilience/redishealth/"
 
 
 def _redis_status(request: HttpRequest) -> dict[str, Any]:
-    """What ``/redis/health/`` answers, from the same view: this process's breakers, no I/O."""
+    """What ``/redis/health/`` answers, from the same view: this process's breakers once its
+    traffic has reached Redis (no I/O), the cached probe report before that."""
     response = health_views.health(request)
     status: dict[str, Any] = json.loads(response.content)
     return status

@@ -59,6 +59,8 @@ DATABASES = {
     }
 }
 STATIC_URL = "static/"
+#: The pages label their times UTC: show them in UTC (Django's default is America/Chicago).
+TIME_ZONE = "UTC"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -7,6 +7,7 @@ Bounds on time are loose on purpose: the machine is shared and noisy.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import signal
@@ -94,6 +95,19 @@ def test_pages_answer(demo: Demo) -> None:
     assert browser.get("/pulse/").status == 200
     assert browser.get("/job/").status == 200
     assert browser.get("/redis/health/redis/").status == 200
+
+
+def test_times_labelled_utc_are_utc(demo: Demo) -> None:
+    """The pages say "(UTC)": the time they show is the UTC wall clock, not Django's default
+    America/Chicago (5 or 6 hours off)."""
+    page = Browser(demo.base).get("/pulse/")
+    assert page.status == 200, page.body
+    shown = re.search(r"Served at <strong>(\d\d):(\d\d):(\d\d)</strong> \(UTC", page.body)
+    assert shown, page.body
+    now = dt.datetime.now(dt.timezone.utc)
+    seconds = int(shown[1]) * 3600 + int(shown[2]) * 60 + int(shown[3])
+    off = abs(seconds - (now.hour * 3600 + now.minute * 60 + now.second))
+    assert min(off, 86400 - off) < 600, (shown.group(0), now.isoformat())
 
 
 def test_api_is_rate_limited(demo: Demo) -> None:

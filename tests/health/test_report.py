@@ -7,6 +7,7 @@ their stable codes and severities, node fields by the names ``INFO`` uses.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Iterator
@@ -78,6 +79,15 @@ def _only(report: Report, code: str, node: str | None = None) -> Finding:
     return found[0]
 
 
+def _wall_clock(text: Any) -> dt.datetime:
+    """An ISO 8601 moment in UTC near now: not a monotonic reading (seconds since boot)."""
+    assert isinstance(text, str), text
+    moment = dt.datetime.fromisoformat(text)
+    assert moment.utcoffset() == dt.timedelta(0), text
+    assert abs(dt.datetime.now(dt.timezone.utc) - moment) < dt.timedelta(minutes=10), text
+    return moment
+
+
 def _as_json(report: Report) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(json.dumps(report.as_dict()))
     return data
@@ -129,7 +139,7 @@ def test_healthy_server_reports_its_node_and_no_findings(drr_redis_server) -> No
 def test_report_is_plain_json(drr_redis_server) -> None:
     data = _as_json(_report(drr_redis_server.url, timeout=1.0))
     assert (data["status"], data["exit_code"], data["error"]) == ("ok", 0, None)
-    assert isinstance(data["generated_at"], float)
+    _wall_clock(data["generated_at"])
     assert data["duration_ms"] >= 0
     [cache] = data["caches"]
     assert set(cache) == {
@@ -166,6 +176,24 @@ def test_killed_server_is_critical_h001(drr_redis_factory) -> None:
     assert _codes(report) == {"H001"}
     assert (report.status, report.exit_code) == ("critical", 2)
     assert _as_json(report)["caches"][0]["findings"][0]["severity"] == "critical"
+
+
+@pytest.mark.chaos
+def test_breaker_and_outage_times_are_wall_clock_utc(drr_redis_factory) -> None:
+    """The breaker keeps a monotonic clock (the wall clock may jump); the report shows the
+    moment it opened in ISO 8601, UTC, as it shows the outage counters."""
+    server = drr_redis_factory()
+    with _configured(server.url, BREAKER=FAST_BREAKER, SOCKET_TIMEOUT=0.2):
+        backend = caches["default"]
+        server.kill()
+        for _ in range(5):
+            backend.get("k")
+        report = build_report(timeout=TIMEOUT)
+    client = _as_json(report)["caches"][0]["client"]
+    [endpoint] = client["endpoints"]
+    assert endpoint["breaker"] != "closed"
+    _wall_clock(endpoint["opened_at"])
+    _wall_clock(client["counters"]["last_outage_start"])
 
 
 @pytest.mark.chaos
@@ -452,6 +480,15 @@ def test_healthy_cluster_has_only_loopback_information(drr_cluster) -> None:
     assert _codes(report) == {"H014", "H017"}
     assert {f.severity for f in report.findings} == {Severity.INFO}
     assert (report.status, report.exit_code) == ("ok", 0)
+
+
+def test_last_topology_refresh_is_wall_clock_utc(drr_cluster) -> None:
+    with _configured(drr_cluster.location):
+        caches["default"].set("k", 1)  # discovers the slot map: one refresh
+        data = _as_json(build_report(timeout=1.0))
+    client = data["caches"][0]["client"]
+    assert client["topology_refreshes"] >= 1
+    _wall_clock(client["last_topology_refresh_at"])
 
 
 def _degrade_some_shard(cache: ResilientRedisCache) -> None:

@@ -99,7 +99,8 @@ def fresh_report(base: str, *, newer_than: float, timeout: float = 10.0) -> dict
     def made_since() -> bool:
         _, body = monitor(base, "/redis/health/redis/")
         found.update(body)
-        return float(body.get("generated_at") or 0) >= newer_than
+        made = body.get("generated_at")  # ISO 8601, UTC
+        return made is not None and datetime.fromisoformat(made).timestamp() >= newer_than
 
     assert wait_for(made_since, timeout=timeout, step=0.2), found
     return found
