@@ -29,3 +29,38 @@ def test_cancelled_jobs_are_dropped_without_waiting_for_their_time(scheduler: Sc
     assert ran.wait(5)
     assert wait_for(lambda: len(scheduler._queue) == 0, timeout=5)
     assert scheduler.pending() == 0
+
+
+def test_cancelled_jobs_behind_a_live_one_do_not_pile_up(scheduler: Scheduler) -> None:
+    """The thread sleeps until its first job is due; jobs due later are not looked at
+    until then. Renewals of long leases, scheduled and cancelled once per acquisition,
+    must still leave no more entries than about twice the live jobs."""
+    scheduler.call_later(600, lambda: None, name="due first")
+    kept = []
+    for i in range(20_000):
+        job = scheduler.call_later(1200, lambda: None, name=f"renew {i}")
+        if i % 100 == 0:
+            kept.append(job)
+        else:
+            job.cancel()
+    live = scheduler.pending()
+    assert live == 1 + len(kept)
+    assert len(scheduler._queue) <= 2 * live + 64
+    for job in kept:
+        job.cancel()
+    assert scheduler.pending() == 1
+    assert len(scheduler._queue) <= 2 + 64
+
+
+def test_a_job_cancelled_after_it_ran_or_twice_changes_nothing(scheduler: Scheduler) -> None:
+    ran = threading.Event()
+    job = scheduler.call_later(0, ran.set, name="now")
+    assert ran.wait(5)
+    later = scheduler.call_later(600, lambda: None, name="later")
+    for _ in range(3):
+        job.cancel()
+        later.cancel()
+    assert scheduler.pending() == 0
+    kept = [scheduler.call_later(600, lambda: None, name=f"kept {i}") for i in range(200)]
+    assert scheduler.pending() == len(kept)
+    assert len(scheduler._queue) <= 2 * len(kept) + 64

@@ -718,6 +718,28 @@ def test_a_lease_is_renewed_while_the_lock_is_held(
     assert _cmd(drr_redis_server, "EXISTS", key) == 0
 
 
+def test_renewals_of_released_locks_leave_nothing_in_the_background_queue(
+    standalone: str,
+) -> None:
+    """Each acquisition schedules its renewal (a third of the lease ahead) and each
+    release cancels it: with an hour's lease none comes due while the test runs, and
+    the background queue must stay as small as its live jobs, not grow per acquisition."""
+    from django_redis_resilience.clients import get_manager
+
+    scheduler = get_manager().scheduler
+    kept = [lock(unique(), timeout=3600).acquire() for _ in range(3)]  # live renewals
+    name = unique()
+    for _ in range(1500):
+        with lock(name, timeout=3600) as held:
+            assert held
+    live = scheduler.pending()
+    assert live >= len(kept)
+    assert len(scheduler._queue) <= 2 * live + 64
+    for held in kept:
+        assert held is not None
+        assert held.release()
+
+
 def test_a_stale_holder_cannot_release_the_new_holders_lock(
     standalone: str, drr_redis_server: RedisServer
 ) -> None:
