@@ -21,13 +21,15 @@ Of the network, for a node whose clients reach it through a :class:`FaultProxy`
   socket timeout for a round trip, for 0.3 to 2.5 s, then the network heals.
   A call times out *after* its request left, and Redis runs the request
   anyway, late: a write the app took for failed (journaled, kept in the
-  fallback) lands in Redis; a lock is granted to a caller that gave up; a
+  fallback) lands in Redis; a lock script runs after its caller gave up (past
+  the deadline it carries it neither grants nor queues); a
   rate-limit decision nobody sees counts in Redis. The checks still hold
   because reads of a journaled key are served by the fallback until the key
   has been deleted in Redis, and that delete cannot overtake the late write:
   one connection delivers in order, every connection waits the same delay,
   and healing releases what waits before anything sent afterwards. A lock
-  granted to nobody runs out with its lease (a cost in liveness only); a
+  granted in time whose reply alone came too late is given back by the
+  caller's leave or runs out with its lease (a cost in liveness only); a
   decision nobody saw is one more admission in Redis than in the ledger, so
   the rate check can only get stricter.
 - ``blackhole``: silence for 0.3 to 2.5 s (a partition, a firewall DROP rule):
