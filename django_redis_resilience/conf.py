@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -207,7 +208,7 @@ class Problem:
 
     @property
     def text(self) -> str:
-        return f"{self.setting} = {_shown(self.value)}: {self.message}"
+        return f"{self.setting} = {_shown(self.value, self.setting)}: {self.message}"
 
     def error(self) -> InvalidOption | InvalidLocation:
         cls = InvalidLocation if self.id.endswith("E003") else InvalidOption
@@ -215,9 +216,50 @@ class Problem:
         return cls(f"{self.id}: {self.text}.{hint}")
 
 
-def _shown(value: object) -> str:
-    # Any URL inside the value's repr is masked too (a list holding a non-string, bytes).
+def _shown(value: object, setting: str = "") -> str:
+    """``value`` as a message shows it: secrets masked by their names (the setting's own and
+    those inside it), then any URL's password (also inside a list's or bytes' ``repr``)."""
+    value = _redacted(value, _last_name(setting))
     return repr(mask_url(value)) if isinstance(value, str) else mask_url(repr(value))
+
+
+#: Words in a setting's or key's name that say its value is a secret (``REDIS_PASSWORD``,
+#: ``ssl_password``, ``TOKEN``, ``sentinel_auth``...).
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "auth", "credential")
+#: A name that says its value holds secrets (``SENTINEL_KWARGS``, ``CLIENT_KWARGS``): a dict
+#: is shown with its secrets masked; anything else (a string, a list) is masked whole.
+_HOLDS_SECRETS = "kwargs"
+_MASK = "***"
+_MAX_DEPTH = 8
+
+
+def _last_name(setting: str) -> str:
+    """The last name in a setting's path: ``REDIS_PASSWORD`` in
+    ``CACHES['default']['OPTIONS']['REDIS_PASSWORD']``, ``ssl_password`` in
+    ``CACHES['default']['OPTIONS']: ssl_password``."""
+    names = re.findall(r"\w+", setting)
+    return names[-1] if names else ""
+
+
+def _is_secret(name: object) -> bool:
+    return isinstance(name, str) and any(word in name.lower() for word in _SECRET_WORDS)
+
+
+def _redacted(value: object, name: object = "", depth: int = 0) -> object:
+    """``value`` with each secret in it masked: the whole of it if ``name`` is a secret's,
+    and each entry of a dict, list or ``(name, value)`` pair whose name is one."""
+    if _is_secret(name) or depth > _MAX_DEPTH:
+        return _MASK
+    if isinstance(value, Mapping):
+        return {key: _redacted(item, key, depth + 1) for key, item in value.items()}
+    if isinstance(name, str) and _HOLDS_SECRETS in name.lower():
+        return _MASK
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+        return (value[0], _redacted(value[1], value[0], depth + 1))  # a (name, value) pair
+    if isinstance(value, list | tuple):
+        items = [_redacted(item, "", depth + 1) for item in value]
+        return items if isinstance(value, list) else tuple(items)
+    return value
 
 
 PREFIX = "django_redis_resilience."
@@ -721,7 +763,7 @@ def _sentinel_location(location: object, sentinels: object, alias: str) -> str:
         for p in pairs
     ):
         raise InvalidLocation(
-            f"{setting} = {sentinels!r} is not a valid Redis location: "
+            f"{setting} = {_shown(sentinels)} is not a valid Redis location: "
             "expected a list of (host, port) pairs."
         )
     if not isinstance(location, str) or "://" not in location:

@@ -241,3 +241,24 @@ def test_w004_sessions_only_in_a_cache_with_an_in_process_fallback(
         CACHES=settings, SESSION_ENGINE="django.contrib.sessions.backends.cached_db"
     ):
         assert not [m for m in checks.check_settings() if m.id.endswith("W004")]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "shown"),
+    [
+        (
+            "CONNECTION_POOL_CLASS_KWARGS",
+            {"password": "hunter2", "max_connections": 5},
+            "{'password': '***', 'max_connections': 5}",
+        ),
+        ("REDIS_CLIENT_KWARGS", {"username": "app", "password": "hunter2"},
+         "{'username': 'app', 'password': '***'}"),
+        ("CLIENT_KWARGS", "password=hunter2", "'***'"),
+    ],
+)  # fmt: skip
+def test_w001_shows_no_password_from_an_ignored_option(option: str, value: Any, shown: str) -> None:
+    with override_settings(CACHES=caches({option: value})):
+        message = only(checks.check_settings())
+    assert message.id == "django_redis_resilience.W001"
+    assert message.msg.startswith(f"{OPTS}[{option!r}] = {shown}: has no effect")
+    assert "hunter2" not in message.msg

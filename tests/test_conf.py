@@ -342,7 +342,7 @@ def _option_cases() -> list[Any]:
         ({"MAX_CONNECTIONS": 2.5}, "E004", f"{OPTS}['MAX_CONNECTIONS']", "2.5"),
         ({"READ_FROM_REPLICAS": "yes"}, "E004", f"{OPTS}['READ_FROM_REPLICAS']", "'yes'"),
         ({"USERNAME": 5}, "E004", f"{OPTS}['USERNAME']", "5"),
-        ({"CONNECTION_POOL_KWARGS": "x"}, "E004", f"{OPTS}['CONNECTION_POOL_KWARGS']", "'x'"),
+        ({"CONNECTION_POOL_KWARGS": "x"}, "E004", f"{OPTS}['CONNECTION_POOL_KWARGS']", "'***'"),
         ({"SOCKET_CONNECT_TIMEOUT": 0}, "E004", f"{OPTS}['SOCKET_CONNECT_TIMEOUT']", "0"),
     ]
     for value in BAD_NUMBERS:
@@ -630,3 +630,79 @@ def test_django_redis_sentinels_option_builds_a_sentinel_topology() -> None:
 def test_invalid_sentinel_options(options: dict[str, Any], location: str, text: str) -> None:
     with configure(options, location=location):
         assert text in invalid()
+
+
+# --- secrets in configuration errors ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "shown"),
+    [
+        # A misspelt or unknown option named for a secret.
+        ({"REDIS_PASSWORD": SECRET}, f"{OPTS}['REDIS_PASSWORD'] = '***': is not a known option"),
+        ({"AUTH_TOKEN": SECRET}, f"{OPTS}['AUTH_TOKEN'] = '***': is not a known option"),
+        # Connection arguments that are not a dict: a string or pairs may hold the password.
+        (
+            {"SENTINEL_KWARGS": f"password={SECRET}"},
+            f"{OPTS}['SENTINEL_KWARGS'] = '***': must be a dict",
+        ),
+        (
+            {"SENTINEL_KWARGS": [("password", SECRET)]},
+            f"{OPTS}['SENTINEL_KWARGS'] = '***': must be a dict",
+        ),
+        (
+            {"CONNECTION_POOL_KWARGS": f"password={SECRET}"},
+            f"{OPTS}['CONNECTION_POOL_KWARGS'] = '***': must be a dict",
+        ),
+        # A TLS option on a location without TLS: a key's passphrase.
+        ({"ssl_password": SECRET}, f"{OPTS}: ssl_password = '***': is a TLS option"),
+        # A dict that holds a secret next to a bad value.
+        (
+            {"CONNECTION_POOL_KWARGS": {"password": SECRET, "retry": None}},
+            f"{OPTS}['CONNECTION_POOL_KWARGS']['retry'] = None: cannot be set",
+        ),
+    ],
+)
+def test_an_error_shows_no_secret_from_a_value_named_for_one(
+    options: dict[str, Any], shown: str
+) -> None:
+    with configure(options):
+        message = invalid()
+    assert SECRET not in message
+    assert shown in message
+
+
+def test_a_global_setting_named_for_a_secret_is_masked() -> None:
+    with override_settings(REDIS_RESILIENCE={"PASSWORD": SECRET, "HEALTH": {"API_TOKEN": SECRET}}):
+        message = invalid()
+    assert SECRET not in message
+    assert "REDIS_RESILIENCE['PASSWORD'] = '***': is not a known setting" in message
+    assert "REDIS_RESILIENCE['HEALTH']['API_TOKEN'] = '***': is not a known key" in message
+
+
+def test_a_bad_sentinels_list_shows_no_secret_inside_it() -> None:
+    options = {"SENTINELS": [("127.0.0.1", 26379, {"password": SECRET})]}
+    with configure(options, location="redis://mymaster/0"):
+        assert SECRET not in invalid()
+        with pytest.raises(InvalidLocation) as info:
+            conf.topology("default")  # what using the cache raises
+    message = str(info.value)
+    assert SECRET not in message
+    assert "{'password': '***'}" in message
+    assert "(host, port) pairs" in message
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        f"redis://:Ab3/{SECRET}@mymaster/0",  # a '/' in the password
+        f"redis://:Ab3@{SECRET}/x@mymaster/0",  # an '@' and a '/' in it
+    ],
+)
+def test_django_redis_sentinel_form_with_an_unencoded_password_is_refused_masked(
+    location: str,
+) -> None:
+    with configure({"SENTINELS": [("127.0.0.1", 26379)]}, location=location):
+        message = invalid()
+    assert SECRET not in message
+    assert "percent-encode" in message

@@ -181,17 +181,25 @@ def mask_url(text: str) -> str:
     holds some. A password may hold any of ``/?#@,`` and ``x://`` unescaped, so when in
     doubt this masks more: from the first ``:`` after the start of a URL's authority (or
     of ``text``, before any recognised ``scheme://``) up to the last ``@`` before the next
-    URL is a credential, and so is every ``password=`` query value.
+    URL is a credential, and so is every ``password=`` query value. A ``unix://`` URL
+    has no host, so there a ``:`` before the path opens a credential even without ``@``.
     """
     starts = _url_starts(text)
+    schemes = ["", *(match[0].lower() for match in starts)]
     authorities = [0, *(match.end() for match in starts)]
     ends = [*(match.start() for match in starts), len(text)]
     spans: list[tuple[int, int]] = []
-    for authority, end in zip(authorities, ends, strict=True):
-        userinfo, at, _ = text[authority:end].rpartition("@")
+    for scheme, authority, end in zip(schemes, authorities, ends, strict=True):
+        chunk = text[authority:end]
+        userinfo, at, _ = chunk.rpartition("@")
         user, colon, _ = userinfo.partition(":")
         if at and colon:
             spans.append((authority + len(user) + 1, authority + len(userinfo)))
+        elif scheme == "unix://" and not at and ":" in chunk and not chunk.startswith("/"):
+            # A unix:// URL has no host: a ':' before its path opens a password that lost
+            # its '@' (or never had one), and all of the rest may be that password.
+            opens = authority + chunk.index(":") + 1
+            spans.append((opens, authority + len(chunk.rstrip(", "))))
         spans.extend(match.span(1) for match in _QUERY_PASSWORD.finditer(text, authority, end))
     return _hide(text, spans)
 
@@ -305,6 +313,29 @@ def _schemes(suffix: str) -> tuple[str, ...]:
     return tuple(scheme + suffix for scheme in _TLS_BY_SCHEME)
 
 
+_UNIX_AUTHORITY = (
+    "a unix:// URL names no host, only an optional user name and password before '@/' "
+    "(unix://[user:password@]/path/to/redis.sock): percent-encode a '/', '?', '#' or '@' in "
+    "the user name or password, e.g. with urllib.parse.quote(password, safe=''), and an '@' "
+    "in the socket path as %40"
+)
+
+
+def _check_unix_authority(netloc: str, path: str) -> None:
+    """Refuse a ``unix://`` URL whose credentials may have run into its socket path.
+
+    Its authority is empty or ends with ``@``: anything else between ``unix://`` and the
+    path is a password cut short by an unencoded ``/`` or ``?``, whose tail would become
+    the socket path (shown in breaker names, logs, the health report and metric labels).
+    An ``@`` in the path may end a password too when credentials come first or a ``:``
+    comes before it (``unix:/:password@...``): it must then be percent-encoded.
+    """
+    _, at, host = netloc.rpartition("@")
+    before_at = path.rpartition("@")[0]
+    if host or (before_at and (at or ":" in before_at)):
+        raise ValueError(_UNIX_AUTHORITY)
+
+
 _BRACKET_OUTSIDE_HOST = (
     "a '[' or ']' does not enclose an IPv6 address; percent-encode one in a user name "
     "or password, e.g. with urllib.parse.quote(password, safe='')"
@@ -322,12 +353,16 @@ def _parse_single(url: str) -> NodeAddress:
         raise ValueError(_BRACKET_OUTSIDE_HOST)
     scheme = parts.scheme.lower()
     netloc = parts.netloc
+    if scheme == "unix":
+        _check_unix_authority(netloc, parts.path)
     userinfo, _, hostport = netloc.rpartition("@")
     username, password = _split_auth(userinfo)
     query_db, params = _parse_params(parts.query)
     if scheme == "unix":
-        if not parts.path:
-            raise ValueError("a unix:// URL needs a socket path")
+        if not parts.path.startswith("/"):
+            raise ValueError(
+                "a unix:// URL needs an absolute socket path (unix:///path/to/redis.sock)"
+            )
         db = query_db if query_db is not None else 0
         return NodeAddress(
             path=unquote(parts.path), db=db, username=username, password=password, params=params
@@ -367,6 +402,8 @@ def _parse_multi(url: str, kind: TopologyKind) -> Topology:
     tls = _TLS_BY_SCHEME[scheme.lower().partition("+")[0]]
     rest, _, query = rest.partition("?")
     netloc, _, path = rest.partition("/")
+    if "@" in path:  # a password's tail, cut off by a '/', would be the service name
+        raise ValueError(_NEEDS_ENCODING)
     userinfo, _, hosts = netloc.rpartition("@")
     username, password = _split_auth(userinfo)
     query_db, params = _parse_params(query)

@@ -535,3 +535,40 @@ def test_a_bracket_in_a_password_is_not_quoted() -> None:
 )
 def test_mask_url_in_messages_and_lists(text: str, masked: str) -> None:
     assert mask_url(text) == masked
+
+
+# --- ambiguous URLs are refused: a password's tail must not become a path or a name ------------
+
+
+@pytest.mark.parametrize(
+    ("location", "masked"),
+    [
+        # A '/' in the password ends the authority: its tail was the socket path.
+        (f"unix://:Ab3/{SECRET}@/run/redis.sock", "'unix://:***@/run/redis.sock'"),
+        (f"unix://app:Ab3/{SECRET}@/run/redis.sock?db=1", "'unix://app:***@/run/redis.sock?db=1'"),
+        # An '@' and a '/' in it: what came between was taken for a host, and dropped.
+        (f"unix://:Ab3@{SECRET}/x@/run/redis.sock", "'unix://:***@/run/redis.sock'"),
+        # With credentials, an '@' in the path may as well be the password's.
+        (f"unix://:Ab3@/{SECRET}@/run/redis.sock", "'unix://:***@/run/redis.sock'"),
+        # No '@' at all: a unix:// URL has no host, so what stands there is a credential.
+        (f"unix://:Ab3/{SECRET}", "'unix://:***'"),
+        # A password starting with digits and a '/': the rest was taken for the service.
+        (f"redis+sentinel://app:2024/{SECRET}@h1:26379/0", "'redis+sentinel://app:***@h1:26379/0'"),
+        (f"redis+sentinel://app:2024/{SECRET}@h1", "'redis+sentinel://app:***@h1'"),
+    ],
+)
+def test_a_url_whose_password_would_become_a_path_or_a_name_is_refused(
+    location: str, masked: str
+) -> None:
+    message = _error(location)
+    assert SECRET not in message
+    assert f"{SETTING} = {masked} is not a valid Redis location" in message
+    assert "percent-encode" in message
+
+
+def test_an_at_sign_in_a_socket_path_without_credentials_is_still_accepted() -> None:
+    assert parse_location("unix:///run/redis@6379.sock").primary.path == "/run/redis@6379.sock"
+    node = parse_location(f"unix://:{SECRET}@/run/redis%406379.sock").primary
+    assert (node.path, node.password) == ("/run/redis@6379.sock", SECRET)
+    encoded = parse_location("unix://:Ab3%2Fxyz@/run/redis.sock").primary
+    assert (encoded.path, encoded.password) == ("/run/redis.sock", "Ab3/xyz")

@@ -66,7 +66,20 @@ def _parse_says(location: Any) -> str | None:
     return None
 
 
+def _shown_when_accepted(location: Any) -> str:
+    """What an accepted location shows of itself: breaker names, logs, the health report
+    and metric labels are made of the nodes' displays, socket paths and the service name."""
+    try:
+        topology = parse_location(location, setting=SETTING)
+    except InvalidLocation:
+        return ""
+    nodes = [f"{node.display} {node.path} {node.host}" for node in topology.nodes]
+    return " ".join([topology.display, str(topology.service_name), *nodes])
+
+
 def _assert_reported_without_the_password(location: Any, password: str) -> None:
+    shown = _shown_when_accepted(location)
+    assert not _leaks(shown, password), f"{location!r} is accepted and shows {shown!r}"
     parsed = _parse_says(location)
     checked = _check_says(location)
     started = _startup_says(location)
@@ -186,6 +199,14 @@ NASTY_LOCATIONS = [
     pytest.param(f"redis+cluster://:{PASSWORD}@127.0.0.1:7000/3", id="cluster-with-db"),
     pytest.param(f"redis+cluster://:{PASSWORD}@", id="cluster-no-host"),
     pytest.param(f"unix://:{PASSWORD}@", id="unix-no-path"),
+    pytest.param(f"unix://:Ab3/{PASSWORD}@/run/redis.sock", id="unix-unescaped-slash"),
+    pytest.param(f"unix://:Ab3@{PASSWORD}/x@/run/redis.sock", id="unix-at-and-slash"),
+    pytest.param(f"unix://:Ab3@/{PASSWORD}@/run/redis.sock", id="unix-at-in-path"),
+    pytest.param(f"unix://:Ab3/{PASSWORD}", id="unix-no-at"),
+    pytest.param(f"unix:/:{PASSWORD}@127.0.0.1", id="unix-one-slash"),
+    pytest.param(f"unix:{PASSWORD}@127.0.0.1", id="unix-no-slash"),
+    pytest.param(f"redis+sentinel://a:26379/{PASSWORD}@h1:26379/0", id="sentinel-slash-port"),
+    pytest.param(f"redis+sentinel://a:1/{PASSWORD}@h1", id="sentinel-slash-no-service"),
     pytest.param(
         f"rediss://:{PASSWORD}@127.0.0.1:6379/0?ssl_check_hostname=perhaps", id="tls-bad-bool"
     ),
