@@ -68,6 +68,11 @@ class DegradationEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """An audit log: operators' actions and outages stay on record (old rows are pruned
+        after ``EVENT_MAX_AGE_DAYS`` by the app, not by hand)."""
+        return False
+
 
 class RedisHealthAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """The panel: overview page, its refreshable part, and the actions."""
@@ -145,10 +150,11 @@ class RedisHealthAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         alias = request.POST.get("alias", "")
         action = ACTIONS.get(name)
         if action is None:
-            messages.error(request, f"Unknown action {name!r}.")
+            messages.error(request, f"Unknown action {_echo(name)}.")
             return back
-        if name != "probe" and alias not in conf.resilient_aliases():
-            messages.error(request, f"{alias!r} is not a cache that uses ResilientRedisCache.")
+        if alias not in conf.resilient_aliases() and not (name == "probe" and alias == ""):
+            # Checked for every action: the alias is stored in the audit row.
+            messages.error(request, f"{_echo(alias)} is not a cache that uses ResilientRedisCache.")
             return back
         try:
             level, text, endpoint = action(request, alias)
@@ -160,6 +166,17 @@ class RedisHealthAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if endpoint is not None:  # the action ran (whatever its outcome): keep a record
             _record_action(request, alias, endpoint, text)
         return back
+
+
+#: Posted text is echoed in a message up to this many characters (messages may live in a cookie).
+ECHOED_CHARACTERS = 60
+
+
+def _echo(posted: str) -> str:
+    """``posted`` quoted for a message, cut short: any text can be posted."""
+    if len(posted) <= ECHOED_CHARACTERS:
+        return repr(posted)
+    return repr(posted[:ECHOED_CHARACTERS])[:-1] + "...'"
 
 
 def _report() -> tuple[Report | None, str | None]:
@@ -220,7 +237,7 @@ def _reset_breaker(request: HttpRequest, alias: str) -> Outcome:
                 "keep their own breakers."
             )
             return messages.SUCCESS, text, wanted
-    return messages.ERROR, f"{alias} has no endpoint {wanted!r} in this process.", None
+    return messages.ERROR, f"{alias} has no endpoint {_echo(wanted)} in this process.", None
 
 
 def _refresh_topology(request: HttpRequest, alias: str) -> Outcome:

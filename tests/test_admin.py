@@ -305,3 +305,59 @@ def test_a_custom_admin_site_gets_the_panel_with_its_own_urls(
         assert 'action="/ops/django_redis_resilience/redishealth/action/"' in page
         done = ops.post("/ops/django_redis_resilience/redishealth/action/", {"action": "probe"})
         assert done["Location"] == "/ops/django_redis_resilience/redishealth/"
+
+
+# --- audit rows -----------------------------------------------------------------------------------
+
+
+def _csrf_token(client: Client, url: str) -> str:
+    page = client.get(url).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token is not None
+    return token.group(1)
+
+
+@pytest.mark.parametrize("action", ["probe", "reset_breaker", "refresh_topology"])
+def test_an_action_on_an_alias_that_is_no_configured_cache_is_refused_and_stores_nothing(
+    drr_redis_server: RedisServer, action: str
+) -> None:
+    """Any text could be posted as the alias, and "probe now" stored it: 5,000 characters
+    in the audit row on SQLite, a 500 from PostgreSQL's 200-character column."""
+    with _settings(drr_redis_server.url):
+        ops = _client("view_redishealth", "change_redishealth", csrf=True)
+        token = _csrf_token(ops, PANEL)
+        posted = {"action": action, "alias": "x" * 5000, "csrfmiddlewaretoken": token}
+        done = ops.post(ACTION, posted, follow=True)
+        assert done.status_code == 200
+        (message,) = _messages(done)
+        assert message.endswith("is not a cache that uses ResilientRedisCache.")
+        assert message.startswith("'xxxxxxxx")
+        assert len(message) < 200  # the posted text is not echoed whole
+        assert not DegradationEvent.objects.filter(kind="admin_action").exists()
+        # The probe's own form posts no alias (every cache); a configured one is fine too.
+        for alias in ("", "default"):
+            posted = {"action": "probe", "alias": alias, "csrfmiddlewaretoken": token}
+            assert ops.post(ACTION, posted).status_code == 302
+        assert list(
+            DegradationEvent.objects.filter(kind="admin_action").values_list("alias", flat=True)
+        ) == ["default", ""]
+
+
+def test_degradation_events_cannot_be_deleted_from_the_admin() -> None:
+    """They are an audit log: not even a superuser deletes them, one or in bulk."""
+    event = DegradationEvent.objects.create(
+        created_at=dt.datetime.now(dt.timezone.utc), kind="admin_action", alias="default",
+        process="1@h", message="ops: Probed 1 node",
+    )  # fmt: skip
+    log = "/admin/django_redis_resilience/degradationevent/"
+    root = _client(superuser=True, csrf=True)
+    listing = root.get(log).content.decode()
+    assert "delete_selected" not in listing
+    token = _csrf_token(root, log)
+    assert root.get(f"{log}{event.pk}/delete/").status_code == 403
+    confirm = {"post": "yes", "csrfmiddlewaretoken": token}
+    assert root.post(f"{log}{event.pk}/delete/", confirm).status_code == 403
+    bulk = {"action": "delete_selected", "_selected_action": [event.pk], "post": "yes",
+            "csrfmiddlewaretoken": token}  # fmt: skip
+    root.post(log, bulk)
+    assert DegradationEvent.objects.filter(pk=event.pk).exists()
