@@ -115,9 +115,12 @@ def _release_on_close(response: HttpResponseBase, decisions: list[Decision]) -> 
 
     def end() -> None:
         if _on_event_loop():
-            _releaser().submit(_release_all, held)
-        else:
-            _release_all(held)
+            try:
+                _releaser().submit(_release_all, held)
+                return
+            except RuntimeError:  # the interpreter is exiting: no loop is left to stall
+                pass
+        _release_all(held)
 
     if held:
         response._resource_closers.append(end)  # type: ignore[attr-defined]
