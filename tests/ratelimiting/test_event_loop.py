@@ -11,6 +11,7 @@ tests count those and time nothing themselves.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -98,9 +99,12 @@ def stalls_while(scenario: Callable[[], Awaitable[None]]) -> list[str]:
         asyncio.get_running_loop().slow_callback_duration = STALL
         await scenario()
 
+    gc.collect()
+    gc.disable()  # a full collection of a big test process is no stall of this code's making
     try:
         asyncio.run(main(), debug=True)
     finally:
+        gc.enable()
         asyncio_logger.removeHandler(stalls)
     return stalls.found
 
