@@ -229,7 +229,13 @@ def _reset_breaker(request: HttpRequest, alias: str) -> Outcome:
     for endpoint in manager.endpoints:
         if endpoint.display == wanted:
             before = endpoint.breaker.state.value
-            endpoint.breaker.reset()
+            if not endpoint.breaker.reset():
+                text = (
+                    f"Breaker of {wanted} ({alias}) in process {process_label()} is closed: "
+                    "nothing to reset, nothing was done. Other processes keep their own "
+                    "breakers."
+                )
+                return messages.INFO, text, None
             forget_cached_report()
             text = (
                 f"Breaker of {wanted} ({alias}) reset in process {process_label()}: "

@@ -153,6 +153,34 @@ def test_resetting_an_open_breaker_closes_it_in_this_process(
         assert event.alias == "default"
 
 
+def test_resetting_a_closed_breaker_does_nothing(drr_redis_server: RedisServer) -> None:
+    """The POST lands on any worker, usually one whose breaker is closed. Before, the
+    recovery hooks ran anyway: with RECOVERY="invalidate_namespace" the whole namespace
+    of a healthy cache was deleted."""
+    with _settings(drr_redis_server.url, RECOVERY="invalidate_namespace"):
+        from django.core.cache import cache
+
+        cache.set_many({"a": 1, "b": 2})
+        endpoint = get_manager().primary
+        assert endpoint is not None
+        assert endpoint.breaker.state.value == "closed"
+        operator = _client("view_redishealth", "change_redishealth")  # staff, not superuser
+        done = operator.post(
+            ACTION,
+            {"action": "reset_breaker", "alias": "default", "endpoint": endpoint.display},
+            follow=True,
+        )
+        assert done.status_code == 200
+        with drr_redis_server.client() as client:
+            assert client.exists(cache.make_key("a"), cache.make_key("b")) == 2
+        assert cache.get_many(["a", "b"]) == {"a": 1, "b": 2}
+        (message,) = _messages(done)
+        assert message.startswith(f"Breaker of {endpoint.display} (default) in process ")
+        assert "is closed: nothing to reset, nothing was done." in message
+        assert endpoint.breaker.state.value == "closed"
+        assert not DegradationEvent.objects.filter(kind="admin_action").exists()
+
+
 def test_bad_action_arguments_say_what_is_wrong_and_do_nothing(
     drr_redis_server: RedisServer,
 ) -> None:

@@ -71,6 +71,8 @@ class CircuitBreaker:
         self._scheduler = scheduler
         self._clock = clock
         self._lock = threading.RLock()
+        #: Held while a close is attempted (probe and recovery hooks), outside ``_lock``.
+        self._closing = threading.Lock()
         self._state = BreakerState.CLOSED
         #: ``True`` only while closed: the one attribute the hot path reads.
         self.closed = True
@@ -184,13 +186,23 @@ class CircuitBreaker:
                 self._job.cancel()
                 self._job = None
 
-    def reset(self) -> None:
-        """Close now (an operator's action); before-close hooks still run."""
+    def reset(self) -> bool:
+        """Close now (an operator's action); before-close hooks still run.
+
+        A closed breaker is left alone and ``False`` returned: its hooks are
+        recovery steps (draining the journal, invalidating the namespace with
+        ``RECOVERY="invalidate_namespace"``) that have nothing to recover from,
+        and an admin's POST lands on any worker, usually one whose breaker is
+        closed. ``True``: the breaker was open or half-open and a close was tried.
+        """
         with self._lock:
+            if self.closed:
+                return False
             if self._job is not None:
                 self._job.cancel()
                 self._job = None
         self._attempt_close(probe=False)
+        return True
 
     # --- internals ---------------------------------------------------------
 
@@ -230,6 +242,17 @@ class CircuitBreaker:
         self._attempt_close(probe=True)
 
     def _attempt_close(self, *, probe: bool) -> None:
+        # One attempt at a time (a reset during the probe's own attempt): the
+        # recovery hooks must not run again once the breaker has closed.
+        if not self._closing.acquire(blocking=False):
+            return
+        try:
+            if not self.closed:
+                self._close_or_reopen(probe=probe)
+        finally:
+            self._closing.release()
+
+    def _close_or_reopen(self, *, probe: bool) -> None:
         events: list[tuple[BreakerState, BreakerState]] = []
         error: BaseException | None = None
         try:

@@ -302,6 +302,26 @@ def test_journal_overflow_invalidates_the_namespace(drr_redis_factory) -> None:
         assert cache.get("after") == "v"  # reads are back on Redis
 
 
+# --- resetting a closed breaker ---------------------------------------------------------------
+
+
+def test_resetting_a_closed_breaker_recovers_nothing(drr_redis_factory) -> None:
+    """Before: the recovery hooks ran first, so ``RECOVERY="invalidate_namespace"``
+    deleted the whole namespace of a healthy cache."""
+    server = drr_redis_factory()
+    options = {"BREAKER": FAST_BREAKER, "RECOVERY": "invalidate_namespace"}
+    with resilient_cache(server.url, **options) as cache:
+        cache.set_many({"a": 1, "b": 2})
+        breaker = _breaker(cache)
+        reset = breaker.reset()
+        assert breaker.state is BreakerState.CLOSED
+        assert cache.get_many(["a", "b"]) == {"a": 1, "b": 2}
+        with server.client() as client:
+            assert client.exists(cache.make_key("a"), cache.make_key("b")) == 2
+        assert cache.stats()["invalidated_keys"] == 0
+        assert reset is False  # nothing was done
+
+
 # --- counters ---------------------------------------------------------------------------------
 
 
