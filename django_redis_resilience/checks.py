@@ -6,6 +6,7 @@ E002 bad value in ``REDIS_RESILIENCE`` ·
 E003 invalid ``LOCATION`` ·
 E004 bad or unknown cache ``OPTIONS`` value ·
 E005 a pool argument that would break the no-double-apply guarantee ·
+E006 a ``KEY_FUNCTION`` whose keys ``clear()`` cannot find ·
 W001 a django-redis option that has no effect here ·
 W002 a socket timeout of ``None`` (waits forever) ·
 W003 TLS certificate or host name verification turned off ·

@@ -499,6 +499,7 @@ class Settings:
                         options["READ_FROM_REPLICAS"], "must be True or False")
             )  # fmt: skip
         found += _cache_option_problems(options, base, alias)
+        found += _key_function_problems(cfg, base)
         sentinel_kwargs = options.get("SENTINEL_KWARGS")
         if sentinel_kwargs is not None and not isinstance(sentinel_kwargs, Mapping):
             found.append(
@@ -595,6 +596,35 @@ def _cache_option_problems(options: Mapping[str, Any], base: str, alias: str) ->
             bad("FALLBACK", "is another Redis cache of this app, which fails with Redis",
                 hint="use an in-process or database cache")  # fmt: skip
     return found
+
+
+def _key_function_problems(cfg: Mapping[str, Any], base: str) -> list[Problem]:
+    """E006: a ``KEY_FUNCTION`` whose keys no SCAN can find, so that ``clear()`` and the
+    namespace invalidation after an outage (journal overflow, ``clear()`` during it,
+    ``RECOVERY="invalidate_namespace"``) would delete nothing and old values come back."""
+    given = cfg.get("KEY_FUNCTION")
+    if given is None:
+        return []
+    from django.core.cache.backends.base import get_key_func
+
+    from django_redis_resilience.cache._namespace import UnknownNamespace, namespace_of
+
+    try:
+        func = get_key_func(given)
+    except ImportError:
+        return []  # Django refuses it itself when it builds the cache, naming the path
+    try:
+        namespace_of(func, str(cfg.get("KEY_PREFIX", "")), cfg.get("VERSION", 1))
+    except UnknownNamespace as exc:
+        return [
+            Problem(PREFIX + "E006", "error", f"{base}['KEY_FUNCTION']", given,
+                    f"{exc}; clear() and the namespace invalidation after an outage would "
+                    "delete nothing, and old values would come back",
+                    hint="set KEY_PREFIX and make KEY_FUNCTION start every key with it (e.g. "
+                         "return f'{key_prefix}:' + digest), or remove KEY_FUNCTION to use "
+                         "Django's '<prefix>:<version>:<key>'")
+        ]  # fmt: skip
+    return []
 
 
 def _seconds_or_none(value: Any) -> bool:

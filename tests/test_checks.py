@@ -10,6 +10,8 @@ from django.core.checks.registry import registry
 from django.test import override_settings
 
 from django_redis_resilience import checks
+from django_redis_resilience.conf import conf
+from django_redis_resilience.exceptions import ConfigurationError
 
 BACKEND = "django_redis_resilience.cache.ResilientRedisCache"
 LOCATION = "redis://127.0.0.1:1/0"
@@ -176,6 +178,51 @@ def test_e005_pool_argument_that_allows_double_application(
     assert message.level == django_checks.ERROR
     assert message.msg.startswith(f"{setting} = ")
     assert "RETRY" in (message.hint or "")
+
+
+NAMESPACE = "tests.cache.test_namespace"
+
+
+@pytest.mark.parametrize(
+    ("key_function", "prefix", "why"),
+    [
+        (f"{NAMESPACE}.digest_of_everything", "site", "do not all start with KEY_PREFIX"),
+        (f"{NAMESPACE}.digest_after_prefix", "", "KEY_PREFIX is empty"),
+    ],
+)
+def test_e006_key_function_whose_keys_clear_cannot_find(
+    key_function: str, prefix: str, why: str
+) -> None:
+    setting = caches()
+    setting["default"].update(KEY_FUNCTION=key_function, KEY_PREFIX=prefix)
+    with override_settings(CACHES=setting):
+        message = only(checks.check_settings())
+        with pytest.raises(ConfigurationError, match="E006"):
+            conf.validate()  # at startup too: system checks do not run under every server
+    assert isinstance(message, django_checks.Error)
+    assert message.id == "django_redis_resilience.E006"
+    assert message.msg.startswith(
+        f"CACHES['default']['KEY_FUNCTION'] = {key_function!r}: makes keys that clear() "
+        "cannot find: "
+    )
+    assert why in message.msg
+    assert "old values would come back" in message.msg
+    assert "KEY_PREFIX" in (message.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("key_function", "prefix"),
+    [
+        ("django.core.cache.backends.base.default_key_func", ""),
+        (f"{NAMESPACE}.version_first", ""),  # one fixed form around the key and the version
+        (f"{NAMESPACE}.digest_after_prefix", "site"),  # every key starts with KEY_PREFIX
+    ],
+)
+def test_key_functions_whose_keys_clear_finds_pass(key_function: str, prefix: str) -> None:
+    setting = caches()
+    setting["default"].update(KEY_FUNCTION=key_function, KEY_PREFIX=prefix)
+    with override_settings(CACHES=setting):
+        assert checks.check_settings() == []
 
 
 def test_every_problem_is_reported() -> None:

@@ -31,6 +31,12 @@ from django.utils.module_loading import import_string
 
 from django_redis_resilience._lua import LuaScript
 from django_redis_resilience.cache._codec import DEFAULT_COMPRESSOR, DEFAULT_SERIALIZER, Codec
+from django_redis_resilience.cache._namespace import (
+    Namespace,
+    UnknownNamespace,
+    glob_escape,
+    namespace_of,
+)
 from django_redis_resilience.cache._plan import (
     AsyncClientFn,
     ClientFn,
@@ -87,11 +93,6 @@ _MAX_KEY_LENGTH = 250
 #: The longest lifetime given to Redis: ``PX`` must stay below LLONG_MAX less the
 #: server's clock in milliseconds.
 _MAX_TIMEOUT_MS = 2**62 - 1
-
-
-def _glob_escape(text: str) -> str:
-    """Escape Redis glob characters with a backslash (Redis has no ``[]]`` form)."""
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 def _backend_class(path: object) -> object:
@@ -278,15 +279,17 @@ class ResilientRedisCache(BaseCache):
                 "OPTIONS": {"MAX_ENTRIES": 10_000},
             },
             recovery=self._recovery,
-            namespace=self.namespace_pattern(),
+            namespace=self.namespace(),
+            key_prefix=self.key_prefix,
         )
 
-    def namespace_pattern(self) -> str:
-        """The SCAN pattern of this cache's keys: every version, never the app's own keys."""
-        prefix = _glob_escape(self.key_prefix)
-        if self._params.get("KEY_FUNCTION") is None:
-            return f"{prefix}:[0-9]*"  # Django's format "<prefix>:<version>:<key>"
-        return str(self.key_func("*", prefix, "*"))
+    def namespace(self) -> Namespace:
+        """This cache's keys in Redis (every version, never the app's own keys): what
+        ``clear()`` and the recovery's namespace invalidation delete."""
+        try:
+            return namespace_of(self.key_func, self.key_prefix, self.version)
+        except UnknownNamespace as exc:  # the settings refuse it first (E006)
+            raise ConfigurationError(f"CACHES[{self._alias!r}]['KEY_FUNCTION'] {exc}.") from exc
 
     def _endpoint(self, redis_key: str) -> LogicalEndpoint:
         return self.manager.route(write=True, key=redis_key)[0]
@@ -742,9 +745,10 @@ class ResilientRedisCache(BaseCache):
                     yield from self._mirror(state, k, partial(_fallback_delete, made[k], version))
 
     def _clear(self) -> Plan[None]:
-        pattern = self.namespace_pattern()
         manager = self.manager
         state = self._state_of(manager)
+        pattern = state.settings.namespace
+        assert pattern is not None  # built by _cache_settings, which raises without one
         if self._clear_flushes_db:
             step = Primaries(manager, lambda c: c.flushdb(), lambda c: c.flushdb())
         else:
@@ -1189,8 +1193,8 @@ class ResilientRedisCache(BaseCache):
         )
 
     def make_pattern(self, pattern: str, version: int | None = None) -> str:
-        version_text = _glob_escape(str(self.version if version is None else version))
-        return str(self.key_func(pattern, _glob_escape(self.key_prefix), version_text))
+        version_text = glob_escape(str(self.version if version is None else version))
+        return str(self.key_func(pattern, glob_escape(self.key_prefix), version_text))
 
     def iter_keys(
         self, search: str, itersize: int | None = None, version: int | None = None

@@ -179,7 +179,7 @@ async def _ado(step: Step) -> Any:
             afn, key=step.key, write=step.write, idempotent=step.idempotent
         )
     if type(step) is Fallback:
-        if isinstance(step.store, LocMemCache):
+        if isinstance(step.store, LocMemCache) or getattr(step.store, "in_memory", False):
             # In-process memory never blocks: no thread hop for it.
             return step.fn(step.store)
         return await sync_to_async(step.fn, thread_sensitive=False)(step.store)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,9 +28,10 @@ from typing import Any, Literal
 import redis
 import redis.asyncio
 from django.core.cache import caches
-from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 
+from django_redis_resilience.cache._namespace import Namespace
 from django_redis_resilience.cache._stampede import Flights
 from django_redis_resilience.connection import BreakerState, CircuitBreaker, ConnectionManager
 from django_redis_resilience.connection._errors import redirect_of
@@ -135,8 +137,109 @@ class CacheSettings:
     fallback: str | type | None
     fallback_params: dict[str, Any] = field(default_factory=dict)
     recovery: str = "journal"
-    #: SCAN pattern of the cache's namespace (what ``clear()`` and invalidation delete).
-    namespace: str = ""
+    #: The cache's keys in Redis (what ``clear()`` and invalidation delete).
+    namespace: Namespace | None = None
+    #: ``KEY_PREFIX``: names the generation of a shared fallback (:class:`GenerationStore`).
+    key_prefix: str = ""
+
+
+class GenerationStore(BaseCache):
+    """A shared fallback store, seen through the cache's current generation.
+
+    A shared fallback (another ``CACHES`` alias, a backend class) cannot be
+    emptied when Redis returns as a private one is: it may hold other data,
+    other processes may be using it, and the journal does not name every key
+    written to it (none after an overflow or a ``clear()``). So each key is
+    stored as ``<token>:<key>``, the token being kept in the store itself (the
+    processes sharing the store agree on it), and every recovery and every
+    ``clear()`` replaces the token: what was written before is never read again,
+    by this process or another, even one that ended during the outage. Old
+    entries expire or are culled as the store's own do.
+
+    A write that a recovery of this process overtook (decided before the
+    recovery, landing after it) is undone, so it cannot reach the next outage.
+
+    Built for each call, cheaply; the token is read from the store once per
+    call, never kept longer. Only the methods the backend uses are provided.
+    """
+
+    def __init__(self, store: BaseCache, *, record: str, overtaken: Callable[[], bool]) -> None:
+        # No BaseCache.__init__: every method used is forwarded to ``store``.
+        self.store = store
+        #: In-process memory (no thread hop needed from async code).
+        self.in_memory = isinstance(store, LocMemCache)
+        self._record = record
+        self._overtaken = overtaken
+        self._token: str | None = None
+
+    def _key(self, key: Any) -> str:
+        if self._token is None:
+            self._token = self._current()
+        return f"{self._token}:{key}"
+
+    def _current(self) -> str:
+        token = self.store.get(self._record)
+        if not isinstance(token, str):
+            self.store.add(self._record, _new_token(), timeout=None)
+            token = self.store.get(self._record)
+        # A store that keeps nothing (a dummy cache) gets a new generation each call.
+        return token if isinstance(token, str) else _new_token()
+
+    def _undo_if_overtaken(self, made: str, version: int | None) -> None:
+        if self._overtaken():
+            self.store.delete(made, version=version)
+
+    def get(self, key: Any, default: Any | None = None, version: int | None = None) -> Any:
+        return self.store.get(self._key(key), default, version=version)
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        return self.store.has_key(self._key(key), version=version)
+
+    def set(
+        self,
+        key: Any,
+        value: Any,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> None:
+        made = self._key(key)
+        self.store.set(made, value, timeout, version=version)
+        self._undo_if_overtaken(made, version)
+
+    def add(
+        self,
+        key: Any,
+        value: Any,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> bool:
+        made = self._key(key)
+        added = self.store.add(made, value, timeout, version=version)
+        self._undo_if_overtaken(made, version)
+        return added
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        made = self._key(key)
+        value = self.store.incr(made, delta, version=version)
+        self._undo_if_overtaken(made, version)
+        return value
+
+    def touch(
+        self, key: Any, timeout: float | None = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        return self.store.touch(self._key(key), timeout, version=version)
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        return self.store.delete(self._key(key), version=version)
+
+    def clear(self) -> None:
+        """Start a new generation: this cache's entries are gone, the store's others stay."""
+        self.store.set(self._record, _new_token(), timeout=None)
+        self._token = None
+
+
+def _new_token() -> str:
+    return secrets.token_hex(4)
 
 
 class CacheState:
@@ -157,6 +260,8 @@ class CacheState:
         #: Counters kept in a shared fallback during an outage, per endpoint (by breaker).
         self._local_counters: dict[int, set[tuple[Any, int | None]]] = {}
         self._shared: BaseCache | None = None
+        #: Counts recoveries: a shared fallback's write that a recovery overtook is undone.
+        self._recoveries = 0
         self._drain_scheduled = False
         manager.add_endpoint_hook(self._wire)
 
@@ -221,6 +326,8 @@ class CacheState:
     # --- fallback stores ---------------------------------------------------------------
 
     def fallback(self, endpoint: LogicalEndpoint) -> BaseCache | None:
+        """The endpoint's fallback store: its private one, or the shared one seen through
+        the cache's current generation (:class:`GenerationStore`); ``None`` without one."""
         spec = self.settings.fallback
         if spec is None:
             return None
@@ -234,16 +341,24 @@ class CacheState:
                         store = LocMemCache(name, dict(self.settings.fallback_params))
                         self._private[id(endpoint.breaker)] = store
             return store
+        shared: BaseCache
         if isinstance(spec, str) and "." not in spec:
-            return caches[spec]  # thread-local, as Django wants
-        if self._shared is None:
-            with self._lock:
-                if self._shared is None:
-                    from django.utils.module_loading import import_string
+            shared = caches[spec]  # thread-local, as Django wants
+        else:
+            if self._shared is None:
+                with self._lock:
+                    if self._shared is None:
+                        from django.utils.module_loading import import_string
 
-                    cls = import_string(spec) if isinstance(spec, str) else spec
-                    self._shared = cls("", dict(self.settings.fallback_params))
-        return self._shared
+                        cls = import_string(spec) if isinstance(spec, str) else spec
+                        self._shared = cls("", dict(self.settings.fallback_params))
+            shared = self._shared
+        recoveries = self._recoveries
+        return GenerationStore(
+            shared,
+            record=f"drr:generation:{self.settings.key_prefix}",
+            overtaken=lambda: self._recoveries != recoveries,
+        )
 
     # --- recording -----------------------------------------------------------------
 
@@ -324,11 +439,13 @@ class CacheState:
         """
         journal = self.journal(endpoint)
         keys, overflowed = journal.snapshot()
-        if not bulk and not keys and not overflowed:
-            return 0
-        namespace = overflowed or (bulk and self.settings.recovery == "invalidate_namespace")
-        count = self._invalidate(endpoint, keys, namespace=namespace)
-        journal.discard(keys, overflowed)
+        count = 0
+        if bulk or keys or overflowed:
+            namespace = overflowed or (bulk and self.settings.recovery == "invalidate_namespace")
+            count = self._invalidate(endpoint, keys, namespace=namespace)
+            journal.discard(keys, overflowed)
+        # Every pass: what reached the fallback since the last one (a local count,
+        # a write the journal did not record after an overflow) goes too.
         self._forget_fallback(endpoint, keys)
         self.counters.invalidated_keys += count
         if count:
@@ -348,6 +465,7 @@ class CacheState:
     ) -> int:
         client = endpoint.client
         if namespace:
+            assert self.settings.namespace is not None  # the settings refuse a cache without one
             return unlink_matching(client, self.settings.namespace)
         return self._delete(client, list(keys))
 
@@ -377,16 +495,27 @@ class CacheState:
     def _forget_fallback(
         self, endpoint: LogicalEndpoint, keys: dict[str, tuple[tuple[Any, int | None], int]]
     ) -> None:
+        """Empty the fallback of what the outage wrote, before Redis is trusted again.
+
+        A private store is emptied. A shared one (another alias, a backend class)
+        may hold other data, and the journal does not name every key written to
+        it (after an overflow or a ``clear()`` it records none): its generation
+        is replaced, so nothing written before is ever read again, by any process
+        sharing it. The keys the journal names are deleted first, to free room.
+        """
         with self._lock:
             counters = self._local_counters.pop(id(endpoint.breaker), set())
-        store = self._private.get(id(endpoint.breaker))
-        if store is not None:
-            store.clear()
+            self._recoveries += 1
+        if self.settings.fallback == PRIVATE:
+            store = self._private.get(id(endpoint.breaker))
+            if store is not None:
+                store.clear()
             return
         shared = self.fallback(endpoint)
         if shared is not None:
             for key, version in {(key, version) for (key, version), _ in keys.values()} | counters:
                 shared.delete(key, version=version)
+            shared.clear()
 
     def schedule_drain(self, delay: float = 0.05) -> None:
         """Drain journals of closed breakers soon, on the background thread."""
@@ -415,15 +544,19 @@ class CacheState:
             self.schedule_drain(0.5)
 
 
-def unlink_matching(client: redis.Redis, pattern: str) -> int:
-    """SCAN one node for ``pattern`` and UNLINK what it finds; never KEYS.
+def unlink_matching(client: redis.Redis, pattern: str | Namespace) -> int:
+    """SCAN one node for ``pattern`` (a glob, or a namespace: its glob, then only the keys
+    it owns) and UNLINK what it finds; never KEYS.
 
     One UNLINK per key, pipelined in batches: a cluster node refuses a
     multi-key UNLINK whose keys hash to different slots.
     """
+    glob, owns = _matcher(pattern)
     removed = 0
     batch: list[bytes] = []
-    for key in client.scan_iter(match=pattern, count=1000):
+    for key in client.scan_iter(match=glob, count=1000):
+        if not owns(key):
+            continue
         batch.append(key)
         if len(batch) >= BATCH:
             removed += _unlink(client, batch)
@@ -433,6 +566,17 @@ def unlink_matching(client: redis.Redis, pattern: str) -> int:
     return removed
 
 
+def _matcher(pattern: str | Namespace) -> tuple[str, Callable[[bytes], bool]]:
+    """The glob to ask SCAN for, and which of the keys it returns to unlink."""
+    if isinstance(pattern, Namespace):
+        return pattern.glob, pattern.owns
+    return pattern, _everything
+
+
+def _everything(key: bytes) -> bool:
+    return True
+
+
 def _unlink(client: redis.Redis, keys: list[bytes]) -> int:
     pipe = client.pipeline(transaction=False)
     for key in keys:
@@ -440,11 +584,14 @@ def _unlink(client: redis.Redis, keys: list[bytes]) -> int:
     return sum(int(r) for r in pipe.execute())
 
 
-async def aunlink_matching(client: redis.asyncio.Redis, pattern: str) -> int:
+async def aunlink_matching(client: redis.asyncio.Redis, pattern: str | Namespace) -> int:
     """The asyncio twin of :func:`unlink_matching`."""
+    glob, owns = _matcher(pattern)
     removed = 0
     batch: list[bytes] = []
-    async for key in client.scan_iter(match=pattern, count=1000):
+    async for key in client.scan_iter(match=glob, count=1000):
+        if not owns(key):
+            continue
         batch.append(key)
         if len(batch) >= BATCH:
             removed += await _aunlink(client, batch)

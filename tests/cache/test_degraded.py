@@ -302,6 +302,149 @@ def test_journal_overflow_invalidates_the_namespace(drr_redis_factory) -> None:
         assert cache.get("after") == "v"  # reads are back on Redis
 
 
+# --- the namespace invalidated: every key the cache makes ------------------------------------
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize(
+    ("key_function", "version"),
+    [
+        pytest.param(None, -1, id="django-default-negative-version"),
+        pytest.param("tests.cache.test_namespace.digest_after_prefix", 1, id="digest"),
+    ],
+)
+@pytest.mark.parametrize("trigger", ["clear", "invalidate_namespace"])
+def test_namespace_invalidation_finds_every_key_of_the_cache(
+    drr_redis_factory, key_function: str | None, version: int, trigger: str
+) -> None:
+    """Before: the SCAN pattern missed ``prefix:-1:...`` and, with a digest, was a literal
+    digest of ``*``; after recovery the value from before the outage came back."""
+    server = drr_redis_factory()
+    options: dict[str, Any] = {"BREAKER": FAST_BREAKER}
+    if trigger == "invalidate_namespace":
+        options["RECOVERY"] = "invalidate_namespace"
+    setting = {"default": {"BACKEND": BACKEND, "LOCATION": server.url, "OPTIONS": options,
+                           "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}"}}  # fmt: skip
+    if key_function is not None:
+        setting["default"]["KEY_FUNCTION"] = key_function
+    with override_settings(CACHES=setting):
+        cache = caches["default"]
+        cache.set("old", "before the outage", version=version)
+        reserved = f"{cache.key_prefix}:drr:lock:{{job}}"
+        with server.client() as client:
+            client.set(reserved, b"held")
+        _crash_keeping_data(server)
+        _degrade(cache)
+        if trigger == "clear":
+            cache.clear()
+        cache.set("new", "during the outage", version=version)
+
+        server.restart(keep_data=True)  # Redis holds "old" again
+        _recovered(cache)
+        assert cache.get("old", version=version) is None
+        with server.client() as client:
+            assert client.exists(cache.make_key("old", version=version)) == 0
+            assert client.get(reserved) == b"held"  # the app's own keys stay
+
+
+# --- a shared fallback: nothing from an earlier outage ---------------------------------------
+
+#: How each ``FALLBACK`` kind is given; "fallback" is a ``CACHES`` alias of its own.
+_FALLBACKS = {
+    "alias": "fallback",
+    "backend-class": "django.core.cache.backends.locmem.LocMemCache",
+    "private": None,  # the default
+}
+
+
+def _fallback_caches(url: str, fallback: str, **options: Any) -> dict[str, Any]:
+    """``CACHES``: a resilient ``default`` using the ``fallback`` kind, and the alias."""
+    opts = {"BREAKER": FAST_BREAKER, **options}
+    if _FALLBACKS[fallback] is not None:
+        opts["FALLBACK"] = _FALLBACKS[fallback]
+    return {
+        "default": {"BACKEND": BACKEND, "LOCATION": url, "OPTIONS": opts,
+                    "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}"},
+        "fallback": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                     "LOCATION": f"fallback-{uuid.uuid4().hex[:8]}",
+                     "OPTIONS": {"MAX_ENTRIES": 100_000}},
+    }  # fmt: skip
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize("fallback", list(_FALLBACKS))
+@pytest.mark.parametrize("forgotten", ["clear", "journal_overflow"])
+def test_no_fallback_serves_what_an_earlier_outage_wrote(
+    drr_redis_factory, fallback: str, forgotten: str
+) -> None:
+    """After a ``clear()`` or an overflow the journal names no key written during the
+    outage. Before: a shared fallback kept them, and served ``v2`` in the next outage."""
+    server = drr_redis_factory()
+    with override_settings(CACHES=_fallback_caches(server.url, fallback)):
+        cache = caches["default"]
+        cache.set("price", "v1")
+        server.kill()
+        _degrade(cache)  # outage 1
+        if forgotten == "clear":
+            cache.clear()
+        else:
+            for i in range(JOURNAL_LIMIT + 1):
+                cache.set(f"w{i}", i)
+        assert cache.stats()["journal_overflowed"]
+        cache.set("price", "v2")
+        assert cache.get("price") == "v2"
+
+        server.restart()
+        _recovered(cache)
+        cache.set("price", "v3")
+        assert cache.get("price") == "v3"
+
+        server.kill()
+        _degrade(cache)  # outage 2
+        assert cache.get("price") is None  # a miss: v3 is out of reach, v2 is outdated
+        assert cache.get_many(["price"]) == {}
+
+
+@pytest.mark.chaos
+def test_a_fallback_write_that_the_recovery_overtook_is_undone(drr_redis_factory) -> None:
+    """A write decided during the outage (store chosen) that lands after the recovery
+    must not wait in the shared fallback for the next outage."""
+    server = drr_redis_factory()
+    with override_settings(CACHES=_fallback_caches(server.url, "alias", BREAKER=SLEEPY_BREAKER)):
+        cache = caches["default"]
+        server.kill()
+        _degrade(cache)
+        made = cache.make_key("price")
+        store = cache.state.fallback(cache.manager.route(write=True, key=made)[0])
+        assert store is not None
+
+        server.restart()
+        _breaker(cache).reset()  # the recovery runs between the choice and the write
+        assert _breaker(cache).closed
+        store.set("price", "late")
+
+        server.kill()
+        _degrade(cache)
+        assert cache.get("price") is None
+
+
+@pytest.mark.chaos
+def test_processes_sharing_a_fallback_alias_share_one_outage(drr_redis_factory) -> None:
+    """Two aliases with one prefix stand for two processes; the generation of the shared
+    fallback is kept in it, so an outage's values are the same for both."""
+    server = drr_redis_factory()
+    caches_setting = _fallback_caches(server.url, "alias")
+    caches_setting["other"] = {**caches_setting["default"], "TIMEOUT": 301}
+    with override_settings(CACHES=caches_setting):
+        writer, reader = caches["default"], caches["other"]
+        assert writer.manager is not reader.manager
+        server.kill()
+        _degrade(writer)
+        _degrade(reader)
+        writer.set("session", "logged in")
+        assert reader.get("session") == "logged in"
+
+
 # --- resetting a closed breaker ---------------------------------------------------------------
 
 
