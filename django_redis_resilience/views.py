@@ -29,7 +29,7 @@ from django_redis_resilience.health import Report, build_report, process_label
 logger = logging.getLogger("django_redis_resilience")
 
 _lock = threading.Lock()
-_cached: tuple[float, Report] | None = None
+_cached: tuple[float, tuple[tuple[str, str, str], ...], Report] | None = None
 _probe_failure_logged_at = 0.0
 
 
@@ -46,15 +46,31 @@ def _trusted(request: HttpRequest) -> bool:
     return hmac.compare_digest(given.strip().encode(), str(token).encode())
 
 
+def _breaker_states() -> tuple[tuple[str, str, str], ...]:
+    """This process's breakers as they are now: the part of a report that costs nothing."""
+    return tuple(
+        (alias, str(endpoint.display), endpoint.breaker.state.value)
+        for alias in conf.resilient_aliases()
+        for endpoint in get_manager(alias).endpoints
+    )
+
+
 def cached_report() -> Report:
-    """The last report if younger than ``CACHE_SECONDS``, else a new one (one at a time)."""
+    """The last report if younger than ``CACHE_SECONDS`` and made while this process's
+    breakers were as they are now, else a new one (one at a time).
+
+    A breaker that opened or closed since makes the cached report wrong about this
+    process (its client view and the findings drawn from it), so it is made again;
+    breakers change state rarely, so probes still cannot hammer Redis.
+    """
     global _cached
     ttl = float(conf.HEALTH["CACHE_SECONDS"])
+    states = _breaker_states()
     with _lock:
-        if _cached is not None and time.monotonic() - _cached[0] < ttl:
-            return _cached[1]
+        if _cached is not None and time.monotonic() - _cached[0] < ttl and _cached[1] == states:
+            return _cached[2]
         report = build_report()
-        _cached = (time.monotonic(), report)
+        _cached = (time.monotonic(), states, report)
         return report
 
 

@@ -180,3 +180,28 @@ def test_only_get_and_head_are_allowed(drr_redis_server: RedisServer) -> None:
             for method in ("post", "put", "delete", "patch"):
                 assert getattr(client, method)(path).status_code == 405, (method, path)
             assert client.head(path).status_code == 200
+
+
+@pytest.mark.chaos
+def test_a_report_made_before_this_process_saw_an_outage_is_not_served_after(
+    drr_redis_factory: Any,
+) -> None:
+    """The probe report is cached, but its client view (this process's breakers) and the
+    findings drawn from it must not outlive a breaker that opened since."""
+    server = drr_redis_factory()
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    with _settings(server.url, CACHE_SECONDS=60):
+        client = Client()
+        before = client.get("/redis/health/redis/", headers=bearer)
+        assert before.status_code == 200
+        [endpoint] = before.json()["caches"][0]["client"]["endpoints"]
+        assert endpoint["breaker"] == "closed"
+        server.kill()
+        cache = caches["default"]
+        for _ in range(5):
+            cache.get("anything")
+        assert not get_manager("default").primary.breaker.closed
+        after = client.get("/redis/health/redis/", headers=bearer)
+        assert after.status_code == 503
+        [endpoint] = after.json()["caches"][0]["client"]["endpoints"]
+        assert endpoint["breaker"] in ("open", "half_open")
