@@ -23,8 +23,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 
+from django_redis_resilience import events
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf
 from django_redis_resilience.connection._location import mask_url
@@ -121,7 +121,7 @@ class RedisHealthAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "report": report,
             "report_error": error,
             "cards": cache_cards(report, clients=_clients(report)) if report is not None else [],
-            "events": list(DegradationEvent.objects.all()[:RECENT_EVENTS]),
+            **_events(),
             "events_url": reverse(
                 f"{self.admin_site.name}:django_redis_resilience_degradationevent_changelist"
             ),
@@ -192,18 +192,24 @@ def _clients(report: Report) -> dict[str, dict[str, Any]]:
     return {c.alias: client_state(get_manager(c.alias)) for c in report.caches}
 
 
+def _events() -> dict[str, Any]:
+    """The recent events: every process's from the database, or this process's from memory
+    (``EVENT_STORE = "memory"``, or a database that cannot store them), labelled so."""
+    listed, shared = events.recent(RECENT_EVENTS)
+    return {
+        "events": listed,
+        "events_shared": shared,
+        "events_scope": "all processes"
+        if shared
+        else f"this process, {process_label()}, in memory",
+    }
+
+
 def _record_action(request: HttpRequest, alias: str, endpoint: str, text: str) -> None:
-    """Written at once, not batched: an operator's action is an audit record."""
+    """Stored at once, not batched: an operator's action is an audit record."""
     user = getattr(request, "user", None)
     who = user.get_username() if user is not None else "?"
-    DegradationEvent.objects.create(
-        created_at=timezone.now(),
-        kind=DegradationEvent.Kind.ADMIN_ACTION,
-        alias=alias,
-        endpoint=endpoint[:500],
-        process=process_label(),
-        message=f"{who}: {text}"[:2000],
-    )
+    events.record_now("admin_action", alias=alias, endpoint=endpoint, message=f"{who}: {text}")
 
 
 #: Message level, message, and the endpoint acted on (``None``: nothing was done).

@@ -63,6 +63,11 @@ HEALTH_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "CACHE_SECONDS": (lambda v: _is_num(v) and 0 <= v <= 300, "seconds from 0 to 300"),
     "EVENTS": (lambda v: isinstance(v, bool), "True or False"),
+    "EVENT_STORE": (
+        lambda v: v in ("database", "memory"),
+        "'database' (every process's events, in the DegradationEvent table) or 'memory' "
+        "(this process's latest events only, no database writes)",
+    ),
     "EVENT_INTERVAL": (lambda v: _is_num(v) and v >= 0, "seconds >= 0"),
     "EVENT_MAX_AGE_DAYS": (lambda v: _is_num(v) and v > 0, "days > 0"),
 }
@@ -74,6 +79,7 @@ HEALTH_DEFAULTS: dict[str, Any] = {
     "TOKEN": None,
     "CACHE_SECONDS": 5.0,
     "EVENTS": True,
+    "EVENT_STORE": "database",
     "EVENT_INTERVAL": 10.0,
     "EVENT_MAX_AGE_DAYS": 30.0,
 }
@@ -312,7 +318,9 @@ class Settings:
     @property
     def HEALTH(self) -> Mapping[str, Any]:
         """``TIMEOUT`` (1 s per probe), ``SLOW_MS`` (100), ``NODE_ZONES`` ({}),
-        ``TOKEN`` (None), ``CACHE_SECONDS`` (5), merged over the defaults."""
+        ``TOKEN`` (None), ``CACHE_SECONDS`` (5), ``EVENTS`` (True), ``EVENT_STORE``
+        ("database"), ``EVENT_INTERVAL`` (10), ``EVENT_MAX_AGE_DAYS`` (30), merged over the
+        defaults."""
         return {**HEALTH_DEFAULTS, **self._global("HEALTH", {})}
 
     @property

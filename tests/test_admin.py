@@ -16,8 +16,9 @@ from django.test import Client, override_settings
 from django.urls import path
 
 from django_redis_resilience import admin as health_admin
-from django_redis_resilience import views
+from django_redis_resilience import events, views
 from django_redis_resilience.clients import get_manager
+from django_redis_resilience.health import process_label
 from django_redis_resilience.models import DegradationEvent
 from django_redis_resilience.testing import RedisServer, RedisServerFactory
 from tests.cache.conftest import FAST_BREAKER, resilient_caches
@@ -292,6 +293,34 @@ def test_times_are_shown_in_utc_and_labelled_so(drr_redis_server: RedisServer) -
         log = ops.get("/admin/django_redis_resilience/degradationevent/").content.decode()
         assert "When (UTC)" in log
         assert stamp in log
+
+
+@pytest.mark.chaos
+def test_events_kept_in_memory_are_listed_on_the_panel(
+    drr_redis_factory: RedisServerFactory,
+) -> None:
+    """EVENT_STORE = "memory": the panel lists this process's events, says whose they are,
+    and neither an outage nor an admin action writes a row."""
+    events.reset()
+    server = drr_redis_factory()
+    with _settings(server.url, HEALTH={"EVENT_STORE": "memory"}):
+        from django.core.cache import cache
+
+        server.kill()
+        for _ in range(3):
+            cache.get("k")  # opens this process's breaker: an event
+        ops = _client(superuser=True)
+        done = ops.post(ACTION, {"action": "probe"}, follow=True)
+        assert done.status_code == 200
+        html = ops.get(PANEL).content.decode()
+    events.reset()
+    # (An earlier test's background flush may land meanwhile: look for this test's rows.)
+    assert not DegradationEvent.objects.filter(endpoint__contains=f":{server.port}").exists()
+    assert not DegradationEvent.objects.filter(kind="admin_action").exists()
+    assert f"(this process, {process_label()}, in memory)" in html
+    assert '<tr class="drr-event drr-event-breaker_opened">' in html
+    assert '<tr class="drr-event drr-event-admin_action">' in html
+    assert ">All events</a>" not in html  # the database's log has nothing of them
 
 
 def test_no_resilient_cache_says_so() -> None:
