@@ -8,11 +8,11 @@ fails at import time, not on the first request in production.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import inspect
 import logging
 import os
+import queue
 import threading
 import weakref
 from collections.abc import Callable, Iterable
@@ -84,22 +84,43 @@ def _on_event_loop() -> bool:
     return True
 
 
-_releasers: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
-_releasers_lock = threading.Lock()
+class _Releaser:
+    """One worker thread per process for releases that must not, or cannot, run where
+    they are asked for: on an event loop's thread (a round trip would stall every
+    request the loop serves) or in a finalizer (which the garbage collector runs at
+    any allocation, maybe while this thread holds a lock the release needs).
+
+    A finalizer only appends to a ``SimpleQueue``, whose ``put`` is safe even there; the
+    worker is started beforehand, from ordinary code, and again after a fork.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[list[Decision]] = queue.SimpleQueue()
+        self._pid: int | None = None
+
+    def ensure_worker(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid != os.getpid():
+                self._queue = queue.SimpleQueue()  # a parent's queue is no child's to serve
+                worker = threading.Thread(
+                    target=self._run, args=(self._queue,), name="drr-ratelimit-release", daemon=True
+                )
+                worker.start()
+                self._pid = os.getpid()
+
+    def put(self, held: list[Decision]) -> None:
+        self._queue.put(held)
+
+    @staticmethod
+    def _run(jobs: queue.SimpleQueue[list[Decision]]) -> None:
+        while True:
+            _release_all(jobs.get())
 
 
-def _releaser() -> concurrent.futures.ThreadPoolExecutor:
-    """A few worker threads for releases that must not run on an event loop; one pool per
-    process, made on first use (a pool made before a fork has no threads in the child)."""
-    with _releasers_lock:
-        pool = _releasers.get(os.getpid())
-        if pool is None:
-            _releasers.clear()
-            pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=4, thread_name_prefix="drr-ratelimit-release"
-            )
-            _releasers[os.getpid()] = pool
-        return pool
+_releaser = _Releaser()
 
 
 def _release_on_close(response: HttpResponseBase, decisions: list[Decision]) -> None:
@@ -108,23 +129,21 @@ def _release_on_close(response: HttpResponseBase, decisions: list[Decision]) -> 
     response without closing it (a 304 from ``ConditionalGetMiddleware``): then
     they end when the discarded response is freed. Releasing twice does nothing.
 
-    Closed or freed on an event loop's thread (the 304 above in an async stack,
-    a stream an ASGI client closes there), the release goes to a worker thread:
-    a blocking round trip there would stall every request the loop serves."""
+    Closed on an event loop's thread (a stream an ASGI client closes there), or freed
+    anywhere, the release goes to the worker thread; closed elsewhere it runs at once."""
     held = [d for d in decisions if d.lease is not None]
+    if not held:
+        return
+    _releaser.ensure_worker()
 
-    def end() -> None:
+    def close() -> None:
         if _on_event_loop():
-            try:
-                _releaser().submit(_release_all, held)
-                return
-            except RuntimeError:  # the interpreter is exiting: no loop is left to stall
-                pass
-        _release_all(held)
+            _releaser.put(held)
+        else:
+            _release_all(held)
 
-    if held:
-        response._resource_closers.append(end)  # type: ignore[attr-defined]
-        weakref.finalize(response, end)
+    response._resource_closers.append(close)  # type: ignore[attr-defined]
+    weakref.finalize(response, _releaser.put, held)
 
 
 def call_holding(decisions: list[Decision], view: Callable[[], Any]) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -222,3 +223,41 @@ def test_slots_given_back_by_a_refused_request_are_released_off_the_loop(
         assert slot_key.split("}")[0] != quota_key.split("}")[0]  # two hash tags
         assert stalls_while(scenario) == []
         assert wait_for(lambda: _free("ip:10.7.0.4/32", "slots"))
+
+
+@ratelimit(key="ip", rate=SLOTS, algorithm="concurrency", group="sync-etag")
+def sync_etag_view(request: HttpRequest) -> HttpResponse:
+    return _etag(HttpResponse("same content"))
+
+
+urlpatterns.append(path("sync-etag/", sync_etag_view))
+
+
+def test_a_freed_response_is_released_by_the_worker_never_inside_the_code_that_freed_it(
+    drr_redis_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finalizer runs wherever the last reference goes, maybe inside code holding a lock
+    the release needs (a thread pool's, a connection pool's): it only queues the release."""
+    from django.test import Client
+
+    from django_redis_resilience.ratelimiting import _decorator
+
+    threads: list[str] = []
+    real_release = _decorator.release
+
+    def observed(decision: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real_release(decision)
+
+    monkeypatch.setattr(_decorator, "release", observed)
+    with override_settings(
+        CACHES=resilient_caches(drr_redis_server.url),
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=[CONDITIONAL],
+    ):
+        response = Client(REMOTE_ADDR="10.7.0.5").get(
+            "/sync-etag/", headers={"if-none-match": '"v1"'}
+        )
+        assert response.status_code == 304
+        assert wait_for(lambda: _free("ip:10.7.0.5/32", "sync-etag"))
+    assert threads == ["drr-ratelimit-release"]
