@@ -791,8 +791,9 @@ def test_async_view_under_wsgi_gets_a_loop_per_request(cache: ResilientRedisCach
         response = client.get(f"/visit/{key}/")
         assert response.status_code == 200, response.content
         body = response.json()
-        assert body["before"] == n
-        assert body["seen"] == ({f"{key}:last": n} if n else {})
+        assert body["before"] == n, cache.stats()
+        # A miss here with errors in the stats is a call that timed out and degraded.
+        assert body["seen"] == ({f"{key}:last": n} if n else {}), cache.stats()
         assert body["has_key"] is (n > 0)
         assert (body["stored"], body["failed"]) == (True, [])
         threads.add(body["thread"])
