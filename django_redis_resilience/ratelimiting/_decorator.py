@@ -84,19 +84,30 @@ def _on_event_loop() -> bool:
     return True
 
 
+#: How long a finalizer outside an event loop waits for the worker to give its slots back,
+#: so that the client's next request finds them free, as when the release runs in place.
+#: Bounded: if this thread holds a lock the release needs, the wait ends and the worker
+#: finishes later instead of the two waiting on each other.
+_FREED_WAIT = 1.0
+
+#: Slots to give back, and the event a waiting finalizer is told on.
+_Job = tuple[list[Decision], "threading.Event | None"]
+
+
 class _Releaser:
     """One worker thread per process for releases that must not, or cannot, run where
     they are asked for: on an event loop's thread (a round trip would stall every
     request the loop serves) or in a finalizer (which the garbage collector runs at
     any allocation, maybe while this thread holds a lock the release needs).
 
-    A finalizer only appends to a ``SimpleQueue``, whose ``put`` is safe even there; the
-    worker is started beforehand, from ordinary code, and again after a fork.
+    A finalizer only appends to a ``SimpleQueue``, whose ``put`` is safe even there, and
+    waits a bounded time on an event of its own; the worker is started beforehand, from
+    ordinary code, and again after a fork.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[list[Decision]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._pid: int | None = None
 
     def ensure_worker(self) -> None:
@@ -112,12 +123,24 @@ class _Releaser:
                 self._pid = os.getpid()
 
     def put(self, held: list[Decision]) -> None:
-        self._queue.put(held)
+        self._queue.put((held, None))
+
+    def freed(self, held: list[Decision]) -> None:
+        """A finalizer's release: handed to the worker; waited for, briefly, off a loop."""
+        if _on_event_loop():
+            self.put(held)
+            return
+        done = threading.Event()
+        self._queue.put((held, done))
+        done.wait(_FREED_WAIT)
 
     @staticmethod
-    def _run(jobs: queue.SimpleQueue[list[Decision]]) -> None:
+    def _run(jobs: queue.SimpleQueue[_Job]) -> None:
         while True:
-            _release_all(jobs.get())
+            held, done = jobs.get()
+            _release_all(held)
+            if done is not None:
+                done.set()
 
 
 _releaser = _Releaser()
@@ -143,7 +166,7 @@ def _release_on_close(response: HttpResponseBase, decisions: list[Decision]) -> 
             _release_all(held)
 
     response._resource_closers.append(close)  # type: ignore[attr-defined]
-    weakref.finalize(response, _releaser.put, held)
+    weakref.finalize(response, _releaser.freed, held)
 
 
 def call_holding(decisions: list[Decision], view: Callable[[], Any]) -> Any:
