@@ -1,14 +1,14 @@
 """``hit()``, ``peek()`` and ``check_many()``: one EVALSHA per check (per slot), Redis's clock.
 
-The sync and async functions share everything but the call itself:
-:func:`_checks` validates and builds the keys, :func:`_args` the script's
-arguments, :func:`_collect` reads its answers and applies the outage policy
-to the slots that could not be asked.
+Each sync function and its asyncio twin are one plan (:func:`check_plan`,
+:func:`release_plan`) run by ``_steps.run`` or ``_steps.arun``: :func:`_checks`
+validates and builds the keys, :func:`_args` the script's arguments,
+:func:`_collect` reads its answers and applies the outage policy to the slots
+that could not be asked.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import hmac
@@ -25,6 +25,7 @@ from django.conf import settings
 from redis.crc import key_slot
 
 from django_redis_resilience import metrics
+from django_redis_resilience._steps import Gather, Plan, Script, ScriptGrouped, arun, run
 from django_redis_resilience.clients import get_manager, key_prefix
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.connection._errors import refused
@@ -386,26 +387,21 @@ def release(decision: Decision) -> None:
     Idempotent, and never raises for an outage: an unreleased slot frees
     itself when its lease ends.
     """
-    lease = _claimed(decision)
-    if lease is None:
-        return
-    try:
-        lease.manager.execute(
-            lambda c: RELEASE(c, [lease.redis_key], lease.members), key=lease.redis_key
-        )
-    except RedisUnavailable:
-        logger.debug("Concurrency slots of %s end with their lease", lease.redis_key)
+    run(release_plan(decision))
 
 
 async def arelease(decision: Decision) -> None:
     """The asyncio twin of :func:`release`."""
+    await arun(release_plan(decision))
+
+
+def release_plan(decision: Decision) -> Plan[None]:
+    """:func:`release` and :func:`arelease`, written once."""
     lease = _claimed(decision)
     if lease is None:
         return
     try:
-        await lease.manager.aexecute(
-            lambda c: RELEASE.acall(c, [lease.redis_key], lease.members), key=lease.redis_key
-        )
+        yield Script(lease.manager, RELEASE, [lease.redis_key], lease.members)
     except RedisUnavailable:
         logger.debug("Concurrency slots of %s end with their lease", lease.redis_key)
 
@@ -443,25 +439,7 @@ def check_many(
     it admits the call. Limits of one identity share a slot (hash tags), so
     a request's limits on one key are all or nothing everywhere.
     """
-    manager, checks = _checks(limits, cache=cache, on_unavailable=on_unavailable)
-    by_key = {c.redis_key: c for c in checks}
-    if len(by_key) != len(checks):
-        raise InvalidRateLimit("The same limit (key, rate and algorithm) is given twice.")
-
-    token = _token(checks)
-
-    def run(client: Any, keys: list[str]) -> Any:
-        try:
-            return LIMITS(client, keys, _args([by_key[k] for k in keys], peek, token))
-        except rex.ResponseError as error:
-            return _refused(error)
-
-    groups = [
-        group
-        for keys in _by_slot(manager, [c.redis_key for c in checks])
-        for group in manager.execute_grouped(keys, run, idempotent=False)
-    ]
-    return _collect(manager, checks, groups, peek, on_unavailable, token)
+    return run(check_plan(limits, peek=peek, cache=cache, on_unavailable=on_unavailable))
 
 
 async def acheck_many(
@@ -472,6 +450,14 @@ async def acheck_many(
     on_unavailable: str = "local",
 ) -> list[Decision]:
     """The asyncio twin of :func:`check_many`, on ``redis.asyncio`` (no thread hop)."""
+    return await arun(check_plan(limits, peek=peek, cache=cache, on_unavailable=on_unavailable))
+
+
+def check_plan(
+    limits: Sequence[Limit], *, peek: bool, cache: str | None, on_unavailable: str
+) -> Plan[list[Decision]]:
+    """:func:`check_many` and :func:`acheck_many`, written once: the slots are asked in
+    turn by the sync driver, concurrently by the asyncio one."""
     manager, checks = _checks(limits, cache=cache, on_unavailable=on_unavailable)
     by_key = {c.redis_key: c for c in checks}
     if len(by_key) != len(checks):
@@ -479,17 +465,14 @@ async def acheck_many(
 
     token = _token(checks)
 
-    async def run(client: Any, keys: list[str]) -> Any:
-        try:
-            return await LIMITS.acall(client, keys, _args([by_key[k] for k in keys], peek, token))
-        except rex.ResponseError as error:
-            return _refused(error)
+    def args(keys: list[str]) -> list[Any]:
+        return _args([by_key[k] for k in keys], peek, token)
 
-    asked = await asyncio.gather(
-        *(
-            manager.aexecute_grouped(keys, run, idempotent=False)
+    asked = yield Gather(
+        [
+            ScriptGrouped(manager, LIMITS, keys, args, idempotent=False, on_error=_refused)
             for keys in _by_slot(manager, [c.redis_key for c in checks])
-        )
+        ]
     )
     groups = [group for slot in asked for group in slot]
     return _collect(manager, checks, groups, peek, on_unavailable, token)
@@ -514,7 +497,7 @@ def hit(
     the decision then says ``degraded=True``.
     """
     limit = Limit(key, rate, algorithm, cost, burst, name)
-    return check_many([limit], cache=cache, on_unavailable=on_unavailable)[0]
+    return run(check_plan([limit], peek=False, cache=cache, on_unavailable=on_unavailable))[0]
 
 
 def peek(
@@ -530,7 +513,7 @@ def peek(
 ) -> Decision:
     """Whether ``cost`` units would be admitted now, consuming nothing."""
     limit = Limit(key, rate, algorithm, cost, burst, name)
-    return check_many([limit], peek=True, cache=cache, on_unavailable=on_unavailable)[0]
+    return run(check_plan([limit], peek=True, cache=cache, on_unavailable=on_unavailable))[0]
 
 
 async def ahit(
@@ -546,7 +529,8 @@ async def ahit(
 ) -> Decision:
     """The asyncio twin of :func:`hit`."""
     limit = Limit(key, rate, algorithm, cost, burst, name)
-    return (await acheck_many([limit], cache=cache, on_unavailable=on_unavailable))[0]
+    plan = check_plan([limit], peek=False, cache=cache, on_unavailable=on_unavailable)
+    return (await arun(plan))[0]
 
 
 async def apeek(
@@ -562,4 +546,5 @@ async def apeek(
 ) -> Decision:
     """The asyncio twin of :func:`peek`."""
     limit = Limit(key, rate, algorithm, cost, burst, name)
-    return (await acheck_many([limit], peek=True, cache=cache, on_unavailable=on_unavailable))[0]
+    plan = check_plan([limit], peek=True, cache=cache, on_unavailable=on_unavailable)
+    return (await arun(plan))[0]
