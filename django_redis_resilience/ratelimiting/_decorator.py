@@ -21,18 +21,18 @@ from typing import Any, TypeVar
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.module_loading import import_string
 
-from django_redis_resilience import signals
+from django_redis_resilience import _steps, signals
+from django_redis_resilience._steps import Call, Plan
 from django_redis_resilience.conf import conf
 from django_redis_resilience.exceptions import InvalidRateLimit
 from django_redis_resilience.ratelimiting._core import (
     Decision,
     Limit,
-    acheck_many,
-    arelease,
-    check_many,
     check_options,
+    check_plan,
     policy_for,
     release,
+    release_plan,
 )
 from django_redis_resilience.ratelimiting._headers import add_headers
 from django_redis_resilience.ratelimiting._keys import KeySpec, resolve_key
@@ -171,23 +171,21 @@ def _release_on_close(response: HttpResponseBase, decisions: list[Decision]) -> 
 
 def call_holding(decisions: list[Decision], view: Callable[[], Any]) -> Any:
     """Call the view; its concurrency slots end with its response (or its exception)."""
-    try:
-        response = view()
-    except BaseException:
-        for decision in decisions:
-            release(decision)
-        raise
-    _release_on_close(response, decisions)
-    return response
+    return _steps.run(holding_plan(decisions, view))
 
 
 async def acall_holding(decisions: list[Decision], view: Callable[[], Any]) -> Any:
-    """The asyncio twin of :func:`call_holding`."""
+    """The asyncio twin of :func:`call_holding` (``view()`` returns an awaitable)."""
+    return await _steps.arun(holding_plan(decisions, view))
+
+
+def holding_plan(decisions: list[Decision], view: Callable[[], Any]) -> Plan[Any]:
+    """:func:`call_holding` and :func:`acall_holding`, written once."""
     try:
-        response = await view()
+        response = yield Call(view)
     except BaseException:
         for decision in decisions:
-            await arelease(decision)
+            yield from release_plan(decision)
         raise
     _release_on_close(response, decisions)
     return response
@@ -257,36 +255,31 @@ class _Limit:
         return Limit(identity, rate, self.algorithm, self.cost, self.burst, group, group,
                      self.block)  # fmt: skip
 
-    def check(self, group: str, identity: str, request: HttpRequest) -> Decision:
-        limit = self.limit(group, identity, request)
-        return check_many([limit], cache=self.cache, on_unavailable=self.on_unavailable)[0]
-
-    async def acheck(self, group: str, identity: str, request: HttpRequest) -> Decision:
-        limit = self.limit(group, identity, request)
-        decisions = await acheck_many([limit], cache=self.cache, on_unavailable=self.on_unavailable)
-        return decisions[0]
-
     def run(self, name: str, request: HttpRequest, view: Callable[[], Any]) -> Any:
         """Check the limit, then call ``view()`` unless it is refused; add the headers."""
         if not self.applies(request):
             return view()
-        identity = self.key.resolve(name, request)
-        if identity is None:
-            return view()
-        decision = self.check(name, identity, request)
-        response = self.refused(request, decision) or call_holding([decision], view)
-        add_headers(response, decision)
-        return response
+        return _steps.run(self.plan(name, self.key.resolve(name, request), request, view))
 
     async def arun(self, name: str, request: HttpRequest, view: Callable[[], Any]) -> Any:
         """The asyncio twin of :meth:`run` (``view()`` returns an awaitable)."""
         if not self.applies(request):
             return await view()
         identity = await self.key.aresolve(name, request)
+        return await _steps.arun(self.plan(name, identity, request, view))
+
+    def plan(
+        self, name: str, identity: str | None, request: HttpRequest, view: Callable[[], Any]
+    ) -> Plan[Any]:
+        """:meth:`run` and :meth:`arun` once the request's identity is known (``None``:
+        not limited), written once."""
         if identity is None:
-            return await view()
-        decision = await self.acheck(name, identity, request)
-        response = self.refused(request, decision) or await acall_holding([decision], view)
+            return (yield Call(view))
+        limit = self.limit(name, identity, request)
+        check = check_plan([limit], peek=False, cache=self.cache,
+                           on_unavailable=self.on_unavailable)  # fmt: skip
+        decision = (yield from check)[0]
+        response = self.refused(request, decision) or (yield from holding_plan([decision], view))
         add_headers(response, decision)
         return response
 

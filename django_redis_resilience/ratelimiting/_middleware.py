@@ -16,17 +16,12 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
+from django_redis_resilience import _steps
+from django_redis_resilience._steps import Call, Plan
 from django_redis_resilience.conf import conf
 from django_redis_resilience.exceptions import InvalidRateLimit
-from django_redis_resilience.ratelimiting._core import (
-    Decision,
-    Limit,
-    acheck_many,
-    arelease,
-    check_many,
-    release,
-)
-from django_redis_resilience.ratelimiting._decorator import _Limit, acall_holding, call_holding
+from django_redis_resilience.ratelimiting._core import Decision, Limit, check_plan, release_plan
+from django_redis_resilience.ratelimiting._decorator import _Limit, holding_plan
 from django_redis_resilience.ratelimiting._headers import add_headers
 
 RULE_KEYS = ("PATH", "METHOD", "KEY", "RATE", "ALGORITHM", "BURST", "COST", "NAME", "BLOCK")
@@ -116,7 +111,7 @@ class RateLimitMiddleware:
         """The response that replaces the view when a rule refuses; ``None`` to go ahead.
 
         When one refuses, the caller gives back the slots the others took in
-        other cluster slots: :func:`release` or, on the event loop, :func:`arelease`.
+        other cluster slots (:func:`release_plan`).
         """
         refusal = None
         for (rule, _), decision in zip(limits, decisions, strict=True):
@@ -128,35 +123,31 @@ class RateLimitMiddleware:
             return self.__acall__(request)
         rules = self._matching(request)
         identities = [rule.limit.key.resolve(rule.name, request) for rule in rules]
-        limits = self._limits(rules, request, identities)
-        if not limits:
-            return self.get_response(request)
-        decisions = check_many([limit for _, limit in limits], cache=self.cache,
-                               on_unavailable=self.on_unavailable)  # fmt: skip
-        response = self._refusal(request, limits, decisions)
-        if response is not None:
-            for decision in decisions:
-                release(decision)
-        else:
-            response = call_holding(decisions, lambda: self.get_response(request))
-        for decision in decisions:
-            add_headers(response, decision)
-        return response
+        return _steps.run(self._plan(request, rules, identities))
 
     async def __acall__(self, request: HttpRequest) -> Any:
         rules = self._matching(request)
         identities = [await rule.limit.key.aresolve(rule.name, request) for rule in rules]
+        return await _steps.arun(self._plan(request, rules, identities))
+
+    def _plan(
+        self, request: HttpRequest, rules: Sequence[Rule], identities: list[str | None]
+    ) -> Plan[Any]:
+        """:meth:`__call__` and :meth:`__acall__` once the identities are known, written
+        once: the slots a refused request took are given back by the same driver (never a
+        blocking round trip on the event loop)."""
         limits = self._limits(rules, request, identities)
         if not limits:
-            return await self.get_response(request)
-        decisions = await acheck_many([limit for _, limit in limits], cache=self.cache,
-                                      on_unavailable=self.on_unavailable)  # fmt: skip
+            return (yield Call(lambda: self.get_response(request)))
+        check = check_plan([limit for _, limit in limits], peek=False, cache=self.cache,
+                           on_unavailable=self.on_unavailable)  # fmt: skip
+        decisions = yield from check
         response = self._refusal(request, limits, decisions)
         if response is not None:
             for decision in decisions:
-                await arelease(decision)  # never a blocking round trip on the loop
+                yield from release_plan(decision)
         else:
-            response = await acall_holding(decisions, lambda: self.get_response(request))
+            response = yield from holding_plan(decisions, lambda: self.get_response(request))
         for decision in decisions:
             add_headers(response, decision)
         return response
