@@ -3,8 +3,9 @@
 Every method has one shape: build the key, run one function through the
 connection manager (breakers, retries, routing by key), and on
 :class:`RedisUnavailable` hand the call to the fallback store. The degraded
-paths are written once (:meth:`_read`, :meth:`_write`, and their grouped
-forms); no method repeats a ``try``/``except``.
+paths are written once (``_degraded.read``, ``_degraded.write``, and their
+grouped forms); no method repeats a ``try``/``except``. What every plan needs
+(options, key making, state) is the cache's :class:`CacheContext`.
 
 Keys in Redis are exactly Django's ``make_key(key, version)`` and values are
 encoded as django-redis encodes them, so existing data and tools keep working.
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -30,7 +29,9 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.utils.module_loading import import_string
 
 from django_redis_resilience._lua import LuaScript
+from django_redis_resilience.cache import _degraded
 from django_redis_resilience.cache._codec import DEFAULT_COMPRESSOR, DEFAULT_SERIALIZER, Codec
+from django_redis_resilience.cache._context import MISSING, CacheContext, count
 from django_redis_resilience.cache._namespace import (
     Namespace,
     UnknownNamespace,
@@ -38,8 +39,6 @@ from django_redis_resilience.cache._namespace import (
     namespace_of,
 )
 from django_redis_resilience.cache._plan import (
-    AsyncClientFn,
-    ClientFn,
     Compute,
     Execute,
     Fallback,
@@ -63,17 +62,14 @@ from django_redis_resilience.cache._state import (
     CacheSettings,
     CacheState,
     aunlink_matching,
-    state_for,
     unlink_matching,
 )
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf, stampede_problem
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.connection._errors import ErrorKind, classify, refused, translate
-from django_redis_resilience.connection._manager import LogicalEndpoint
 from django_redis_resilience.exceptions import (
     ConfigurationError,
-    InvalidValue,
     RedisUnavailable,
 )
 from django_redis_resilience.locks import Lock
@@ -81,18 +77,9 @@ from django_redis_resilience.locks import Lock
 logger = logging.getLogger("django_redis_resilience")
 
 T = TypeVar("T")
-_MISSING = object()
+
 
 _INCR = LuaScript("django_redis_resilience.cache", "incr")
-
-
-#: What Django's ``memcache_key_warnings`` looks for, compiled eagerly: Django's
-#: lazily compiled pattern costs a proxy lookup per key, which ``get_many`` pays 100 times.
-_UNSAFE_KEY = re.compile(r"[\x00-\x20\x7f]")
-_MAX_KEY_LENGTH = 250
-#: The longest lifetime given to Redis: ``PX`` must stay below LLONG_MAX less the
-#: server's clock in milliseconds.
-_MAX_TIMEOUT_MS = 2**62 - 1
 
 
 def _backend_class(path: object) -> object:
@@ -120,7 +107,7 @@ def _find_alias(cls: type, location: Any, params: Mapping[str, Any]) -> str:
 
 
 def _fallback_get(store: BaseCache, *, key: Any, version: int | None) -> Any:
-    return store.get(key, _MISSING, version=version)
+    return store.get(key, MISSING, version=version)
 
 
 def _redis_set(client: Any, *, key: str, data: Any, ms: int | None) -> Any:
@@ -169,13 +156,6 @@ async def _aadd_and_drop(client: Any, *, key: str, data: Any) -> bool:
     if added:
         await client.delete(key)
     return added
-
-
-def _count(state: CacheState, value: Any) -> None:
-    if value is _MISSING:
-        state.counters.misses += 1
-    else:
-        state.counters.hits += 1
 
 
 def _seconds(ms: int | None) -> int | None:
@@ -233,20 +213,31 @@ class ResilientRedisCache(BaseCache):
         self._location = server
         self._params = params
         options: Mapping[str, Any] = params.get("OPTIONS") or {}
-        self._codec = Codec(
+        codec = Codec(
             serializer=options.get("SERIALIZER", DEFAULT_SERIALIZER),
             compressor=options.get("COMPRESSOR", DEFAULT_COMPRESSOR),
             options=options,
         )
-        self._ignore_exceptions = bool(options.get("IGNORE_EXCEPTIONS", True))
-        self._degraded_counters = options.get("DEGRADED_COUNTERS", "raise")
-        self._clear_flushes_db = bool(options.get("CLEAR_FLUSHES_DB", False))
+        ignore_exceptions = bool(options.get("IGNORE_EXCEPTIONS", True))
+        degraded_counters = options.get("DEGRADED_COUNTERS", "raise")
+        clear_flushes_db = bool(options.get("CLEAR_FLUSHES_DB", False))
         self._recovery = options.get("RECOVERY", "journal")
         self._fallback_spec: str | type | None = options.get("FALLBACK", PRIVATE)
         self._alias = _find_alias(type(self), server, params)
         if "STAMPEDE" in options and stampede_problem(options["STAMPEDE"]):
             conf.connection_options(self._alias)  # raises E004 naming the setting
-        self._stampede = StampedeConfig.from_options(options.get("STAMPEDE"))
+        self._ctx = CacheContext(
+            self,
+            alias=self._alias,
+            codec=codec,
+            settings=self._cache_settings,
+            fallback_spec=self._fallback_spec,
+            ignore_exceptions=ignore_exceptions,
+            degraded_counters=degraded_counters,
+            clear_flushes_db=clear_flushes_db,
+            stampede=StampedeConfig.from_options(options.get("STAMPEDE")),
+            default_key_func=params.get("KEY_FUNCTION") is None,
+        )
         #: ``django_redis.get_redis_connection(alias)`` reads ``cache.client.get_client``.
         self.client = _ClientShim(self)
 
@@ -261,11 +252,10 @@ class ResilientRedisCache(BaseCache):
 
     @property
     def state(self) -> CacheState:
-        return self._state_of(self.manager)
+        return self._ctx.state_of(self.manager)
 
     def _state_of(self, manager: ConnectionManager) -> CacheState:
-        state: CacheState | None = manager.extensions.get("cache")
-        return state if state is not None else state_for(manager, self._cache_settings)
+        return self._ctx.state_of(manager)
 
     def _cache_settings(self) -> CacheSettings:
         return CacheSettings(
@@ -291,213 +281,42 @@ class ResilientRedisCache(BaseCache):
         except UnknownNamespace as exc:  # the settings refuse it first (E006)
             raise ConfigurationError(f"CACHES[{self._alias!r}]['KEY_FUNCTION'] {exc}.") from exc
 
-    def _endpoint(self, redis_key: str) -> LogicalEndpoint:
-        return self.manager.route(write=True, key=redis_key)[0]
-
-    # --- the two degraded paths -------------------------------------------------------
-
-    def _read(
-        self,
-        manager: ConnectionManager,
-        state: CacheState,
-        redis_key: str,
-        fn: ClientFn,
-        then: Callable[[Any], T],
-        fallback: Callable[[BaseCache], T],
-        default: T,
-    ) -> Plan[T]:
-        """Read from Redis (``then`` reads the reply); on an outage, or for a key
-        journaled, ask the fallback. The caller resolves manager and state once."""
-        if state.journaled(redis_key, lambda: self._endpoint(redis_key)):
-            self._strict_check(redis_key)
-        else:
-            try:
-                return then((yield Execute(manager, fn, key=redis_key, write=False)))
-            except RedisUnavailable as exc:
-                state.note_unavailable(exc)
-                if self._fallback_spec is None and not self._ignore_exceptions:
-                    raise
-        endpoint = self._endpoint(redis_key)
-        store = state.fallback(endpoint)
-        if store is None:
-            return default
-        state.count("fallback_reads", endpoint.display)
-        return (yield Fallback(store, fallback))  # type: ignore[no-any-return]
-
-    def _strict_check(self, redis_key: str) -> None:
-        """Without a fallback and with errors asked for, a journaled key is an error too:
-        its value in Redis may be older than the caller's last (failed) write."""
-        if self._fallback_spec is None and not self._ignore_exceptions:
-            endpoint = self._endpoint(redis_key)
-            raise translate(
-                rex.ConnectionError("a write of this key failed; its Redis value may be outdated"),
-                ErrorKind.UNREACHABLE,
-                endpoint=endpoint.display,
-                alias=self._alias,
-            )
-
-    def _write(
-        self,
-        redis_key: str,
-        original: tuple[Any, int | None],
-        fn: ClientFn,
-        then: Callable[[Any], T],
-        fallback: Callable[[BaseCache], T],
-        default: T,
-        *,
-        idempotent: bool = True,
-        afn: AsyncClientFn | None = None,
-    ) -> Plan[T]:
-        """Write to Redis; on an outage journal the key and write to the fallback."""
-        manager = self.manager
-        state = self._state_of(manager)
-        error: RedisUnavailable | None = None
-        for force in (False, True):
-            try:
-                step = Execute(manager, fn, key=redis_key, idempotent=idempotent, afn=afn)
-                result = then((yield step))
-            except RedisUnavailable as exc:
-                error = exc
-            except rex.ResponseError as exc:
-                if not refused(exc):
-                    raise
-                yield from self._refused(redis_key, original, exc)
-                return default
-            else:
-                if state.journaling:  # one cheap test on the hot path while nothing is
-                    yield from self._mirror(state, redis_key, fallback)
-                return result
-            if state.record_write(
-                self._endpoint(redis_key), redis_key, original, error, force=force
-            ):
-                break
-        assert error is not None
-        state.note_unavailable(error)
-        if self._fallback_spec is None and not self._ignore_exceptions:
-            raise error
-        endpoint = self._endpoint(redis_key)
-        store = state.fallback(endpoint)
-        if store is None:
-            return default
-        state.count("fallback_writes", endpoint.display)
-        return (yield Fallback(store, fallback))  # type: ignore[no-any-return]
-
-    def _mirror(
-        self, state: CacheState, redis_key: str, fallback: Callable[[BaseCache], Any]
-    ) -> Plan[None]:
-        """After a write that reached Redis: if the key is still journaled, write the fallback too.
-
-        A journaled key is read from the fallback until the background drain
-        deletes it from Redis; without this, a write that succeeds in that window
-        (the breaker never opened, or closed again) would be read back older.
-        """
-        if state.journaled(redis_key, lambda: self._endpoint(redis_key)):
-            store = state.fallback(self._endpoint(redis_key))
-            if store is not None:
-                yield Fallback(store, fallback)
-
-    def _refused(
-        self, redis_key: str, original: tuple[Any, int | None], error: Exception
-    ) -> Plan[None]:
-        """Redis is up but refused a write (memory full under ``noeviction``, ``MISCONF``...).
-
-        Nothing was stored, and the caller is told so (``set`` returns False,
-        ``set_many`` lists the key). The key is deleted, which Redis allows
-        when memory is full, so that an older value is not read back as if
-        the write had happened. The breaker and the fallback stay out of it:
-        the server answers, it is the write that failed.
-        """
-        state = self._state_of(self.manager)
-        state.count("refused_writes", self._endpoint(redis_key).display)
-        state.warn_refused(self._alias, error)
-        try:
-            yield Execute(self.manager, lambda c: c.delete(redis_key), key=redis_key)
-        except RedisUnavailable as exc:  # then the journal deletes it before reads resume
-            state.record_write(self._endpoint(redis_key), redis_key, original, exc, force=True)
-        except rex.ResponseError as exc:
-            if not refused(exc):
-                raise
-            logger.warning("Could not delete %s after a refused write: %s", redis_key, exc)
-        if self._fallback_spec is None and not self._ignore_exceptions:
-            raise error  # errors were asked for
-
-    # --- timeouts and keys --------------------------------------------------------------
-
-    def _ms(self, timeout: Any) -> int | None:
-        """The timeout in milliseconds; ``None`` keeps the key forever, ``<= 0`` ends it now.
-
-        Checked before anything is sent: a string is read as Django's RedisCache
-        reads it (``int("10")``), a value that is no number of seconds is refused
-        by name, and so is NaN or an infinity, which have no lifetime to give.
-        """
-        if timeout is DEFAULT_TIMEOUT:
-            timeout = self.default_timeout
-        if timeout is None:
-            return None
-        given = timeout
-        if isinstance(timeout, str):
-            try:
-                timeout = int(timeout)
-            except ValueError:
-                timeout = None
-        if not isinstance(timeout, int | float):
-            raise TypeError(f"A cache timeout is a number of seconds or None, not {given!r}.")
-        if isinstance(timeout, float) and not math.isfinite(timeout):
-            raise ValueError(f"A cache timeout must be a finite number of seconds, not {given!r}.")
-        if timeout <= 0:
-            return 0
-        if timeout > _MAX_TIMEOUT_MS / 1000:
-            raise InvalidValue(
-                "A cache timeout is longer than Redis can keep a key for (at most "
-                f"{_MAX_TIMEOUT_MS // 1000:,} seconds, about 146 million years); use None to "
-                "keep the key forever."
-            )
-        return int(timeout * 1000)
-
-    def _key(self, key: Any, version: int | None) -> str:
-        made = str(self.make_key(key, version=version))
-        if len(made) > _MAX_KEY_LENGTH or _UNSAFE_KEY.search(made):
-            self.validate_key(made)  # Django's own warnings, word for word
-        return made
-
-    def _decoded(self, raw: Any) -> Any:
-        return _MISSING if raw is None else self._codec.decode(raw)
-
     # --- Django's cache API: the plans ----------------------------------------------------
 
     def _get(self, key: Any, default: Any, version: int | None) -> Plan[Any]:
-        value = yield from self._lookup(key, version, count=True)
-        return default if value is _MISSING else value
+        value = yield from self._lookup(key, version, count_it=True)
+        return default if value is MISSING else value
 
-    def _lookup(self, key: Any, version: int | None, *, count: bool) -> Plan[Any]:
-        """The value, or ``_MISSING``; ``count``: as a hit or a miss in the counters."""
-        k = self._key(key, version)
+    def _lookup(self, key: Any, version: int | None, *, count_it: bool) -> Plan[Any]:
+        """The value, or ``MISSING``; ``count_it``: as a hit or a miss in the counters."""
+        k = self._ctx.key(key, version)
         manager = self.manager
-        state = self._state_of(manager)
-        value = yield from self._read(
+        state = self._ctx.state_of(manager)
+        value = yield from _degraded.read(
+            self._ctx,
             manager,
             state,
             k,
             lambda c: c.get(k),
-            self._decoded,
-            lambda fb: fb.get(key, _MISSING, version=version),
-            _MISSING,
+            self._ctx.decoded,
+            lambda fb: fb.get(key, MISSING, version=version),
+            MISSING,
         )
-        if count:
-            _count(state, value)
+        if count_it:
+            count(state, value)
         return value
 
     def _set(
         self, key: Any, value: Any, timeout: Any, version: int | None, nx: bool, xx: bool
     ) -> Plan[bool]:
-        k = self._key(key, version)
-        ms = self._ms(timeout)
+        k = self._ctx.key(key, version)
+        ms = self._ctx.ms(timeout)
         if ms is not None and ms <= 0:
             if nx:
                 return not (yield from self._has_key(key, version))
             yield from self._delete(key, version)
             return True
-        data = self._codec.encode(value)
+        data = self._ctx.codec.encode(value)
         seconds = None if ms is None else ms / 1000
 
         def fallback(fb: BaseCache) -> bool:
@@ -509,7 +328,8 @@ class ResilientRedisCache(BaseCache):
             return True
 
         return (
-            yield from self._write(
+            yield from _degraded.write(
+                self._ctx,
                 k,
                 (key, version),
                 lambda c: c.set(k, data, px=ms, nx=nx, xx=xx),
@@ -521,13 +341,14 @@ class ResilientRedisCache(BaseCache):
         )
 
     def _add(self, key: Any, value: Any, timeout: Any, version: int | None) -> Plan[bool]:
-        ms = self._ms(timeout)
+        ms = self._ctx.ms(timeout)
         if ms is not None and ms <= 0:
             # Added and gone at once, as Django's backends do with a timeout <= 0.
-            k = self._key(key, version)
-            data = self._codec.encode(value)
+            k = self._ctx.key(key, version)
+            data = self._ctx.codec.encode(value)
             return (
-                yield from self._write(
+                yield from _degraded.write(
+                    self._ctx,
                     k,
                     (key, version),
                     partial(_add_and_drop, key=k, data=data),
@@ -541,13 +362,14 @@ class ResilientRedisCache(BaseCache):
         return (yield from self._set(key, value, timeout, version, True, False))
 
     def _touch(self, key: Any, timeout: Any, version: int | None) -> Plan[bool]:
-        k = self._key(key, version)
-        ms = self._ms(timeout)
+        k = self._ctx.key(key, version)
+        ms = self._ctx.ms(timeout)
         if ms is not None and ms <= 0:
             return (yield from self._delete(key, version))
         seconds = None if ms is None else ms / 1000
         return (
-            yield from self._write(
+            yield from _degraded.write(
+                self._ctx,
                 k,
                 (key, version),
                 lambda c: c.persist(k) if ms is None else c.pexpire(k, ms),
@@ -558,9 +380,10 @@ class ResilientRedisCache(BaseCache):
         )
 
     def _delete(self, key: Any, version: int | None) -> Plan[bool]:
-        k = self._key(key, version)
+        k = self._ctx.key(key, version)
         return (
-            yield from self._write(
+            yield from _degraded.write(
+                self._ctx,
                 k,
                 (key, version),
                 lambda c: c.delete(k),
@@ -571,12 +394,13 @@ class ResilientRedisCache(BaseCache):
         )
 
     def _has_key(self, key: Any, version: int | None) -> Plan[bool]:
-        k = self._key(key, version)
+        k = self._ctx.key(key, version)
         manager = self.manager
         return (
-            yield from self._read(
+            yield from _degraded.read(
+                self._ctx,
                 manager,
-                self._state_of(manager),
+                self._ctx.state_of(manager),
                 k,
                 lambda c: c.exists(k),
                 bool,
@@ -586,16 +410,16 @@ class ResilientRedisCache(BaseCache):
         )
 
     def _incr(self, key: Any, delta: int, version: int | None) -> Plan[int]:
-        k = self._key(key, version)
+        k = self._ctx.key(key, version)
         manager = self.manager
         try:
             value = yield from self._incr_in_redis(manager, k, delta)
         except RedisUnavailable as exc:
-            state = self._state_of(manager)
+            state = self._ctx.state_of(manager)
             state.note_unavailable(exc)
-            endpoint = self._endpoint(k)
+            endpoint = self._ctx.endpoint(k)
             store = state.fallback(endpoint)
-            if self._degraded_counters != "local" or store is None:
+            if self._ctx.degraded_counters != "local" or store is None:
                 raise
             state.note_local_counter(endpoint, key, version)
 
@@ -628,41 +452,41 @@ class ResilientRedisCache(BaseCache):
             raw = yield Execute(manager, lambda c: c.get(k), key=k)
             if raw is None:
                 return None
-            value = self._codec.decode(raw) + delta
-            data = self._codec.encode(value)
+            value = self._ctx.codec.decode(raw) + delta
+            data = self._ctx.codec.encode(value)
             yield Execute(manager, lambda c: c.set(k, data, keepttl=True), key=k)
             return value
         return None if result is None else int(result)
 
     def _get_many(self, keys: Iterable[Any], version: int | None) -> Plan[dict[Any, Any]]:
-        made = {self._key(key, version): key for key in keys}
+        made = {self._ctx.key(key, version): key for key in keys}
         found: dict[Any, Any] = {}
         manager = self.manager
-        state = self._state_of(manager)
-        journaled = {k for k in made if state.journaled(k, partial(self._endpoint, k))}
+        state = self._ctx.state_of(manager)
+        journaled = {k for k in made if state.journaled(k, partial(self._ctx.endpoint, k))}
         in_redis = [k for k in made if k not in journaled]
         fetch = self._mget if manager.cluster is None else self._pipelined_get
         for k in journaled:
-            self._strict_check(k)
+            _degraded.strict_check(self._ctx, k)
         degraded: list[str] = sorted(journaled)
         for group, result in (yield Grouped(manager, in_redis, fetch, write=False)):
             if isinstance(result, RedisUnavailable):
                 state.note_unavailable(result)
-                if self._fallback_spec is None and not self._ignore_exceptions:
+                if self._ctx.raises:
                     raise result
                 degraded += group
                 continue
             for k, raw in zip(group, result, strict=True):
                 if raw is not None:
-                    found[made[k]] = self._codec.decode(raw)
+                    found[made[k]] = self._ctx.codec.decode(raw)
         for k in degraded:
-            endpoint = self._endpoint(k)
+            endpoint = self._ctx.endpoint(k)
             store = state.fallback(endpoint)
             if store is not None:
                 state.count("fallback_reads", endpoint.display)
                 key = made[k]
                 value = yield Fallback(store, partial(_fallback_get, key=key, version=version))
-                if value is not _MISSING:
+                if value is not MISSING:
                     found[key] = value
         state.counters.hits += len(found)
         state.counters.misses += len(made) - len(found)
@@ -682,12 +506,12 @@ class ResilientRedisCache(BaseCache):
     def _set_many(
         self, data: Mapping[Any, Any], timeout: Any, version: int | None
     ) -> Plan[list[Any]]:
-        ms = self._ms(timeout)
+        ms = self._ctx.ms(timeout)
         if ms is not None and ms <= 0:
             yield from self._delete_many(list(data), version)
             return []
-        made = {self._key(key, version): key for key in data}
-        encoded = {k: self._codec.encode(data[key]) for k, key in made.items()}
+        made = {self._ctx.key(key, version): key for key in data}
+        encoded = {k: self._ctx.codec.encode(data[key]) for k, key in made.items()}
 
         def store(client: Any, group: list[str]) -> Any:
             pipe = client.pipeline(transaction=False)
@@ -697,12 +521,13 @@ class ResilientRedisCache(BaseCache):
 
         failed: list[Any] = []
         seconds = None if ms is None else ms / 1000
-        state = self._state_of(self.manager)
+        state = self._ctx.state_of(self.manager)
         for group, result in (yield Grouped(self.manager, list(made), store)):
             if isinstance(result, RedisUnavailable):
                 for k in group:
                     key = made[k]
-                    stored = yield from self._write(
+                    stored = yield from _degraded.write(
+                        self._ctx,
                         k,
                         (key, version),
                         partial(_redis_set, key=k, data=encoded[k], ms=ms),
@@ -716,15 +541,15 @@ class ResilientRedisCache(BaseCache):
             mirror = state.journaling  # once per shard, not per key: usually nothing is
             for k, reply in zip(group, result, strict=True):
                 if isinstance(reply, Exception):  # refused: the others raised in store()
-                    yield from self._refused(k, (made[k], version), reply)
+                    yield from _degraded.refused(self._ctx, k, (made[k], version), reply)
                     failed.append(made[k])
                 elif mirror:
                     setter = partial(_fallback_set, made[k], data[made[k]], seconds, version)
-                    yield from self._mirror(state, k, setter)
+                    yield from _degraded.mirror(self._ctx, state, k, setter)
         return failed
 
     def _delete_many(self, keys: Iterable[Any], version: int | None) -> Plan[None]:
-        made = {self._key(key, version): key for key in keys}
+        made = {self._ctx.key(key, version): key for key in keys}
         cluster = self.manager.cluster is not None
 
         def remove(client: Any, group: list[str]) -> Any:
@@ -735,21 +560,23 @@ class ResilientRedisCache(BaseCache):
                 pipe.delete(k)
             return pipe.execute()
 
-        state = self._state_of(self.manager)
+        state = self._ctx.state_of(self.manager)
         for group, result in (yield Grouped(self.manager, list(made), remove)):
             if isinstance(result, RedisUnavailable):
                 for k in group:
                     yield from self._delete(made[k], version)
             elif state.journaling:
                 for k in group:
-                    yield from self._mirror(state, k, partial(_fallback_delete, made[k], version))
+                    yield from _degraded.mirror(
+                        self._ctx, state, k, partial(_fallback_delete, made[k], version)
+                    )
 
     def _clear(self) -> Plan[None]:
         manager = self.manager
-        state = self._state_of(manager)
+        state = self._ctx.state_of(manager)
         pattern = state.settings.namespace
         assert pattern is not None  # built by _cache_settings, which raises without one
-        if self._clear_flushes_db:
+        if self._ctx.clear_flushes_db:
             step = Primaries(manager, lambda c: c.flushdb(), lambda c: c.flushdb())
         else:
             step = Primaries(
@@ -794,27 +621,28 @@ class ResilientRedisCache(BaseCache):
         lock: bool | None,
         early_refresh: float | None,
     ) -> Plan[Any]:
-        config = self._stampede
+        config = self._ctx.stampede
         beta = config.early_refresh if early_refresh is None else early_refresh
-        k = self._key(key, version)
+        k = self._ctx.key(key, version)
         manager = self.manager
-        state = self._state_of(manager)
+        state = self._ctx.state_of(manager)
         flights = state.flights
-        missing: tuple[Any, int | None] = (_MISSING, None)
+        missing: tuple[Any, int | None] = (MISSING, None)
         if beta:
-            value, ttl_ms = yield from self._read(
+            value, ttl_ms = yield from _degraded.read(
+                self._ctx,
                 manager,
                 state,
                 k,
                 lambda c: c.pipeline(transaction=False).get(k).pttl(k).execute(),
-                lambda reply: (self._decoded(reply[0]), int(reply[1])),
-                lambda fb: (fb.get(key, _MISSING, version=version), None),
+                lambda reply: (self._ctx.decoded(reply[0]), int(reply[1])),
+                lambda fb: (fb.get(key, MISSING, version=version), None),
                 missing,
             )
-            _count(state, value)
+            count(state, value)
         else:
-            value, ttl_ms = (yield from self._get(key, _MISSING, version)), None
-        if value is not _MISSING:
+            value, ttl_ms = (yield from self._get(key, MISSING, version)), None
+        if value is not MISSING:
             if not refresh_early(beta=beta, duration=flights.duration(k), ttl_ms=ttl_ms):
                 return value
             lead = flights.lead(k)
@@ -830,19 +658,19 @@ class ResilientRedisCache(BaseCache):
                 # Waiting here would block the leader (same thread): compute
                 # alone, without the lock, which would wait for the leader too.
                 result, _ = yield from self._compute(
-                    key, k, default, timeout, version, use_lock=False, current=_MISSING
+                    key, k, default, timeout, version, use_lock=False, current=MISSING
                 )
                 return result
             try:
                 # A flight may have landed between our miss and our lead: read again.
-                value = yield from self._lookup(key, version, count=False)
+                value = yield from self._lookup(key, version, count_it=False)
             except BaseException as exc:
                 flights.abandon(k, flight, exc)
                 raise
-            if value is not _MISSING:
+            if value is not MISSING:
                 flights.land(k, flight, value=value)
                 return value
-        refreshing = value is not _MISSING
+        refreshing = value is not MISSING
         try:
             result, took = yield from self._compute(
                 key,
@@ -880,7 +708,7 @@ class ResilientRedisCache(BaseCache):
     ) -> Plan[tuple[Any, float | None]]:
         """Compute and store ``key``'s value; with the lock, only when no other process
         stored one while this one waited (then that value is returned)."""
-        refreshing = current is not _MISSING
+        refreshing = current is not MISSING
         held = None
         if use_lock:
             held = yield TakeLock(
@@ -888,9 +716,9 @@ class ResilientRedisCache(BaseCache):
                     # Braces doubled: the key is a name, not a template.
                     "get_or_set:" + k.replace("{", "{{").replace("}", "}}"),
                     cache=self._alias,
-                    timeout=self._stampede.lock_timeout,
+                    timeout=self._ctx.stampede.lock_timeout,
                     # An early refresh never waits: someone else is refreshing.
-                    wait=0 if refreshing else self._stampede.lock_timeout,
+                    wait=0 if refreshing else self._ctx.stampede.lock_timeout,
                     on_busy="skip",
                     on_unavailable="run",
                     on_lost="log",
@@ -900,14 +728,14 @@ class ResilientRedisCache(BaseCache):
                 return current, None
         try:
             if held and not refreshing:
-                stored = yield from self._get(key, _MISSING, version)
-                if stored is not _MISSING:  # another process computed it meanwhile
+                stored = yield from self._get(key, MISSING, version)
+                if stored is not MISSING:  # another process computed it meanwhile
                     return stored, None
             started = time.monotonic()
             value = (yield Compute(default)) if callable(default) else default
             took = time.monotonic() - started
-            if value is None and self._stampede.null_timeout is not None:
-                timeout = self._stampede.null_timeout
+            if value is None and self._ctx.stampede.null_timeout is not None:
+                timeout = self._ctx.stampede.null_timeout
             if use_lock or refreshing:
                 yield from self._set(key, value, timeout, version, False, False)
                 return value, took
@@ -922,7 +750,7 @@ class ResilientRedisCache(BaseCache):
                     logger.warning("get_or_set(%r): its lock could not be released", key)
 
     def _pttl(self, key: Any, version: int | None) -> Plan[int | None]:
-        k = self._key(key, version)
+        k = self._ctx.key(key, version)
         # Asked of the primary: a replica that lags would call a fresh key missing.
         result = int((yield Execute(self.manager, lambda c: c.pttl(k), key=k)))
         if result == -1:
@@ -1180,8 +1008,8 @@ class ResilientRedisCache(BaseCache):
     ) -> redis.lock.Lock:
         """redis-py's ``Lock`` (as django-redis gives it); its connection failures are
         :class:`RedisUnavailable`. The app's own ``lock`` adds leases and fencing."""
-        k = self._key(key, version)
-        client = self.manager.get_client() if self.manager.cluster else self._endpoint(k).client
+        k = self._ctx.key(key, version)
+        client = self.manager.get_client() if self.manager.cluster else self._ctx.endpoint(k).client
         return _Lock(
             client,
             k,

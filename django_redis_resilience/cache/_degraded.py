@@ -1,0 +1,157 @@
+"""The two degraded paths every plan goes through: a read and a write that survive an outage.
+
+:func:`read` asks Redis and, during an outage or for a key journaled (a write
+of it failed), the fallback store. :func:`write` writes to Redis and, during
+an outage, journals the key and writes to the fallback. :func:`refused`
+handles a write Redis refused while it answers (memory full, ``MISCONF``).
+No plan repeats their ``try``/``except``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis.exceptions as rex
+from django.core.cache.backends.base import BaseCache
+
+from django_redis_resilience.cache._context import CacheContext
+from django_redis_resilience.cache._plan import AsyncClientFn, ClientFn, Execute, Fallback, Plan
+from django_redis_resilience.cache._state import CacheState
+from django_redis_resilience.connection import ConnectionManager
+from django_redis_resilience.connection._errors import ErrorKind, translate
+from django_redis_resilience.connection._errors import refused as is_refusal
+from django_redis_resilience.exceptions import RedisUnavailable
+
+logger = logging.getLogger("django_redis_resilience")
+
+T = TypeVar("T")
+
+
+def read(
+    ctx: CacheContext,
+    manager: ConnectionManager,
+    state: CacheState,
+    redis_key: str,
+    fn: ClientFn,
+    then: Callable[[Any], T],
+    fallback: Callable[[BaseCache], T],
+    default: T,
+) -> Plan[T]:
+    """Read from Redis (``then`` reads the reply); on an outage, or for a key
+    journaled, ask the fallback. The caller resolves manager and state once."""
+    if state.journaled(redis_key, lambda: ctx.endpoint(redis_key)):
+        strict_check(ctx, redis_key)
+    else:
+        try:
+            return then((yield Execute(manager, fn, key=redis_key, write=False)))
+        except RedisUnavailable as exc:
+            state.note_unavailable(exc)
+            if ctx.raises:
+                raise
+    endpoint = ctx.endpoint(redis_key)
+    store = state.fallback(endpoint)
+    if store is None:
+        return default
+    state.count("fallback_reads", endpoint.display)
+    return (yield Fallback(store, fallback))  # type: ignore[no-any-return]
+
+
+def strict_check(ctx: CacheContext, redis_key: str) -> None:
+    """Without a fallback and with errors asked for, a journaled key is an error too:
+    its value in Redis may be older than the caller's last (failed) write."""
+    if ctx.raises:
+        endpoint = ctx.endpoint(redis_key)
+        raise translate(
+            rex.ConnectionError("a write of this key failed; its Redis value may be outdated"),
+            ErrorKind.UNREACHABLE,
+            endpoint=endpoint.display,
+            alias=ctx.alias,
+        )
+
+
+def write(
+    ctx: CacheContext,
+    redis_key: str,
+    original: tuple[Any, int | None],
+    fn: ClientFn,
+    then: Callable[[Any], T],
+    fallback: Callable[[BaseCache], T],
+    default: T,
+    *,
+    idempotent: bool = True,
+    afn: AsyncClientFn | None = None,
+) -> Plan[T]:
+    """Write to Redis; on an outage journal the key and write to the fallback."""
+    manager = ctx.manager
+    state = ctx.state_of(manager)
+    error: RedisUnavailable | None = None
+    for force in (False, True):
+        try:
+            step = Execute(manager, fn, key=redis_key, idempotent=idempotent, afn=afn)
+            result = then((yield step))
+        except RedisUnavailable as exc:
+            error = exc
+        except rex.ResponseError as exc:
+            if not is_refusal(exc):
+                raise
+            yield from refused(ctx, redis_key, original, exc)
+            return default
+        else:
+            if state.journaling:  # one cheap test on the hot path while nothing is
+                yield from mirror(ctx, state, redis_key, fallback)
+            return result
+        if state.record_write(ctx.endpoint(redis_key), redis_key, original, error, force=force):
+            break
+    assert error is not None
+    state.note_unavailable(error)
+    if ctx.raises:
+        raise error
+    endpoint = ctx.endpoint(redis_key)
+    store = state.fallback(endpoint)
+    if store is None:
+        return default
+    state.count("fallback_writes", endpoint.display)
+    return (yield Fallback(store, fallback))  # type: ignore[no-any-return]
+
+
+def mirror(
+    ctx: CacheContext, state: CacheState, redis_key: str, fallback: Callable[[BaseCache], Any]
+) -> Plan[None]:
+    """After a write that reached Redis: if the key is still journaled, write the fallback too.
+
+    A journaled key is read from the fallback until the background drain
+    deletes it from Redis; without this, a write that succeeds in that window
+    (the breaker never opened, or closed again) would be read back older.
+    """
+    if state.journaled(redis_key, lambda: ctx.endpoint(redis_key)):
+        store = state.fallback(ctx.endpoint(redis_key))
+        if store is not None:
+            yield Fallback(store, fallback)
+
+
+def refused(
+    ctx: CacheContext, redis_key: str, original: tuple[Any, int | None], error: Exception
+) -> Plan[None]:
+    """Redis is up but refused a write (memory full under ``noeviction``, ``MISCONF``...).
+
+    Nothing was stored, and the caller is told so (``set`` returns False,
+    ``set_many`` lists the key). The key is deleted, which Redis allows
+    when memory is full, so that an older value is not read back as if
+    the write had happened. The breaker and the fallback stay out of it:
+    the server answers, it is the write that failed.
+    """
+    state = ctx.state_of(ctx.manager)
+    state.count("refused_writes", ctx.endpoint(redis_key).display)
+    state.warn_refused(ctx.alias, error)
+    try:
+        yield Execute(ctx.manager, lambda c: c.delete(redis_key), key=redis_key)
+    except RedisUnavailable as exc:  # then the journal deletes it before reads resume
+        state.record_write(ctx.endpoint(redis_key), redis_key, original, exc, force=True)
+    except rex.ResponseError as exc:
+        if not is_refusal(exc):
+            raise
+        logger.warning("Could not delete %s after a refused write: %s", redis_key, exc)
+    if ctx.raises:
+        raise error  # errors were asked for
