@@ -3,14 +3,15 @@
 A plan (see ``_drive``) decides; these steps are the I/O it asks for. :func:`run`
 performs them with the sync clients, :func:`arun` with ``redis.asyncio`` on the
 running event loop, so a sync function and its asyncio twin are one plan and
-differ only in how they wait. Shared by every subpackage (rate limits now), so
-it knows only the connection manager and Lua scripts, nothing of a caller.
+differ only in how they wait. Shared by every subpackage (rate limits, locks),
+so it knows only the connection manager and Lua scripts, nothing of a caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
 
@@ -18,9 +19,12 @@ import redis.exceptions as rex
 
 from django_redis_resilience._drive import adrive, drive
 from django_redis_resilience._lua import LuaScript
-from django_redis_resilience.connection import ConnectionManager
+from django_redis_resilience.connection import ConnectionManager, classify
+from django_redis_resilience.connection._errors import redirect_of
+from django_redis_resilience.exceptions import RedisUnavailable
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 #: Turns a ``ResponseError`` the script raised into the call's result, or raises
 #: (then the connection layer handles it as for any command: READONLY, LOADING...).
@@ -90,8 +94,132 @@ class Call:
         self.fn = fn
 
 
-Step = Script | ScriptGrouped | Gather | Call
+class Sleep:
+    """Wait ``seconds`` (``time.sleep`` or ``asyncio.sleep``)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+class Shield:
+    """``step``, which a cancellation of the asyncio driver does not interrupt.
+
+    The plan still sees the cancellation at once; the step runs to its end
+    (a release that must reach Redis once the caller counts it as done).
+    """
+
+    __slots__ = ("step",)
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+
+
+class Settled:
+    """``step``, whose :class:`RedisUnavailable` is its outcome rather than raised
+    (in a :class:`Gather`, one server that is down does not cost the others' answers)."""
+
+    __slots__ = ("step",)
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+
+
+#: A client plan: given a client, yields what to run on it (:data:`ClientStep`) and
+#: gets each answer back.
+ClientPlan = Callable[[Any], Generator["ClientStep", Any, Any]]
+#: On one client: a command, ``("get", key)``, or a script run, ``(script, keys, args)``.
+ClientStep = tuple[Any, ...]
+
+
+class Session:
+    """Run ``plan(client)`` on one client, inside one call of the manager.
+
+    For several requests that must go to the same server within one attempt
+    (a retry by the manager starts the plan afresh on its new client), or that
+    need the client itself (its server, its socket timeout).
+    """
+
+    __slots__ = ("idempotent", "key", "manager", "plan", "write")
+
+    def __init__(
+        self,
+        manager: ConnectionManager,
+        plan: ClientPlan,
+        *,
+        key: Any = None,
+        write: bool = True,
+        idempotent: bool = True,
+    ) -> None:
+        self.manager = manager
+        self.plan = plan
+        self.key = key
+        self.write = write
+        self.idempotent = idempotent
+
+
+def command(manager: ConnectionManager, *args: Any, key: Any, write: bool = True) -> Session:
+    """One command, ``("get", key)``, on the endpoint of ``key``."""
+    return Session(manager, functools.partial(_once, args), key=key, write=write)
+
+
+def _once(request: ClientStep, client: Any) -> Generator[ClientStep, Any, Any]:
+    return (yield request)
+
+
+class Pop:
+    """``BLPOP key`` on a blocking connection of the endpoint serving ``route`` for writes.
+
+    The outcome is the popped value, ``None`` when ``timeout`` ran out, or
+    :data:`POP_FAILED` when the endpoint's breaker is open or the connection
+    failed: a blocked caller asks again rather than fail (its next request
+    tells whether Redis is really unavailable). Not through the manager: a
+    blocked read must neither be retried nor count against the breaker.
+    """
+
+    __slots__ = ("key", "manager", "route", "timeout")
+
+    def __init__(self, manager: ConnectionManager, route: str, key: str, timeout: float) -> None:
+        self.manager = manager
+        self.route = route
+        self.key = key
+        self.timeout = timeout
+
+
+#: What a :class:`Pop` gives back when it could not block.
+POP_FAILED = object()
+
+Step = Script | ScriptGrouped | Gather | Call | Sleep | Shield | Settled | Session | Pop
 Plan = Generator[Step, Any, T]
+
+
+def one(step: Step) -> Plan[Any]:
+    """A plan of one step: its outcome."""
+    return (yield step)
+
+
+def mapped(plan: Generator[S, Any, T], to_step: Callable[[S], Step]) -> Plan[T]:
+    """``plan``, whose own steps (a subpackage's) become shared ones by ``to_step``.
+
+    Outcomes and errors go back into ``plan`` as a driver sends them; closed,
+    it closes ``plan`` (so its cleanup runs as under a driver).
+    """
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = plan.send(value) if error is None else plan.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        value, error = None, None
+        try:
+            value = yield to_step(step)
+        except GeneratorExit:
+            plan.close()
+            raise
+        except BaseException as exc:
+            error = exc
 
 
 def run(plan: Plan[T]) -> T:
@@ -113,6 +241,21 @@ def _do(step: Step) -> Any:
         return step.manager.execute_grouped(step.keys, grouped, **_how(step))
     if type(step) is Gather:
         return [_do(each) for each in step.steps]
+    if type(step) is Session:
+        session = functools.partial(_session, step)
+        return step.manager.execute(session, key=step.key, **_how(step))
+    if type(step) is Settled:
+        try:
+            return _do(step.step)
+        except RedisUnavailable as exc:
+            return exc
+    if type(step) is Shield:
+        return _do(step.step)
+    if type(step) is Sleep:
+        time.sleep(step.seconds)
+        return None
+    if type(step) is Pop:
+        return _pop(step)
     assert type(step) is Call
     return step.fn()
 
@@ -126,8 +269,77 @@ async def _ado(step: Step) -> Any:
         return await step.manager.aexecute_grouped(step.keys, grouped, **_how(step))
     if type(step) is Gather:
         return list(await asyncio.gather(*(_ado(each) for each in step.steps)))
+    if type(step) is Session:
+        session = functools.partial(_asession, step)
+        return await step.manager.aexecute(session, key=step.key, **_how(step))
+    if type(step) is Settled:
+        try:
+            return await _ado(step.step)
+        except RedisUnavailable as exc:
+            return exc
+    if type(step) is Shield:
+        return await asyncio.shield(_ado(step.step))
+    if type(step) is Sleep:
+        await asyncio.sleep(step.seconds)
+        return None
+    if type(step) is Pop:
+        return await _apop(step)
     assert type(step) is Call
     return await step.fn()
+
+
+def _pop(step: Pop) -> Any:
+    endpoint = step.manager.route(write=True, key=step.route)[0]
+    if not endpoint.breaker.closed:
+        return POP_FAILED
+    try:
+        popped = endpoint.blocking_client().blpop([step.key], timeout=step.timeout)
+    except Exception as exc:
+        if _pop_failure(exc):
+            return POP_FAILED
+        raise
+    return None if popped is None else popped[1]
+
+
+async def _apop(step: Pop) -> Any:
+    endpoint = step.manager.route(write=True, key=step.route)[0]
+    if not endpoint.breaker.closed:
+        return POP_FAILED
+    try:
+        popped = await endpoint.async_blocking_client().blpop([step.key], timeout=step.timeout)
+    except Exception as exc:
+        if _pop_failure(exc):
+            return POP_FAILED
+        raise
+    return None if popped is None else popped[1]
+
+
+def _pop_failure(exc: BaseException) -> bool:
+    return isinstance(exc, Exception) and (
+        classify(exc) is not None or redirect_of(exc) is not None
+    )
+
+
+def _session(step: Session, client: Any) -> Any:
+    return drive(step.plan(client), functools.partial(_on_client, client))
+
+
+async def _asession(step: Session, client: Any) -> Any:
+    return await adrive(step.plan(client), functools.partial(_aon_client, client))
+
+
+def _on_client(client: Any, request: ClientStep) -> Any:
+    if isinstance(request[0], LuaScript):
+        script, keys, args = request
+        return script(client, keys, args)
+    return getattr(client, request[0])(*request[1:])
+
+
+async def _aon_client(client: Any, request: ClientStep) -> Any:
+    if isinstance(request[0], LuaScript):
+        script, keys, args = request
+        return await script.acall(client, keys, args)
+    return await getattr(client, request[0])(*request[1:])
 
 
 def _route(step: _Scripted) -> Any:
@@ -135,7 +347,7 @@ def _route(step: _Scripted) -> Any:
     return step.keys[0] if step.keys else None
 
 
-def _how(step: _Scripted) -> dict[str, bool]:
+def _how(step: _Scripted | Session) -> dict[str, bool]:
     return {"write": step.write, "idempotent": step.idempotent}
 
 

@@ -14,7 +14,24 @@ import pytest
 import redis.exceptions as rex
 
 from django_redis_resilience._lua import LuaScript
-from django_redis_resilience._steps import Call, Gather, Plan, Script, ScriptGrouped, arun, run
+from django_redis_resilience._steps import (
+    POP_FAILED,
+    Call,
+    Gather,
+    Plan,
+    Pop,
+    Script,
+    ScriptGrouped,
+    Session,
+    Settled,
+    Shield,
+    Sleep,
+    arun,
+    command,
+    mapped,
+    one,
+    run,
+)
 from django_redis_resilience.connection import (
     ConnectionManager,
     ConnectionOptions,
@@ -261,3 +278,123 @@ def _async_fn(fn: Callable[[], Any]) -> Callable[[], Any]:
 
 def _maybe_async(drive: Drive, fn: Callable[[], Any]) -> Callable[[], Any]:
     return fn if drive is _sync else _async_fn(fn)
+
+
+# --- sessions, commands, settled steps, sleeps, shields, pops, mapped plans --------------
+
+
+@drivers
+def test_a_session_runs_its_client_plan_on_one_client_with_each_answer_sent_back(
+    drive: Drive, manager: ConnectionManager, drr_redis_server: RedisServer
+) -> None:
+    _set(drr_redis_server, **{"steps:s": 1})
+    clients: list[Any] = []
+
+    def on_client(client: Any) -> Any:
+        clients.append(client)
+        first = yield (INCR, ["steps:s"], [1])
+        second = yield ("get", "steps:s")
+        return first, second
+
+    assert drive(one(Session(manager, on_client, key="steps:s"))) == (2, b"2")
+    assert len(clients) == 1
+
+
+@drivers
+def test_a_command_gives_its_answer_and_settled_gives_an_outage_as_the_outcome(
+    drive: Drive, manager: ConnectionManager, down: ConnectionManager, drr_redis_server: RedisServer
+) -> None:
+    _set(drr_redis_server, **{"steps:c": "here"})
+
+    def plan() -> Plan[Any]:
+        return (
+            yield Gather(
+                [
+                    Settled(command(manager, "get", "steps:c", key="steps:c")),
+                    Settled(command(down, "get", "steps:c", key="steps:c")),
+                ]
+            )
+        )
+
+    here, gone = drive(plan())
+    assert here == b"here"
+    assert isinstance(gone, RedisUnavailable)
+
+
+@drivers
+def test_a_sleep_step_gives_none(drive: Drive) -> None:
+    assert drive(one(Sleep(0.001))) is None
+
+
+@drivers
+def test_a_pop_gives_the_value_none_on_timeout_and_failed_when_down(
+    drive: Drive, manager: ConnectionManager, down: ConnectionManager, drr_redis_server: RedisServer
+) -> None:
+    with drr_redis_server.client() as client:
+        client.rpush("steps:list", "woken")
+
+    def plan() -> Plan[Any]:
+        popped = yield Pop(manager, "steps:list", "steps:list", 1)
+        empty = yield Pop(manager, "steps:list", "steps:list", 0.01)
+        failed = yield Pop(down, "steps:list", "steps:list", 0.01)
+        return popped, empty, failed
+
+    assert drive(plan()) == (b"woken", None, POP_FAILED)
+
+
+@drivers
+def test_a_shielded_step_gives_its_outcome(drive: Drive) -> None:
+    assert drive(one(Shield(Call(_maybe_async(drive, lambda: "done"))))) == "done"
+
+
+def test_a_cancelled_plan_sees_the_cancellation_while_its_shielded_step_runs_to_its_end() -> None:
+    finished: list[str] = []
+
+    async def main() -> None:
+        started = asyncio.Event()
+        go_on = asyncio.Event()
+
+        async def release() -> None:
+            started.set()
+            await go_on.wait()
+            finished.append("released")
+
+        def plan() -> Plan[Any]:
+            try:
+                yield Shield(Call(release))
+            except asyncio.CancelledError:
+                finished.append("cancelled")
+                raise
+
+        task = asyncio.ensure_future(arun(plan()))
+        await asyncio.wait_for(started.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        go_on.set()
+        for _ in range(100):
+            if "released" in finished:
+                break
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert finished == ["cancelled", "released"]
+
+
+@drivers
+def test_a_mapped_plan_makes_its_steps_shared_and_gets_their_errors(drive: Drive) -> None:
+    def fail() -> Any:
+        raise KeyError("step")
+
+    def inner() -> Any:
+        first = yield "ok"
+        try:
+            yield "fail"
+        except KeyError:
+            return first, "answered"
+        return first, "no error"
+
+    def to_step(name: Any) -> Any:
+        return Call(_maybe_async(drive, (lambda: "done") if name == "ok" else fail))
+
+    assert drive(mapped(inner(), to_step)) == ("done", "answered")

@@ -11,8 +11,8 @@ script that a hung server runs after its caller gave up neither grants nor queue
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -23,11 +23,13 @@ from typing import Any, NamedTuple, TypeVar
 
 import redis.exceptions
 
-from django_redis_resilience._drive import adrive, drive
 from django_redis_resilience._lua import LuaScript
-from django_redis_resilience.connection import ConnectionManager, classify, untagged
+from django_redis_resilience._steps import POP_FAILED, Plan, Pop, Session, Sleep, mapped, one
+from django_redis_resilience._steps import Step as SharedStep
+from django_redis_resilience._steps import arun as steps_arun
+from django_redis_resilience._steps import run as steps_run
+from django_redis_resilience.connection import ConnectionManager, untagged
 from django_redis_resilience.connection._endpoint import MAX_BLOCK
-from django_redis_resilience.connection._errors import redirect_of
 from django_redis_resilience.exceptions import RedisUnavailable
 
 T = TypeVar("T")
@@ -137,15 +139,11 @@ class Block:
     timeout: float
 
 
-@dataclass(frozen=True)
-class Sleep:
-    seconds: float
-
-
+#: A lock step, made a shared one for a lock's manager and keys by :func:`bound`.
 Step = Run | Block | Sleep
 #: What a :class:`Block` gives back when its connection failed (the next
 #: :class:`Run` tells whether Redis is really unavailable).
-BLOCK_FAILED = object()
+BLOCK_FAILED = POP_FAILED
 
 
 def acquire_steps(
@@ -207,83 +205,48 @@ def acquire_steps(
 # --- running the steps ---------------------------------------------------------
 
 
-def _blocking_failure(exc: BaseException) -> bool:
-    return isinstance(exc, Exception) and (
-        classify(exc) is not None or redirect_of(exc) is not None
-    )
+def bound(steps: Generator[Step, Any, T], manager: ConnectionManager, keys: LockKeys) -> Plan[T]:
+    """``steps`` as shared steps on the lock's ``manager`` and ``keys``, for a lock's plan."""
+    return mapped(steps, functools.partial(_shared, manager, keys))
+
+
+def _shared(manager: ConnectionManager, keys: LockKeys, step: Step) -> SharedStep:
+    if isinstance(step, Run):
+        return script_step(manager, keys, step.args)
+    if isinstance(step, Block):
+        return Pop(manager, keys.lock, step.key, step.timeout)
+    return step
 
 
 def run(steps: Generator[Step, Any, T], manager: ConnectionManager, keys: LockKeys) -> T:
     """Carry out ``steps`` with the sync clients."""
-    return drive(steps, lambda step: _do(step, manager, keys))
-
-
-def _do(step: Step, manager: ConnectionManager, keys: LockKeys) -> Any:
-    if isinstance(step, Run):
-        return call(manager, keys, step.args)
-    if isinstance(step, Sleep):
-        time.sleep(step.seconds)
-        return None
-    endpoint = manager.route(write=True, key=keys.lock)[0]
-    if not endpoint.breaker.closed:
-        return BLOCK_FAILED
-    try:
-        popped = endpoint.blocking_client().blpop([step.key], timeout=step.timeout)
-    except Exception as exc:
-        if _blocking_failure(exc):
-            return BLOCK_FAILED
-        raise
-    return None if popped is None else popped[1]
-
-
-def call(manager: ConnectionManager, keys: LockKeys, args: list[Any]) -> Any:
-    """One run of the lock script on the lock's endpoint (an acquire with its deadline)."""
-    if args[0] == "acquire":
-        return manager.execute(
-            lambda client: _acquire_once(client, keys, args), key=keys.lock, idempotent=False
-        )
-    return manager.execute(
-        lambda client: LOCK(client, keys.all, args),
-        key=keys.lock,
-        # A reply lost after the script ran must not make it run twice
-        # (it would queue or hand on twice): retried only when never sent.
-        idempotent=False,
-    )
-
-
-async def acall(manager: ConnectionManager, keys: LockKeys, args: list[Any]) -> Any:
-    """The asyncio twin of :func:`call`."""
-    if args[0] == "acquire":
-        return await manager.aexecute(
-            lambda client: _aacquire_once(client, keys, args), key=keys.lock, idempotent=False
-        )
-    return await manager.aexecute(
-        lambda client: LOCK.acall(client, keys.all, args), key=keys.lock, idempotent=False
-    )
+    return steps_run(bound(steps, manager, keys))
 
 
 async def arun(steps: Generator[Step, Any, T], manager: ConnectionManager, keys: LockKeys) -> T:
     """Carry out ``steps`` with the asyncio clients of the running loop (a cancelled
     waiter still leaves the queue, and passes on a lock handed to it meanwhile)."""
-    return await adrive(steps, lambda step: _ado(step, manager, keys))
+    return await steps_arun(bound(steps, manager, keys))
 
 
-async def _ado(step: Step, manager: ConnectionManager, keys: LockKeys) -> Any:
-    if isinstance(step, Run):
-        return await acall(manager, keys, step.args)
-    if isinstance(step, Sleep):
-        await asyncio.sleep(step.seconds)
-        return None
-    endpoint = manager.route(write=True, key=keys.lock)[0]
-    if not endpoint.breaker.closed:
-        return BLOCK_FAILED
-    try:
-        popped = await endpoint.async_blocking_client().blpop([step.key], timeout=step.timeout)
-    except Exception as exc:
-        if _blocking_failure(exc):
-            return BLOCK_FAILED
-        raise
-    return None if popped is None else popped[1]
+def script_step(manager: ConnectionManager, keys: LockKeys, args: list[Any]) -> Session:
+    """One run of the lock script on the lock's endpoint (an acquire with its deadline).
+
+    A reply lost after the script ran must not make it run twice (it would
+    queue or hand on twice): retried only when never sent.
+    """
+    plan = functools.partial(_script_runs, keys, args)
+    return Session(manager, plan, key=keys.lock, idempotent=False)
+
+
+def call(manager: ConnectionManager, keys: LockKeys, args: list[Any]) -> Any:
+    """One run of the lock script, with the sync client."""
+    return steps_run(one(script_step(manager, keys, args)))
+
+
+async def acall(manager: ConnectionManager, keys: LockKeys, args: list[Any]) -> Any:
+    """One run of the lock script, with the asyncio client."""
+    return await steps_arun(one(script_step(manager, keys, args)))
 
 
 # --- the acquire script's deadline ------------------------------------------------
@@ -374,24 +337,17 @@ def _too_late(tries: int) -> redis.exceptions.TimeoutError:
     )
 
 
-def _acquire_once(client: Any, keys: LockKeys, args: list[Any]) -> Any:
-    """Run ``acquire`` with a deadline; refused as late but still read: ask again."""
+def _script_runs(
+    keys: LockKeys, args: list[Any], client: Any
+) -> Generator[tuple[Any, ...], Any, Any]:
+    """The lock script on ``client``: an ``acquire`` with a deadline, asked again when
+    refused as late but still read; any other operation once."""
+    if args[0] != "acquire":
+        return (yield (LOCK, keys.all, args))
     clock, socket_timeout = _clock_of(client)
     for _ in range(_LATE_TRIES):
         sent = time.monotonic()
-        reply = LOCK(client, keys.all, [*args, clock.deadline(sent, socket_timeout)])
-        clock.learn(int(reply[-1]), sent, time.monotonic())
-        if int(reply[0]) != -1:
-            return reply
-    raise _too_late(_LATE_TRIES)
-
-
-async def _aacquire_once(client: Any, keys: LockKeys, args: list[Any]) -> Any:
-    """The asyncio twin of :func:`_acquire_once`."""
-    clock, socket_timeout = _clock_of(client)
-    for _ in range(_LATE_TRIES):
-        sent = time.monotonic()
-        reply = await LOCK.acall(client, keys.all, [*args, clock.deadline(sent, socket_timeout)])
+        reply = yield (LOCK, keys.all, [*args, clock.deadline(sent, socket_timeout)])
         clock.learn(int(reply[-1]), sent, time.monotonic())
         if int(reply[0]) != -1:
             return reply
