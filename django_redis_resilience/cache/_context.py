@@ -126,6 +126,16 @@ class CacheContext:
         return MISSING if raw is None else self.codec.decode(raw)
 
 
+def expired(ms: int | None) -> bool:
+    """A timeout of zero or less: the key ends now (Django deletes it, or adds and drops it)."""
+    return ms is not None and ms <= 0
+
+
+def seconds_of(ms: int | None) -> float | None:
+    """A lifetime in milliseconds as the fallback store takes it (seconds; ``None``: forever)."""
+    return None if ms is None else ms / 1000
+
+
 def count(state: CacheState, value: Any) -> None:
     """One read in the counters: a hit, or a miss for :data:`MISSING`."""
     if value is MISSING:

@@ -1,0 +1,112 @@
+"""The reading plans: ``get``, ``has_key``, ``get_many``.
+
+Each reads Redis through :func:`~django_redis_resilience.cache._degraded.read`
+(or, for many keys, shard by shard with the same rules) and counts hits and
+misses in the cache's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+from typing import Any
+
+from django.core.cache.backends.base import BaseCache
+
+from django_redis_resilience.cache._context import MISSING, CacheContext, count
+from django_redis_resilience.cache._degraded import read, strict_check
+from django_redis_resilience.cache._plan import Fallback, Grouped, Plan
+from django_redis_resilience.exceptions import RedisUnavailable
+
+
+def get(ctx: CacheContext, key: Any, default: Any, version: int | None) -> Plan[Any]:
+    value = yield from lookup(ctx, key, version, count_it=True)
+    return default if value is MISSING else value
+
+
+def lookup(ctx: CacheContext, key: Any, version: int | None, *, count_it: bool) -> Plan[Any]:
+    """The value, or ``MISSING``; ``count_it``: as a hit or a miss in the counters."""
+    k = ctx.key(key, version)
+    manager = ctx.manager
+    state = ctx.state_of(manager)
+    value = yield from read(
+        ctx,
+        manager,
+        state,
+        k,
+        lambda c: c.get(k),
+        ctx.decoded,
+        lambda fb: fb.get(key, MISSING, version=version),
+        MISSING,
+    )
+    if count_it:
+        count(state, value)
+    return value
+
+
+def has_key(ctx: CacheContext, key: Any, version: int | None) -> Plan[bool]:
+    k = ctx.key(key, version)
+    manager = ctx.manager
+    return (
+        yield from read(
+            ctx,
+            manager,
+            ctx.state_of(manager),
+            k,
+            lambda c: c.exists(k),
+            bool,
+            lambda fb: bool(fb.has_key(key, version=version)),
+            False,
+        )
+    )
+
+
+def get_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> Plan[dict[Any, Any]]:
+    made = {ctx.key(key, version): key for key in keys}
+    found: dict[Any, Any] = {}
+    manager = ctx.manager
+    state = ctx.state_of(manager)
+    journaled = {k for k in made if state.journaled(k, partial(ctx.endpoint, k))}
+    in_redis = [k for k in made if k not in journaled]
+    fetch = _mget if manager.cluster is None else _pipelined_get
+    for k in journaled:
+        strict_check(ctx, k)
+    degraded: list[str] = sorted(journaled)
+    for group, result in (yield Grouped(manager, in_redis, fetch, write=False)):
+        if isinstance(result, RedisUnavailable):
+            state.note_unavailable(result)
+            if ctx.raises:
+                raise result
+            degraded += group
+            continue
+        for k, raw in zip(group, result, strict=True):
+            if raw is not None:
+                found[made[k]] = ctx.codec.decode(raw)
+    for k in degraded:
+        endpoint = ctx.endpoint(k)
+        store = state.fallback(endpoint)
+        if store is not None:
+            state.count("fallback_reads", endpoint.display)
+            key = made[k]
+            value = yield Fallback(store, partial(_fallback_get, key=key, version=version))
+            if value is not MISSING:
+                found[key] = value
+    state.counters.hits += len(found)
+    state.counters.misses += len(made) - len(found)
+    return found
+
+
+def _mget(client: Any, group: list[str]) -> Any:
+    return client.mget(group)
+
+
+def _pipelined_get(client: Any, group: list[str]) -> Any:
+    """A cluster's ``MGET`` must stay in one slot: one ``GET`` a key, pipelined."""
+    pipe = client.pipeline(transaction=False)
+    for k in group:
+        pipe.get(k)
+    return pipe.execute()
+
+
+def _fallback_get(store: BaseCache, *, key: Any, version: int | None) -> Any:
+    return store.get(key, MISSING, version=version)
