@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from django_redis_resilience import metrics, signals
+from django_redis_resilience._steps import Call, Plan, Shield, arun, command, one, run
 from django_redis_resilience.clients import get_manager, key_prefix
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.connection._background import Job
@@ -37,13 +38,11 @@ from django_redis_resilience.exceptions import (
 from django_redis_resilience.locks._protocol import (
     Grant,
     LockKeys,
-    acall,
     acquire_steps,
-    arun,
-    call,
+    bound,
     new_owner,
-    run,
     script_args,
+    script_step,
 )
 
 logger = logging.getLogger("django_redis_resilience")
@@ -174,17 +173,18 @@ class Held:
         Raises :class:`RedisUnavailable` when Redis cannot be asked (the lock
         then frees itself when its lease ends).
         """
-        if not self._end():
-            return not self._lost
-        return self._released_reply(call(*self._where(), self._args("release")))
+        return run(self._release_plan())
 
     async def arelease(self) -> bool:
         """The asyncio twin of :meth:`release`."""
+        return await arun(self._release_plan())
+
+    def _release_plan(self) -> Plan[bool]:
         if not self._end():
             return not self._lost
         # Shielded: once marked released, a cancellation here would leave the
         # lock held in Redis for the rest of its lease with no way to retry.
-        reply = await asyncio.shield(acall(*self._where(), self._args("release")))
+        reply = yield Shield(script_step(*self._where(), self._args("release")))
         return self._released_reply(reply)
 
     # --- extend -----------------------------------------------------------
@@ -215,15 +215,17 @@ class Held:
 
         Raises :class:`LockLost` when the lock is no longer ours.
         """
-        args = self._args("extend", *self._extension(seconds, replace))
-        sent, before = time.monotonic(), self._valid_until
-        self._extended(call(*self._where(), args), sent, seconds, replace, before)
+        run(self._extend_plan(seconds, replace))
 
     async def aextend(self, seconds: float, *, replace: bool = False) -> None:
         """The asyncio twin of :meth:`extend`."""
+        await arun(self._extend_plan(seconds, replace))
+
+    def _extend_plan(self, seconds: float, replace: bool) -> Plan[None]:
         args = self._args("extend", *self._extension(seconds, replace))
         sent, before = time.monotonic(), self._valid_until
-        self._extended(await acall(*self._where(), args), sent, seconds, replace, before)
+        ok = yield script_step(*self._where(), args)
+        self._extended(ok, sent, seconds, replace, before)
 
     # --- renewal (background thread) ----------------------------------------
 
@@ -275,19 +277,19 @@ class Held:
         if not settle_only:
             self._schedule(lease / 3)
 
-    def _owned_now(self) -> bool:
+    def _owned_plan(self) -> Plan[bool]:
+        """Whether Redis holds this acquisition's value under the lock's key now."""
         manager, keys = self._where()
-        value = manager.execute(lambda c: c.get(keys.lock), key=keys.lock)
-        return bool(value == f"{self._owner}:{self.token}".encode())
-
-    async def _aowned_now(self) -> bool:
-        manager, keys = self._where()
-        value = await manager.aexecute(lambda c: c.get(keys.lock), key=keys.lock)
+        value = yield command(manager, "get", keys.lock, key=keys.lock)
         return bool(value == f"{self._owner}:{self.token}".encode())
 
     def _renew_call(self, lease: float) -> bool:
-        """Reset the lease in Redis; ``False`` when the lock is no longer ours."""
-        return bool(int(call(*self._where(), self._args("extend", _ms(lease), "renew"))))
+        """Reset the lease in Redis; ``False`` when the lock is no longer ours.
+
+        Sync only: renewals run on the background thread.
+        """
+        args = self._args("extend", _ms(lease), "renew")
+        return bool(int(run(one(script_step(*self._where(), args)))))
 
     def _mark_lost(self, why: str) -> None:
         with self._guard:
@@ -566,26 +568,14 @@ class Lock:
             )
         return Held(self, name=name, keys=None, manager=None, degraded=True)
 
-    def _acquire(self, name: str, wait: float | None) -> Held:
+    def _acquire_plan(self, name: str, wait: float | None) -> Plan[Held]:
+        """One acquisition, written once for both drivers (:class:`Redlock` has its own)."""
         manager, keys = self._target(name)
         owner = new_owner()
         started = time.monotonic()
         try:
             steps = acquire_steps(keys, owner=owner, lease=self.timeout, wait=wait)
-            grant = run(steps, manager, keys)
-        except RedisUnavailable as exc:
-            metrics.count_lock("unavailable", time.monotonic() - started)
-            return self._unavailable(name, exc)
-        metrics.count_lock("busy" if grant is None else "acquired", time.monotonic() - started)
-        return self._outcome(name, manager, keys, owner, grant, wait)
-
-    async def _aacquire(self, name: str, wait: float | None) -> Held:
-        manager, keys = self._target(name)
-        owner = new_owner()
-        started = time.monotonic()
-        try:
-            steps = acquire_steps(keys, owner=owner, lease=self.timeout, wait=wait)
-            grant = await arun(steps, manager, keys)
+            grant = yield from bound(steps, manager, keys)
         except RedisUnavailable as exc:
             metrics.count_lock("unavailable", time.monotonic() - started)
             return self._unavailable(name, exc)
@@ -628,30 +618,25 @@ class Lock:
             max(0.0, held._valid_until - time.monotonic()),
         )
 
-    def _leave(self, held: Held, failed: bool) -> None:
+    def _leave_plan(self, held: Held, failed: bool) -> Plan[None]:
+        """Release after a ``with`` block or a decorated call; ``on_lost`` says the rest."""
         ok: bool | None = None
         if held.acquired:
             try:
-                ok = held.release()
-            except RedisUnavailable as exc:
-                self._release_failed(held, exc)
-        self._finish(held, ok, failed)
-
-    async def _aleave(self, held: Held, failed: bool) -> None:
-        ok: bool | None = None
-        if held.acquired:
-            try:
-                ok = await held.arelease()
+                ok = yield from held._release_plan()
             except RedisUnavailable as exc:
                 self._release_failed(held, exc)
         self._finish(held, ok, failed)
 
     # --- context managers ---------------------------------------------------
 
-    def __enter__(self) -> Held:
-        held = self._acquire(self._static_name(), self.wait)
+    def _enter_plan(self) -> Plan[Held]:
+        held = yield from self._acquire_plan(self._static_name(), self.wait)
         _remember(held, scoped=True)
         return held
+
+    def __enter__(self) -> Held:
+        return run(self._enter_plan())
 
     def __exit__(
         self,
@@ -659,12 +644,10 @@ class Lock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._leave(self._current(), exc is not None)
+        run(self._leave_plan(self._current(), exc is not None))
 
     async def __aenter__(self) -> Held:
-        held = await self._aacquire(self._static_name(), self.wait)
-        _remember(held, scoped=True)
-        return held
+        return await arun(self._enter_plan())
 
     async def __aexit__(
         self,
@@ -672,7 +655,7 @@ class Lock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._aleave(self._current(), exc is not None)
+        await arun(self._leave_plan(self._current(), exc is not None))
 
     def _current(self) -> Held:
         """This thread's or task's latest acquisition through this object."""
@@ -692,35 +675,31 @@ class Lock:
 
             @functools.wraps(fn)
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
-                held = await self._aacquire(namer(args, kwargs), self.wait)
-                if not self._runs(held):
-                    return None
-                _remember(held, scoped=True)
-                try:
-                    result = await fn(*args, **kwargs)
-                except BaseException:
-                    await self._aleave(held, True)
-                    raise
-                await self._aleave(held, False)
-                return result
+                return await arun(self._guarded(namer(args, kwargs), fn, args, kwargs))
 
             return cast(F, awrapper)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            held = self._acquire(namer(args, kwargs), self.wait)
-            if not self._runs(held):
-                return None
-            _remember(held, scoped=True)
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException:
-                self._leave(held, True)
-                raise
-            self._leave(held, False)
-            return result
+            return run(self._guarded(namer(args, kwargs), fn, args, kwargs))
 
         return cast(F, wrapper)
+
+    def _guarded(
+        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Plan[Any]:
+        """A decorated call: acquire, call ``fn`` holding the lock, release whatever happens."""
+        held = yield from self._acquire_plan(name, self.wait)
+        if not self._runs(held):
+            return None
+        _remember(held, scoped=True)
+        try:
+            result = yield Call(functools.partial(fn, *args, **kwargs))
+        except BaseException:
+            yield from self._leave_plan(held, True)
+            raise
+        yield from self._leave_plan(held, False)
+        return result
 
     # --- by hand ------------------------------------------------------------
 
@@ -732,14 +711,15 @@ class Lock:
         ``on_busy="skip"``). The acquisition belongs to this thread or task;
         :meth:`release` ends it.
         """
-        wait = self._wait(wait)
-        held = self._acquire(self._static_name(), wait)
-        return self._kept(held)
+        return run(self._by_hand(wait))
 
     async def aacquire(self, wait: float | None = _UNSET) -> Held | None:
         """The asyncio twin of :meth:`acquire`."""
+        return await arun(self._by_hand(wait))
+
+    def _by_hand(self, wait: float | None) -> Plan[Held | None]:
         wait = self._wait(wait)
-        held = await self._aacquire(self._static_name(), wait)
+        held = yield from self._acquire_plan(self._static_name(), wait)
         return self._kept(held)
 
     def _wait(self, wait: float | None) -> float | None:
@@ -756,14 +736,15 @@ class Lock:
 
     def release(self) -> None:
         """Release this thread's or task's acquisition; :class:`LockLost` if it had expired."""
-        held = self._current()
-        if not held.release():  # ends its record, unless a ``with`` block will
-            raise LockLost(f"Lock {held.name!r} had expired before it was released.")
+        run(self._release_current())
 
     async def arelease(self) -> None:
         """The asyncio twin of :meth:`release`."""
+        await arun(self._release_current())
+
+    def _release_current(self) -> Plan[None]:
         held = self._current()
-        if not await held.arelease():
+        if not (yield from held._release_plan()):  # ends its record, unless a ``with`` will
             raise LockLost(f"Lock {held.name!r} had expired before it was released.")
 
     def extend(self, seconds: float, *, replace: bool = False) -> None:
@@ -775,23 +756,25 @@ class Lock:
 
     def locked(self) -> bool:
         """Whether anyone holds the lock now."""
-        manager, keys = self._peek_target()
-        return bool(manager.execute(lambda c: c.exists(keys.lock), key=keys.lock, write=True))
+        return run(self._locked_plan())
 
     async def alocked(self) -> bool:
+        return await arun(self._locked_plan())
+
+    def _locked_plan(self) -> Plan[bool]:
         manager, keys = self._peek_target()
-        return bool(
-            await manager.aexecute(lambda c: c.exists(keys.lock), key=keys.lock, write=True)
-        )
+        return bool((yield command(manager, "exists", keys.lock, key=keys.lock)))
 
     def owned(self) -> bool:
         """Whether this thread or task holds the lock now (asks Redis)."""
-        held = self._owned_candidate()
-        return held is not None and held._owned_now()
+        return run(self._owned_plan())
 
     async def aowned(self) -> bool:
+        return await arun(self._owned_plan())
+
+    def _owned_plan(self) -> Plan[bool]:
         held = self._owned_candidate()
-        return held is not None and await held._aowned_now()
+        return held is not None and (yield from held._owned_plan())
 
     def _owned_candidate(self) -> Held | None:
         try:

@@ -15,27 +15,25 @@ default:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django_redis_resilience._drive import adrive, drive
+from django_redis_resilience._steps import Gather, Plan, Settled, Shield, Sleep, command, one, run
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.exceptions import InvalidLock, RedisUnavailable
 from django_redis_resilience.locks._lock import Held, Lock, _ms, _prefix_of
 from django_redis_resilience.locks._protocol import (
     LockKeys,
-    acall,
-    call,
     grant_of,
     new_owner,
     script_args,
+    script_step,
 )
 
 #: Clock drift allowed per second of lease, plus a fixed 2 ms (as the Redlock description).
@@ -71,21 +69,10 @@ class RedlockHeld(Held):
     def _part_args(self, part: _Part, op: str, *extra: Any) -> list[Any]:
         return script_args(op, f"{self._owner}:{part.fence}", *extra)
 
-    def _ask(self, op: str, *extra: Any) -> _Ask:
+    def _ask(self, op: str, *extra: Any) -> Gather:
         """``op`` on every server that granted, each with its own token."""
         servers = [p.server for p in self._parts]
-        return _Ask(servers, [self._part_args(p, op, *extra) for p in self._parts])
-
-    def _each(self, op: str, *extra: Any) -> bool:
-        """Run ``op`` on every server that granted; whether a majority still had the lock.
-
-        Raises :class:`RedisUnavailable` when too many servers could not be
-        asked to tell (the caller retries or reports it, as for one server).
-        """
-        return self._majority(_ask_each(self._ask(op, *extra)))
-
-    async def _aeach(self, op: str, *extra: Any) -> bool:
-        return self._majority(await _aask_each(self._ask(op, *extra)))
+        return _each(servers, [self._part_args(p, op, *extra) for p in self._parts])
 
     def _majority(self, replies: list[Any]) -> bool:
         down = [r for r in replies if isinstance(r, RedisUnavailable)]
@@ -96,60 +83,42 @@ class RedlockHeld(Held):
             raise down[0]  # undecided: the servers that could not be asked may still agree
         return False
 
-    def release(self) -> bool:
+    def _release_plan(self) -> Plan[bool]:
         if not self._end():
             return not self._lost
-        return self._released_reply([int(self._each("release"))])
-
-    async def arelease(self) -> bool:
-        if not self._end():
-            return not self._lost
-        ok = await asyncio.shield(self._aeach("release"))
+        # Shielded, as for one server: once marked released, it must reach the servers.
+        ok = self._majority((yield Shield(self._ask("release"))))
         return self._released_reply([int(ok)])
 
-    def extend(self, seconds: float, *, replace: bool = False) -> None:
+    def _extend_plan(self, seconds: float, replace: bool) -> Plan[None]:
         args = self._extension(seconds, replace)
         sent, before = time.monotonic(), self._valid_until
-        self._extended(int(self._each("extend", *args)), sent, seconds, replace, before)
-
-    async def aextend(self, seconds: float, *, replace: bool = False) -> None:
-        args = self._extension(seconds, replace)
-        sent, before = time.monotonic(), self._valid_until
-        ok = await self._aeach("extend", *args)
+        ok = self._majority((yield self._ask("extend", *args)))
         self._extended(int(ok), sent, seconds, replace, before)
 
     def _renew_call(self, lease: float) -> bool:
-        return self._each("extend", _ms(lease), "renew")
+        """Whether a majority still had the lock (sync: renewals run on the background thread).
 
-    def _owned_now(self) -> bool:
-        return sum(_holds(part, _get(part.server), self._owner) for part in self._parts) >= (
-            self._quorum
-        )
+        Raises :class:`RedisUnavailable` when too many servers could not be
+        asked to tell (the renewal retries, as for one server).
+        """
+        return self._majority(run(one(self._ask("extend", _ms(lease), "renew"))))
 
-    async def _aowned_now(self) -> bool:
-        values = await asyncio.gather(*(_aget(p.server) for p in self._parts))
+    def _owned_plan(self) -> Plan[bool]:
+        values = yield Gather([_settled_get(p.server) for p in self._parts])
         mine = sum(_holds(p, v, self._owner) for p, v in zip(self._parts, values, strict=True))
         return mine >= self._quorum
 
 
-def _get(server: _Server) -> Any:
-    key = server.keys.lock
-    try:
-        return server.manager.execute(lambda c: c.get(key), key=key)
-    except RedisUnavailable:
-        return None
-
-
-async def _aget(server: _Server) -> Any:
-    key = server.keys.lock
-    try:
-        return await server.manager.aexecute(lambda c: c.get(key), key=key)
-    except RedisUnavailable:
-        return None
+def _settled_get(server: _Server) -> Settled:
+    """The lock's value on ``server``; a server that is down answers a RedisUnavailable."""
+    return Settled(command(server.manager, "get", server.keys.lock, key=server.keys.lock))
 
 
 def _holds(part: _Part, value: Any, owner: str) -> int:
-    return int(value == f"{owner}:{part.fence}".encode())
+    return int(
+        not isinstance(value, RedisUnavailable) and value == f"{owner}:{part.fence}".encode()
+    )
 
 
 def _succeeded(reply: Any) -> int:
@@ -259,13 +228,7 @@ class Redlock(Lock):
             return None
         return min(left, random.uniform(self.retry_delay / 2, self.retry_delay))
 
-    def _acquire(self, name: str, wait: float | None) -> Held:
-        return drive(self._acquire_plan(name, wait), _ask_each)
-
-    async def _aacquire(self, name: str, wait: float | None) -> Held:
-        return await adrive(self._acquire_plan(name, wait), _aask_each)
-
-    def _acquire_plan(self, name: str, wait: float | None) -> Generator[_Ask, Any, Held]:
+    def _acquire_plan(self, name: str, wait: float | None) -> Plan[Held]:
         """Rounds of "try once on every server" until a majority grants, time runs out,
         or too many servers are down; written once for both drivers."""
         servers = self._servers(name)
@@ -276,82 +239,40 @@ class Redlock(Lock):
             # Try once on every server (no queue): waiting is the rounds' back-off.
             acquire = script_args("acquire", owner, _ms(self.timeout), 0)
             try:
-                replies = yield _Ask.same(servers, acquire)
+                replies = yield _same(servers, acquire)
             except BaseException:
                 # Cancelled or interrupted mid-round: any server may have granted.
                 with contextlib.suppress(Exception):
-                    yield _Ask.same(servers, script_args("leave", owner, 1))
+                    yield _same(servers, script_args("leave", owner, 1))
                 raise
             held, parts, down = self._round(name, owner, started, replies, servers)
             if held is not None:
                 return held
             if parts:  # a minority granted: give those back at once
-                yield _Ask.same([p.server for p in parts], script_args("leave", owner, 1))
+                yield _same([p.server for p in parts], script_args("leave", owner, 1))
             if down is not None:
                 return self._unavailable(name, down)
             pause = self._pause(deadline)
             if pause is None:
                 return self._busy(name, wait)
-            yield _Ask([], [], pause=pause)
+            yield Sleep(pause)
 
-    def locked(self) -> bool:
+    def _locked_plan(self) -> Plan[bool]:
         servers = self._servers(self._static_name(), check=False)
-        return sum(bool(_exists(s)) for s in servers) >= self.quorum
-
-    async def alocked(self) -> bool:
-        servers = self._servers(self._static_name(), check=False)
-        found = await asyncio.gather(*(_aexists(s) for s in servers))
-        return sum(bool(f) for f in found) >= self.quorum
+        found = yield Gather([_settled_exists(s) for s in servers])
+        return sum(bool(f) for f in found if not isinstance(f, RedisUnavailable)) >= self.quorum
 
 
-@dataclass(frozen=True)
-class _Ask:
-    """Run the lock script on each server with its arguments (after ``pause`` seconds)."""
-
-    servers: list[_Server]
-    args: list[list[Any]]
-    pause: float = 0.0
-
-    @classmethod
-    def same(cls, servers: list[_Server], args: list[Any]) -> _Ask:
-        return cls(servers, [args] * len(servers))
+def _each(servers: list[_Server], args: list[list[Any]]) -> Gather:
+    """The lock script on each server with its arguments (in turn with the sync driver,
+    at once with the asyncio one); a server that is down answers a RedisUnavailable."""
+    pairs = zip(servers, args, strict=True)
+    return Gather([Settled(script_step(s.manager, s.keys, a)) for s, a in pairs])
 
 
-def _ask_each(step: _Ask) -> list[Any]:
-    if step.pause:
-        time.sleep(step.pause)
-    replies: list[Any] = []
-    for server, args in zip(step.servers, step.args, strict=True):
-        try:
-            replies.append(call(server.manager, server.keys, args))
-        except RedisUnavailable as exc:
-            replies.append(exc)
-    return replies
+def _same(servers: list[_Server], args: list[Any]) -> Gather:
+    return _each(servers, [args] * len(servers))
 
 
-async def _aask_each(step: _Ask) -> list[Any]:
-    if step.pause:
-        await asyncio.sleep(step.pause)
-
-    async def one(server: _Server, args: list[Any]) -> Any:
-        try:
-            return await acall(server.manager, server.keys, args)
-        except RedisUnavailable as exc:
-            return exc
-
-    pairs = zip(step.servers, step.args, strict=True)
-    return list(await asyncio.gather(*(one(s, a) for s, a in pairs)))
-
-
-def _exists(server: _Server) -> Any:
-    key = server.keys.lock
-    with contextlib.suppress(RedisUnavailable):
-        return server.manager.execute(lambda c: c.exists(key), key=key)
-    return 0
-
-
-async def _aexists(server: _Server) -> Any:
-    key = server.keys.lock
-    with contextlib.suppress(RedisUnavailable):
-        return await server.manager.aexecute(lambda c: c.exists(key), key=key)
-    return 0
+def _settled_exists(server: _Server) -> Settled:
+    return Settled(command(server.manager, "exists", server.keys.lock, key=server.keys.lock))
