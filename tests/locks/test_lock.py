@@ -1361,3 +1361,29 @@ async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "the condition never held"
         await asyncio.sleep(0.01)
+
+
+def test_a_decorated_coroutine_cancelled_in_its_body_releases_the_lock(shared: str) -> None:
+    """The cancellation reaches the decorator's plan, whose release then runs shielded:
+    the lock is free at once (no lease to wait out) and the task holds no record of it."""
+    name = unique()
+    lk = lock(name, timeout=30)
+    entered = asyncio.Event()
+
+    @lk
+    async def guarded() -> None:
+        entered.set()
+        await asyncio.sleep(30)
+
+    async def main() -> None:
+        task = asyncio.create_task(guarded())
+        await asyncio.wait_for(entered.wait(), 10)
+        assert lk.locked()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not lk.locked()
+        async with lock(name, wait=0) as held:  # not held by this task any more
+            assert held
+
+    asyncio.run(main())
