@@ -3,10 +3,10 @@
 A facade: each method runs one *plan* (a generator of I/O steps, see
 ``_plan``) with :func:`run` or :func:`arun`, so the sync and async forms share
 every decision. The plans are plain functions of a :class:`CacheContext`,
-grouped by concern: ``_reads``, ``_writes``, ``_counters`` and ``_get_or_set``,
-all through the degraded paths of ``_degraded``. What stays here is the
-cache's construction (its options, read once), the parts the health report
-and ``django_redis`` ask for, and django-redis's extras.
+grouped by concern: ``_reads``, ``_writes``, ``_counters``, ``_get_or_set``
+and ``_extras`` (django-redis's), all through the degraded paths of
+``_degraded``. What stays here is the cache's construction (its options, read
+once) and the parts the health report and ``django_redis`` ask for.
 
 Keys in Redis are exactly Django's ``make_key(key, version)`` and values are
 encoded as django-redis encodes them, so existing data and tools keep working.
@@ -15,41 +15,26 @@ encoded as django-redis encodes them, so existing data and tools keep working.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
-import redis.exceptions as rex
 import redis.lock
 from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.utils.module_loading import import_string
 
-from django_redis_resilience.cache import _counters, _get_or_set, _reads, _writes
+from django_redis_resilience.cache import _counters, _extras, _get_or_set, _reads, _writes
 from django_redis_resilience.cache._codec import DEFAULT_COMPRESSOR, DEFAULT_SERIALIZER, Codec
 from django_redis_resilience.cache._context import CacheContext
-from django_redis_resilience.cache._namespace import (
-    Namespace,
-    UnknownNamespace,
-    glob_escape,
-    namespace_of,
-)
-from django_redis_resilience.cache._plan import Execute, Plan, Primaries, arun, run
+from django_redis_resilience.cache._namespace import Namespace, UnknownNamespace, namespace_of
+from django_redis_resilience.cache._plan import arun, run
 from django_redis_resilience.cache._stampede import StampedeConfig
-from django_redis_resilience.cache._state import (
-    PRIVATE,
-    CacheSettings,
-    CacheState,
-    aunlink_matching,
-    unlink_matching,
-)
+from django_redis_resilience.cache._state import PRIVATE, CacheSettings, CacheState
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf, stampede_problem
 from django_redis_resilience.connection import ConnectionManager
-from django_redis_resilience.connection._errors import ErrorKind, classify, translate
-from django_redis_resilience.exceptions import ConfigurationError, RedisUnavailable
-
-T = TypeVar("T")
+from django_redis_resilience.exceptions import ConfigurationError
 
 
 def _backend_class(path: object) -> object:
@@ -84,43 +69,6 @@ class _ClientShim:
 
     def get_client(self, write: bool = True, *args: Any, **kwargs: Any) -> Any:
         return self._cache.get_client(write=write)
-
-
-def _seconds(ms: int | None) -> int | None:
-    return None if ms is None else (ms + 999) // 1000 if ms > 0 else 0
-
-
-async def _ascan(client: Any, pattern: str, count: int) -> list[str]:
-    return [k.decode() async for k in client.scan_iter(match=pattern, count=count)]
-
-
-class _Lock(redis.lock.Lock):
-    """redis-py's ``Lock`` whose connection failures are :class:`RedisUnavailable`."""
-
-    def _translated(self, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except (rex.ConnectionError, rex.TimeoutError) as exc:
-            kind = classify(exc) or ErrorKind.UNREACHABLE
-            raise translate(exc, kind, endpoint=str(self.name), alias="lock") from exc
-
-    def do_acquire(self, token: Any) -> bool:
-        return self._translated(lambda: super(_Lock, self).do_acquire(token))
-
-    def do_release(self, expected_token: Any) -> None:
-        self._translated(lambda: super(_Lock, self).do_release(expected_token))
-
-    def do_extend(self, additional_time: Any, replace_ttl: bool) -> Any:
-        return self._translated(lambda: super(_Lock, self).do_extend(additional_time, replace_ttl))
-
-    def do_reacquire(self) -> Any:
-        return self._translated(lambda: super(_Lock, self).do_reacquire())
-
-    def locked(self) -> bool:
-        return self._translated(lambda: super(_Lock, self).locked())
-
-    def owned(self) -> bool:
-        return self._translated(lambda: super(_Lock, self).owned())
 
 
 class ResilientRedisCache(BaseCache):
@@ -198,53 +146,6 @@ class ResilientRedisCache(BaseCache):
             return namespace_of(self.key_func, self.key_prefix, self.version)
         except UnknownNamespace as exc:  # the settings refuse it first (E006)
             raise ConfigurationError(f"CACHES[{self._alias!r}]['KEY_FUNCTION'] {exc}.") from exc
-
-    # --- django-redis's extras: the plans ---------------------------------------------------
-
-    def _pttl(self, key: Any, version: int | None) -> Plan[int | None]:
-        k = self._ctx.key(key, version)
-        # Asked of the primary: a replica that lags would call a fresh key missing.
-        result = int((yield Execute(self.manager, lambda c: c.pttl(k), key=k)))
-        if result == -1:
-            return None
-        return max(result, 0)
-
-    def _expire_at(self, key: Any, when: datetime, version: int | None) -> Plan[bool]:
-        now = datetime.now(tz=when.tzinfo)
-        return (
-            yield from _writes.touch(self._ctx, key, (when - now) / timedelta(seconds=1), version)
-        )
-
-    def _keys(self, search: str, itersize: int | None, version: int | None) -> Plan[list[str]]:
-        pattern = self.make_pattern(search, version=version)
-        count = itersize or 1000
-        found: list[str] = []
-        step = Primaries(
-            self.manager,
-            lambda c: [k.decode() for k in c.scan_iter(match=pattern, count=count)],
-            lambda c: _ascan(c, pattern, count),
-        )
-        for _, result in (yield step):
-            if isinstance(result, RedisUnavailable):
-                raise result
-            found += (self._reverse_key(k) for k in result)
-        return found
-
-    def _delete_pattern(self, pattern: str, version: int | None, itersize: int | None) -> Plan[int]:
-        glob = self.make_pattern(pattern, version=version)
-        total = 0
-        errors: list[RedisUnavailable] = []
-        step = Primaries(
-            self.manager, lambda c: unlink_matching(c, glob), lambda c: aunlink_matching(c, glob)
-        )
-        for _endpoint, result in (yield step):
-            if isinstance(result, RedisUnavailable):
-                errors.append(result)
-            else:
-                total += result
-        if errors:
-            raise errors[0]
-        return total
 
     # --- Django's cache API ---------------------------------------------------------------
 
@@ -413,16 +314,16 @@ class ResilientRedisCache(BaseCache):
     def ttl(self, key: Any, version: int | None = None) -> int | None:
         """Seconds left; ``None`` for a key without expiry, ``0`` when missing.
         Raises :class:`RedisUnavailable` during an outage."""
-        return _seconds(self.pttl(key, version=version))
+        return _extras.seconds(self.pttl(key, version=version))
 
     async def attl(self, key: Any, version: int | None = None) -> int | None:
-        return _seconds(await self.apttl(key, version=version))
+        return _extras.seconds(await self.apttl(key, version=version))
 
     def pttl(self, key: Any, version: int | None = None) -> int | None:
-        return run(self._pttl(key, version))
+        return run(_extras.pttl(self._ctx, key, version))
 
     async def apttl(self, key: Any, version: int | None = None) -> int | None:
-        return await arun(self._pttl(key, version))
+        return await arun(_extras.pttl(self._ctx, key, version))
 
     def expire(self, key: Any, timeout: float, version: int | None = None) -> bool:
         return self.touch(key, timeout, version=version)
@@ -437,10 +338,10 @@ class ResilientRedisCache(BaseCache):
         return await self.atouch(key, timeout / 1000, version=version)
 
     def expire_at(self, key: Any, when: datetime, version: int | None = None) -> bool:
-        return run(self._expire_at(key, when, version))
+        return run(_extras.expire_at(self._ctx, key, when, version))
 
     async def aexpire_at(self, key: Any, when: datetime, version: int | None = None) -> bool:
-        return await arun(self._expire_at(key, when, version))
+        return await arun(_extras.expire_at(self._ctx, key, when, version))
 
     def pexpire_at(self, key: Any, when: datetime, version: int | None = None) -> bool:
         return self.expire_at(key, when, version=version)
@@ -466,53 +367,37 @@ class ResilientRedisCache(BaseCache):
     ) -> redis.lock.Lock:
         """redis-py's ``Lock`` (as django-redis gives it); its connection failures are
         :class:`RedisUnavailable`. The app's own ``lock`` adds leases and fencing."""
-        k = self._ctx.key(key, version)
-        client = self.manager.get_client() if self.manager.cluster else self._ctx.endpoint(k).client
-        return _Lock(
-            client,
-            k,
-            timeout=timeout,
-            sleep=sleep,
-            blocking=blocking,
-            blocking_timeout=blocking_timeout,
-            thread_local=thread_local,
+        return _extras.lock(
+            self._ctx, key, version, timeout, sleep, blocking, blocking_timeout, thread_local
         )
 
     def make_pattern(self, pattern: str, version: int | None = None) -> str:
-        version_text = glob_escape(str(self.version if version is None else version))
-        return str(self.key_func(pattern, glob_escape(self.key_prefix), version_text))
+        return _extras.make_pattern(self._ctx, pattern, version)
 
     def iter_keys(
         self, search: str, itersize: int | None = None, version: int | None = None
     ) -> Iterator[str]:
         """Keys matching ``search`` on every master (SCAN, never KEYS), without prefix and
         version. Raises :class:`RedisUnavailable` when a master cannot be scanned."""
-        yield from run(self._keys(search, itersize, version))
-
-    def _reverse_key(self, made: str) -> str:
-        """The caller's key inside a Redis key made by Django's default key function."""
-        head = f"{self.key_prefix}:"
-        if self._params.get("KEY_FUNCTION") is None and made.startswith(head):
-            return made[len(head) :].split(":", 1)[-1]
-        return made.split(":", 2)[2] if made.count(":") >= 2 else made
+        yield from run(_extras.keys(self._ctx, search, itersize, version))
 
     def keys(self, search: str, version: int | None = None) -> list[str]:
-        return run(self._keys(search, None, version))
+        return run(_extras.keys(self._ctx, search, None, version))
 
     async def akeys(self, search: str, version: int | None = None) -> list[str]:
-        return await arun(self._keys(search, None, version))
+        return await arun(_extras.keys(self._ctx, search, None, version))
 
     def delete_pattern(
         self, pattern: str, version: int | None = None, itersize: int | None = None, **_: Any
     ) -> int:
         """Delete keys matching ``pattern`` on every master (SCAN + UNLINK); raises
         :class:`RedisUnavailable` when a master is down (its keys could not be deleted)."""
-        return run(self._delete_pattern(pattern, version, itersize))
+        return run(_extras.delete_pattern(self._ctx, pattern, version, itersize))
 
     async def adelete_pattern(
         self, pattern: str, version: int | None = None, itersize: int | None = None, **_: Any
     ) -> int:
-        return await arun(self._delete_pattern(pattern, version, itersize))
+        return await arun(_extras.delete_pattern(self._ctx, pattern, version, itersize))
 
     # --- for the health report -----------------------------------------------------------
 
