@@ -18,7 +18,7 @@ from django.core.cache.backends.base import BaseCache
 
 from django_redis_resilience.cache._context import CacheContext
 from django_redis_resilience.cache._plan import AsyncClientFn, ClientFn, Execute, Fallback, Plan
-from django_redis_resilience.cache._state import CacheState
+from django_redis_resilience.cache._state import CacheState, EndpointCounter
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.connection._errors import ErrorKind, translate
 from django_redis_resilience.connection._errors import refused as is_refusal
@@ -50,11 +50,23 @@ def read(
             state.note_unavailable(exc)
             if ctx.raises:
                 raise
+    return (yield from _in_fallback(ctx, state, redis_key, "fallback_reads", fallback, default))
+
+
+def _in_fallback(
+    ctx: CacheContext,
+    state: CacheState,
+    redis_key: str,
+    counter: EndpointCounter,
+    fallback: Callable[[BaseCache], T],
+    default: T,
+) -> Plan[T]:
+    """Serve the call from the key's fallback store, counted; ``default`` without one."""
     endpoint = ctx.endpoint(redis_key)
     store = state.fallback(endpoint)
     if store is None:
         return default
-    state.count("fallback_reads", endpoint.display)
+    state.count(counter, endpoint.display)
     return (yield Fallback(store, fallback))  # type: ignore[no-any-return]
 
 
@@ -108,12 +120,7 @@ def write(
     state.note_unavailable(error)
     if ctx.raises:
         raise error
-    endpoint = ctx.endpoint(redis_key)
-    store = state.fallback(endpoint)
-    if store is None:
-        return default
-    state.count("fallback_writes", endpoint.display)
-    return (yield Fallback(store, fallback))  # type: ignore[no-any-return]
+    return (yield from _in_fallback(ctx, state, redis_key, "fallback_writes", fallback, default))
 
 
 def mirror(
