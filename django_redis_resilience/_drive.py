@@ -6,6 +6,10 @@ step with the sync or the asyncio client and sends the outcome back in, or
 throws the exception the step raised. So the cache's ``get``/``aget`` and the
 lock's ``acquire``/``aacquire`` share every decision and differ only in how
 they wait.
+
+A :class:`Step` knows how to carry itself out both ways (``do``/``ado``), so
+any package can add its own kinds of step without this module or the drivers
+knowing them, and :func:`run`/:func:`arun` dispatch by one method call.
 """
 
 from __future__ import annotations
@@ -16,6 +20,41 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 S = TypeVar("S")
+
+
+class Step:
+    """One piece of I/O a plan asks for; it carries itself out with either driver."""
+
+    __slots__ = ()
+
+    def do(self) -> Any:
+        """Carry the step out, blocking; return its outcome or raise."""
+        raise NotImplementedError
+
+    async def ado(self) -> Any:
+        """Carry the step out on the running event loop."""
+        raise NotImplementedError
+
+
+Plan = Generator[Step, Any, T]
+
+
+def run(plan: Plan[T]) -> T:
+    """Carry out ``plan``, blocking."""
+    return drive(plan, _do)
+
+
+async def arun(plan: Plan[T]) -> T:
+    """Carry out ``plan`` on the running event loop."""
+    return await adrive(plan, _ado)
+
+
+def _do(step: Step) -> Any:
+    return step.do()
+
+
+def _ado(step: Step) -> Awaitable[Any]:
+    return step.ado()
 
 
 def drive(plan: Generator[S, Any, T], do: Callable[[S], Any]) -> T:

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import redis.exceptions as rex
 
-from django_redis_resilience.connection._errors import script_reply
+from django_redis_resilience.connection import script_reply
 
 
 class LuaScript:

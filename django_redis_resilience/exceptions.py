@@ -14,7 +14,7 @@ import redis.exceptions
 from django.core.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
-    from django_redis_resilience.connection._errors import ErrorKind
+    from django_redis_resilience.connection import ErrorKind
 
 __all__ = [
     "BreakerOpen",

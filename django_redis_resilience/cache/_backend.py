@@ -1,11 +1,12 @@
 """``ResilientRedisCache``: Django's cache API on Redis, served by a fallback while Redis is down.
 
 A facade: each method runs one *plan* (a generator of I/O steps, see
-``_plan``) with :func:`run` or :func:`arun`, so the sync and async forms share
-every decision. The plans are plain functions of a :class:`CacheContext`,
-grouped by concern: ``_reads``, ``_writes``, ``_counters``, ``_get_or_set``
-and ``_extras`` (django-redis's), all through the degraded paths of
-``_degraded``. What stays here is the cache's construction (its options, read
+``_drive``; the cache's own kinds of step are in ``_steps``) with :func:`run`
+or :func:`arun`, so the sync and async forms share every decision. The plans
+are plain functions of a :class:`CacheContext`, grouped by concern:
+``_reads``, ``_writes``, ``_counters``, ``_get_or_set`` and ``_extras``
+(django-redis's), all through the degraded paths of ``_degraded``. What stays
+here is the cache's construction (its options, read
 once) and the parts the health report and ``django_redis`` ask for.
 
 Keys in Redis are exactly Django's ``make_key(key, version)`` and values are
@@ -24,11 +25,11 @@ from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.utils.module_loading import import_string
 
+from django_redis_resilience._steps import arun, run
 from django_redis_resilience.cache import _counters, _extras, _get_or_set, _reads, _writes
 from django_redis_resilience.cache._codec import DEFAULT_COMPRESSOR, DEFAULT_SERIALIZER, Codec
 from django_redis_resilience.cache._context import CacheContext
 from django_redis_resilience.cache._namespace import Namespace, UnknownNamespace, namespace_of
-from django_redis_resilience.cache._plan import arun, run
 from django_redis_resilience.cache._stampede import StampedeConfig
 from django_redis_resilience.cache._state import PRIVATE, CacheSettings, CacheState
 from django_redis_resilience.clients import get_manager

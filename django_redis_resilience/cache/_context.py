@@ -20,8 +20,7 @@ from django_redis_resilience.cache._codec import Codec
 from django_redis_resilience.cache._stampede import StampedeConfig
 from django_redis_resilience.cache._state import CacheSettings, CacheState, state_for
 from django_redis_resilience.clients import get_manager
-from django_redis_resilience.connection import ConnectionManager
-from django_redis_resilience.connection._manager import LogicalEndpoint
+from django_redis_resilience.connection import ConnectionManager, LogicalEndpoint
 from django_redis_resilience.exceptions import InvalidValue
 
 #: A value the cache does not have (``None`` is a value a cache may hold).

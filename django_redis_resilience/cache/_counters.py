@@ -13,8 +13,9 @@ import redis.exceptions as rex
 from django.core.cache.backends.base import BaseCache
 
 from django_redis_resilience._lua import LuaScript
+from django_redis_resilience._steps import Execute, Plan
 from django_redis_resilience.cache._context import CacheContext
-from django_redis_resilience.cache._plan import Execute, Fallback, Plan
+from django_redis_resilience.cache._steps import Fallback
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.exceptions import RedisUnavailable
 

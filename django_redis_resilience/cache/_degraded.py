@@ -2,7 +2,7 @@
 
 :func:`read` asks Redis and, during an outage or for a key journaled (a write
 of it failed), the fallback store. :func:`write` writes to Redis and, during
-an outage, journals the key and writes to the fallback. :func:`refused`
+an outage, journals the key and writes to the fallback. :func:`rejected_write`
 handles a write Redis refused while it answers (memory full, ``MISCONF``).
 No plan repeats their ``try``/``except``.
 """
@@ -16,12 +16,11 @@ from typing import Any, TypeVar
 import redis.exceptions as rex
 from django.core.cache.backends.base import BaseCache
 
+from django_redis_resilience._steps import AsyncClientFn, ClientFn, Execute, Plan
 from django_redis_resilience.cache._context import CacheContext
-from django_redis_resilience.cache._plan import AsyncClientFn, ClientFn, Execute, Fallback, Plan
 from django_redis_resilience.cache._state import CacheState, EndpointCounter
-from django_redis_resilience.connection import ConnectionManager
-from django_redis_resilience.connection._errors import ErrorKind, translate
-from django_redis_resilience.connection._errors import refused as is_refusal
+from django_redis_resilience.cache._steps import Fallback
+from django_redis_resilience.connection import ConnectionManager, ErrorKind, rejected, translate
 from django_redis_resilience.exceptions import RedisUnavailable
 
 logger = logging.getLogger("django_redis_resilience")
@@ -106,9 +105,9 @@ def write(
         except RedisUnavailable as exc:
             error = exc
         except rex.ResponseError as exc:
-            if not is_refusal(exc):
+            if not rejected(exc):
                 raise
-            yield from refused(ctx, redis_key, original, exc)
+            yield from rejected_write(ctx, redis_key, original, exc)
             return default
         else:
             if state.journaling:  # one cheap test on the hot path while nothing is
@@ -138,7 +137,7 @@ def mirror(
             yield Fallback(store, fallback)
 
 
-def refused(
+def rejected_write(
     ctx: CacheContext, redis_key: str, original: tuple[Any, int | None], error: Exception
 ) -> Plan[None]:
     """Redis is up but refused a write (memory full under ``noeviction``, ``MISCONF``...).
@@ -157,7 +156,7 @@ def refused(
     except RedisUnavailable as exc:  # then the journal deletes it before reads resume
         state.record_write(ctx.endpoint(redis_key), redis_key, original, exc, force=True)
     except rex.ResponseError as exc:
-        if not is_refusal(exc):
+        if not rejected(exc):
             raise
         logger.warning("Could not delete %s after a refused write: %s", redis_key, exc)
     if ctx.raises:

@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 import redis.exceptions as rex
 import redis.lock
 
+from django_redis_resilience._steps import Execute, Plan, Primaries
 from django_redis_resilience.cache._context import CacheContext
 from django_redis_resilience.cache._namespace import glob_escape
-from django_redis_resilience.cache._plan import Execute, Plan, Primaries
 from django_redis_resilience.cache._state import aunlink_matching, unlink_matching
 from django_redis_resilience.cache._writes import touch
-from django_redis_resilience.connection._errors import ErrorKind, classify, translate
+from django_redis_resilience.connection import ErrorKind, classify, translate
 from django_redis_resilience.exceptions import RedisUnavailable
 
 T = TypeVar("T")

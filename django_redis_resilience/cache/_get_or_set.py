@@ -8,11 +8,12 @@ import logging
 import time
 from typing import Any
 
+from django_redis_resilience._steps import Call, Plan
 from django_redis_resilience.cache._context import MISSING, CacheContext, count
 from django_redis_resilience.cache._degraded import read
-from django_redis_resilience.cache._plan import Compute, Follow, Plan, ReleaseLock, TakeLock
 from django_redis_resilience.cache._reads import get, lookup
 from django_redis_resilience.cache._stampede import ALONE, RETRY, refresh_early
+from django_redis_resilience.cache._steps import Follow, ReleaseLock, TakeLock
 from django_redis_resilience.cache._writes import add, set_value
 from django_redis_resilience.exceptions import RedisUnavailable
 from django_redis_resilience.locks import Lock
@@ -161,7 +162,7 @@ def _compute(
             if stored is not MISSING:  # another process computed it meanwhile
                 return stored, None
         started = time.monotonic()
-        value = (yield Compute(default)) if callable(default) else default
+        value = (yield Call(default)) if callable(default) else default
         took = time.monotonic() - started
         if value is None and ctx.stampede.null_timeout is not None:
             timeout = ctx.stampede.null_timeout

@@ -13,9 +13,10 @@ from typing import Any
 
 from django.core.cache.backends.base import BaseCache
 
+from django_redis_resilience._steps import Grouped, Plan
 from django_redis_resilience.cache._context import MISSING, CacheContext, count
 from django_redis_resilience.cache._degraded import read, strict_check
-from django_redis_resilience.cache._plan import Fallback, Grouped, Plan
+from django_redis_resilience.cache._steps import Fallback
 from django_redis_resilience.exceptions import RedisUnavailable
 
 

@@ -33,9 +33,13 @@ from django.core.cache.backends.locmem import LocMemCache
 
 from django_redis_resilience.cache._namespace import Namespace
 from django_redis_resilience.cache._stampede import Flights
-from django_redis_resilience.connection import BreakerState, CircuitBreaker, ConnectionManager
-from django_redis_resilience.connection._errors import redirect_of
-from django_redis_resilience.connection._manager import LogicalEndpoint
+from django_redis_resilience.connection import (
+    BreakerState,
+    CircuitBreaker,
+    ConnectionManager,
+    LogicalEndpoint,
+    redirect_of,
+)
 from django_redis_resilience.exceptions import BreakerOpen, RedisUnavailable
 
 logger = logging.getLogger("django_redis_resilience")

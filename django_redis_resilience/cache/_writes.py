@@ -15,12 +15,13 @@ from typing import Any
 import redis
 from django.core.cache.backends.base import BaseCache
 
+from django_redis_resilience._steps import Grouped, Plan, Primaries
 from django_redis_resilience.cache._context import CacheContext, expired, seconds_of
-from django_redis_resilience.cache._degraded import mirror, refused, write
-from django_redis_resilience.cache._plan import Fallback, Grouped, Plan, Primaries
+from django_redis_resilience.cache._degraded import mirror, rejected_write, write
 from django_redis_resilience.cache._reads import has_key
 from django_redis_resilience.cache._state import aunlink_matching, unlink_matching
-from django_redis_resilience.connection._errors import refused as is_refusal
+from django_redis_resilience.cache._steps import Fallback
+from django_redis_resilience.connection import rejected
 from django_redis_resilience.exceptions import RedisUnavailable
 
 
@@ -154,7 +155,7 @@ def set_many(
         journaling = state.journaling  # once per shard, not per key: usually nothing is
         for k, reply in zip(group, result, strict=True):
             if isinstance(reply, Exception):  # refused: the others raised in store()
-                yield from refused(ctx, k, (made[k], version), reply)
+                yield from rejected_write(ctx, k, (made[k], version), reply)
                 failed.append(made[k])
             elif journaling:
                 setter = partial(_fallback_set, made[k], data[made[k]], seconds, version)
@@ -251,6 +252,6 @@ def _refusals_only(replies: Any) -> Any:
 
         return checked()
     for reply in replies:
-        if isinstance(reply, Exception) and not is_refusal(reply):
+        if isinstance(reply, Exception) and not rejected(reply):
             raise reply
     return replies

@@ -4,7 +4,7 @@ Nothing here reads Django settings; :mod:`django_redis_resilience.clients`
 does that and passes plain values in.
 """
 
-from django_redis_resilience.connection._background import Scheduler
+from django_redis_resilience.connection._background import Job, Scheduler
 from django_redis_resilience.connection._breaker import BreakerConfig, BreakerState, CircuitBreaker
 from django_redis_resilience.connection._cluster import (
     ClusterRouter,
@@ -15,8 +15,15 @@ from django_redis_resilience.connection._cluster import (
     untagged,
 )
 from django_redis_resilience.connection._connections import int_bytes
-from django_redis_resilience.connection._endpoint import Endpoint, NodePools
-from django_redis_resilience.connection._errors import ErrorKind, classify
+from django_redis_resilience.connection._endpoint import MAX_BLOCK, Endpoint, NodePools
+from django_redis_resilience.connection._errors import (
+    ErrorKind,
+    classify,
+    redirect_of,
+    rejected,
+    script_reply,
+    translate,
+)
 from django_redis_resilience.connection._location import (
     NodeAddress,
     Topology,
@@ -38,8 +45,11 @@ from django_redis_resilience.connection._registry import (
 )
 from django_redis_resilience.connection._retry import RetryPolicy, is_idempotent
 from django_redis_resilience.connection._sentinel import SentinelService
+from django_redis_resilience.connection._tls import TLS_DEFAULTS, is_tls_option
 
 __all__ = [
+    "MAX_BLOCK",
+    "TLS_DEFAULTS",
     "BreakerConfig",
     "BreakerState",
     "CircuitBreaker",
@@ -50,6 +60,7 @@ __all__ = [
     "ConnectionOptions",
     "Endpoint",
     "ErrorKind",
+    "Job",
     "LogicalEndpoint",
     "NodeAddress",
     "NodePools",
@@ -67,9 +78,14 @@ __all__ = [
     "get_registry",
     "int_bytes",
     "is_idempotent",
+    "is_tls_option",
     "mask_url",
     "parse_location",
+    "redirect_of",
+    "rejected",
     "reset_registry",
+    "script_reply",
     "slot_of",
+    "translate",
     "untagged",
 ]

@@ -174,11 +174,14 @@ def script_reply(exc: rex.ResponseError) -> rex.ResponseError | None:
 
 #: Replies of a server that is up but will not take a write now: memory full under
 #: ``noeviction``, a script running too long, persistence failing, too few replicas.
-REFUSALS: Final = ("OOM", "BUSY", "MISCONF", "NOREPLICAS")
+REJECTIONS: Final = ("OOM", "BUSY", "MISCONF", "NOREPLICAS")
 
 
-def refused(exc: BaseException) -> bool:
-    """The server answered, and refused the command for a reason of its own (``REFUSALS``).
+def rejected(exc: BaseException) -> bool:
+    """The server answered, and rejected the command for a reason of its own (``REJECTIONS``).
+
+    Not to be confused with :attr:`ErrorKind.REFUSED`, a connection the server
+    refused: here the server is up.
 
     Nothing was applied, yet the server is up: this is neither the caller's
     error nor an outage for the breaker, so callers decide (the cache stores
@@ -186,7 +189,7 @@ def refused(exc: BaseException) -> bool:
     """
     if not isinstance(exc, rex.ResponseError) or classify(exc) is not None:
         return False
-    return isinstance(exc, rex.OutOfMemoryError) or reply_text(exc).startswith(REFUSALS)
+    return isinstance(exc, rex.OutOfMemoryError) or reply_text(exc).startswith(REJECTIONS)
 
 
 def classify(exc: BaseException) -> ErrorKind | None:

@@ -27,8 +27,7 @@ from redis.crc import key_slot
 from django_redis_resilience import metrics
 from django_redis_resilience._steps import Gather, Plan, Script, ScriptGrouped, arun, run
 from django_redis_resilience.clients import get_manager, key_prefix
-from django_redis_resilience.connection import ConnectionManager
-from django_redis_resilience.connection._errors import refused
+from django_redis_resilience.connection import ConnectionManager, rejected
 from django_redis_resilience.exceptions import InvalidRateLimit, RedisUnavailable
 from django_redis_resilience.ratelimiting._algorithms import (
     LIMITS,
@@ -417,7 +416,7 @@ _last_warning = [0.0]
 
 
 def _refused(error: rex.ResponseError) -> _ServerRefused:
-    if not refused(error):
+    if not rejected(error):
         raise error  # the caller's error, or READONLY, LOADING...: the connection layer's
     now = time.monotonic()
     if now - _last_warning[0] > 60:  # one line a minute, not one per request

@@ -10,8 +10,7 @@ import pytest
 import redis.exceptions as rex
 from redis.sentinel import MasterNotFoundError
 
-from django_redis_resilience.connection import ErrorKind, classify
-from django_redis_resilience.connection._errors import refused, translate
+from django_redis_resilience.connection import ErrorKind, classify, rejected, translate
 from django_redis_resilience.exceptions import (
     BreakerOpen,
     RedisAuthenticationError,
@@ -138,4 +137,4 @@ def test_oom_inside_a_script_is_a_refusal(
     with server.client() as client:
         error = _script_error(client)
     assert classify(error) is None, error  # the server is up: no outage
-    assert refused(error), error
+    assert rejected(error), error
