@@ -14,11 +14,11 @@ with a protocol error and a closed connection (which would look like an outage).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import suppress
 from enum import Enum
 from typing import Any
 
 from django.utils.module_loading import import_string
+from django_redis.compressors.identity import IdentityCompressor
 from django_redis.exceptions import CompressorError
 
 from django_redis_resilience.connection import int_bytes
@@ -28,6 +28,10 @@ DEFAULT_SERIALIZER = "django_redis.serializers.pickle.PickleSerializer"
 DEFAULT_COMPRESSOR = "django_redis.compressors.identity.IdentityCompressor"
 #: Redis's ``proto-max-bulk-len`` default: the largest string it accepts.
 MAX_VALUE_BYTES = 512 * 2**20
+#: The bytes an integer's text may start with (``int()`` skips ASCII whitespace and
+#: takes a sign): a reply starting otherwise is a serialized value, and trying
+#: ``int()`` on it first would cost a raised and caught exception on every read.
+_INT_START = frozenset(b"\t\n\x0b\x0c\r +-0123456789")
 
 
 class Codec:
@@ -44,6 +48,11 @@ class Codec:
         compressor_cls = import_string(compressor) if isinstance(compressor, str) else compressor
         self._serializer = serializer_cls(options=dict(options or {}))
         self._compressor = compressor_cls(options=dict(options or {}))
+        self._loads = self._serializer.loads
+        #: ``None`` for django-redis's identity compressor, which gives back what it is given.
+        self._decompress = (
+            None if compressor_cls is IdentityCompressor else self._compressor.decompress
+        )
 
     def encode(self, value: Any) -> bytes:
         if isinstance(value, int) and not isinstance(value, bool | Enum):
@@ -67,10 +76,18 @@ class Codec:
         return data
 
     def decode(self, raw: bytes | int | str) -> Any:
+        if type(raw) is bytes and raw and raw[0] not in _INT_START:
+            return self._deserialize(raw)
         try:
             return int(raw)
         except (ValueError, TypeError):
+            return self._deserialize(raw)
+
+    def _deserialize(self, raw: Any) -> Any:
+        if self._decompress is None:
+            return self._loads(raw)
+        try:
+            data = self._decompress(raw)
+        except CompressorError:  # small values are stored uncompressed
             data = raw
-            with suppress(CompressorError):  # small values are stored uncompressed
-                data = self._compressor.decompress(raw)
-            return self._serializer.loads(data)
+        return self._loads(data)

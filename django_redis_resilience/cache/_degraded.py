@@ -40,7 +40,7 @@ def read(
 ) -> Plan[T]:
     """Read from Redis (``then`` reads the reply); on an outage, or for a key
     journaled, ask the fallback. The caller resolves manager and state once."""
-    if state.journaled(redis_key, lambda: ctx.endpoint(redis_key)):
+    if state.journaling and state.journaled(redis_key, lambda: ctx.endpoint(redis_key)):
         strict_check(ctx, redis_key)
     else:
         try:
@@ -131,7 +131,7 @@ def mirror(
     deletes it from Redis; without this, a write that succeeds in that window
     (the breaker never opened, or closed again) would be read back older.
     """
-    if state.journaled(redis_key, lambda: ctx.endpoint(redis_key)):
+    if state.journaling and state.journaled(redis_key, lambda: ctx.endpoint(redis_key)):
         store = state.fallback(ctx.endpoint(redis_key))
         if store is not None:
             yield Fallback(store, fallback)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import partial
+from operator import methodcaller
 from typing import Any
 
 from django.core.cache.backends.base import BaseCache
@@ -21,12 +22,13 @@ from django_redis_resilience.exceptions import RedisUnavailable
 
 
 def get(ctx: CacheContext, key: Any, default: Any, version: int | None) -> Plan[Any]:
-    value = yield from lookup(ctx, key, version, count_it=True)
-    return default if value is MISSING else value
+    return lookup(ctx, key, version, count_it=True, default=default)
 
 
-def lookup(ctx: CacheContext, key: Any, version: int | None, *, count_it: bool) -> Plan[Any]:
-    """The value, or ``MISSING``; ``count_it``: as a hit or a miss in the counters."""
+def lookup(
+    ctx: CacheContext, key: Any, version: int | None, *, count_it: bool, default: Any = MISSING
+) -> Plan[Any]:
+    """The value, or ``default``; ``count_it``: as a hit or a miss in the counters."""
     k = ctx.key(key, version)
     manager = ctx.manager
     state = ctx.state_of(manager)
@@ -35,14 +37,14 @@ def lookup(ctx: CacheContext, key: Any, version: int | None, *, count_it: bool) 
         manager,
         state,
         k,
-        lambda c: c.get(k),
+        methodcaller("get", k),  # called in C: no Python frame on the hot path
         ctx.decoded,
         lambda fb: fb.get(key, MISSING, version=version),
         MISSING,
     )
     if count_it:
         count(state, value)
-    return value
+    return default if value is MISSING else value
 
 
 def has_key(ctx: CacheContext, key: Any, version: int | None) -> Plan[bool]:
@@ -67,12 +69,16 @@ def get_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> Pla
     found: dict[Any, Any] = {}
     manager = ctx.manager
     state = ctx.state_of(manager)
-    journaled = {k for k in made if state.journaled(k, partial(ctx.endpoint, k))}
-    in_redis = [k for k in made if k not in journaled]
+    in_redis = list(made)
+    degraded: list[str] = []
+    if state.journaling:  # almost never outside an outage: no per-key check then
+        degraded = sorted(k for k in made if state.journaled(k, partial(ctx.endpoint, k)))
+        skip = set(degraded)
+        in_redis = [k for k in made if k not in skip]
+        for k in degraded:
+            strict_check(ctx, k)
     fetch = _mget if manager.cluster is None else _pipelined_get
-    for k in journaled:
-        strict_check(ctx, k)
-    degraded: list[str] = sorted(journaled)
+    decode = ctx.codec.decode
     for group, result in (yield Grouped(manager, in_redis, fetch, write=False)):
         if isinstance(result, RedisUnavailable):
             state.note_unavailable(result)
@@ -82,7 +88,7 @@ def get_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> Pla
             continue
         for k, raw in zip(group, result, strict=True):
             if raw is not None:
-                found[made[k]] = ctx.codec.decode(raw)
+                found[made[k]] = decode(raw)
     for k in degraded:
         endpoint = ctx.endpoint(k)
         store = state.fallback(endpoint)

@@ -146,6 +146,20 @@ def test_ints_are_stored_as_raw_redis_integers(
     assert theirs.get("ours") == 42
 
 
+@pytest.mark.parametrize("options", [{}, JSON_ZLIB], ids=["pickle", "json-zlib"])
+@pytest.mark.parametrize(
+    "text", [b"12", b"-7", b"+3", b" 5", b"\t-4\n", b"\x0b8\x0c", b"1_000", b"007"]
+)
+def test_integer_text_written_by_another_tool_reads_as_django_redis_reads_it(
+    make_pair: Callable[..., Pair], options: dict[str, Any], text: bytes
+) -> None:
+    ours, theirs = make_pair(**options)
+    raw = ours.get_client()
+    raw.set(ours.make_key("n"), text)
+    assert ours.get("n") == theirs.get("n") == int(text)
+    assert ours.get_many(["n"]) == theirs.get_many(["n"]) == {"n": int(text)}
+
+
 def test_incr_by_one_is_read_by_the_other(make_pair: Callable[..., Pair]) -> None:
     ours, theirs = make_pair()
     theirs.set("n", 10)
