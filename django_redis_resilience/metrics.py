@@ -218,7 +218,9 @@ class _Scrape:
             self.breaker.add_metric(
                 [alias, endpoint.display, self.process], _BREAKER_VALUE.get(state, 2)
             )
-        cache = manager.extensions.get("cache")
+        from django_redis_resilience.cache import CACHE_STATE
+
+        cache = manager.extensions.get(CACHE_STATE)
         if cache is not None:
             self._add_cache(alias, manager, cache)
         router = manager.cluster

@@ -18,7 +18,12 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
 from django_redis_resilience.cache._codec import Codec
 from django_redis_resilience.cache._stampede import StampedeConfig
-from django_redis_resilience.cache._state import CacheSettings, CacheState, state_for
+from django_redis_resilience.cache._state import (
+    CACHE_STATE,
+    CacheSettings,
+    CacheState,
+    state_for,
+)
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.connection import ConnectionManager, LogicalEndpoint
 from django_redis_resilience.exceptions import InvalidValue
@@ -71,7 +76,7 @@ class CacheContext:
         return get_manager(self.alias)
 
     def state_of(self, manager: ConnectionManager) -> CacheState:
-        state: CacheState | None = manager.extensions.get("cache")
+        state = manager.extensions.get(CACHE_STATE)
         return state if state is not None else state_for(manager, self._settings)
 
     def endpoint(self, redis_key: str) -> LogicalEndpoint:

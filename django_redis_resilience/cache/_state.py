@@ -38,6 +38,7 @@ from django_redis_resilience.connection import (
     CircuitBreaker,
     ConnectionManager,
     LogicalEndpoint,
+    Slot,
     redirect_of,
 )
 from django_redis_resilience.exceptions import BreakerOpen, RedisUnavailable
@@ -612,16 +613,16 @@ async def _aunlink(client: redis.asyncio.Redis, keys: list[bytes]) -> int:
     return sum(int(r) for r in await pipe.execute())
 
 
-_states_lock = threading.Lock()
+#: Where a connection manager keeps its cache's state (the health report and the
+#: metrics read it there too).
+CACHE_STATE: Slot[CacheState] = Slot("cache")
 
 
 def state_for(manager: ConnectionManager, settings: Callable[[], CacheSettings]) -> CacheState:
     """The state of ``manager``'s cache, built on first use; it lives as long as the manager."""
-    state: CacheState | None = manager.extensions.get("cache")
+    state = manager.extensions.get(CACHE_STATE)
     if state is None:
-        with _states_lock:
-            state = manager.extensions.get("cache")
-            if state is None:
-                state = CacheState(manager=manager, settings=settings())
-                manager.extensions["cache"] = state
+        state = manager.extensions.obtain(
+            CACHE_STATE, lambda: CacheState(manager=manager, settings=settings())
+        )
     return state

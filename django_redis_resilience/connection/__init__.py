@@ -45,6 +45,7 @@ from django_redis_resilience.connection._registry import (
 )
 from django_redis_resilience.connection._retry import RetryPolicy, is_idempotent
 from django_redis_resilience.connection._sentinel import SentinelService
+from django_redis_resilience.connection._slots import Extensions, Slot
 from django_redis_resilience.connection._tls import TLS_DEFAULTS, is_tls_option
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "ConnectionOptions",
     "Endpoint",
     "ErrorKind",
+    "Extensions",
     "Job",
     "LogicalEndpoint",
     "NodeAddress",
@@ -69,6 +71,7 @@ __all__ = [
     "Scheduler",
     "SentinelService",
     "ShardView",
+    "Slot",
     "SlotMap",
     "Topology",
     "TopologyKind",

@@ -37,6 +37,7 @@ from django_redis_resilience.connection._location import Topology, TopologyKind
 from django_redis_resilience.connection._options import ConnectionOptions
 from django_redis_resilience.connection._retry import is_idempotent
 from django_redis_resilience.connection._sentinel import SentinelService
+from django_redis_resilience.connection._slots import Extensions
 from django_redis_resilience.exceptions import BreakerOpen, RedisUnavailable
 
 T = TypeVar("T")
@@ -262,8 +263,9 @@ class ConnectionManager:
         #: The background thread of this manager's registry (probes, refreshes, drains).
         self.scheduler = scheduler
         #: Per-feature state that lives as long as this manager (e.g. the cache's
-        #: journals), so it is rebuilt with it when the configuration changes.
-        self.extensions: dict[str, Any] = {}
+        #: journals), so it is rebuilt with it when the configuration changes;
+        #: each feature reads its own typed :class:`Slot`.
+        self.extensions = Extensions()
         self.sentinel: SentinelService | None = None
         self.cluster: ClusterRouter | None = None
         self.primary: Endpoint | None = None

@@ -20,6 +20,7 @@ from django_redis_resilience.connection._background import Scheduler
 from django_redis_resilience.connection._location import Topology
 from django_redis_resilience.connection._manager import ConnectionManager
 from django_redis_resilience.connection._options import ConnectionOptions, fingerprint
+from django_redis_resilience.connection._slots import Extensions
 
 #: Called with each new manager, e.g. to connect breaker listeners to signals.
 ManagerHook = Callable[[ConnectionManager], None]
@@ -34,6 +35,10 @@ class Registry:
         self._lock = threading.Lock()
         self._managers: dict[str, tuple[str, ConnectionManager]] = {}
         self._hooks: list[ManagerHook] = []
+        #: Per-feature state of this process that is not one cache's (counters, the cached
+        #: health report): it starts empty with the registry, after ``fork()`` and when the
+        #: settings change, like every manager.
+        self.extensions = Extensions()
 
     def add_hook(self, hook: ManagerHook) -> None:
         """Run ``hook`` on every manager created from now on."""

@@ -22,8 +22,9 @@ from django_redis_resilience.connection import (
     NodeAddress,
     NodePools,
     SentinelService,
+    Slot,
+    TopologyKind,
 )
-from django_redis_resilience.connection._location import TopologyKind
 from django_redis_resilience.health._model import NodeReport
 from django_redis_resilience.health._probe import probe
 
@@ -67,11 +68,12 @@ class _Pools:
             return pools
 
 
+#: Where a connection manager keeps the pools of the nodes the health probe found.
+_PROBE_POOLS: Slot[_Pools] = Slot("health probe pools")
+
+
 def _pools(manager: ConnectionManager) -> _Pools:
-    pools: _Pools | None = manager.extensions.get("health")
-    if pools is None:
-        pools = manager.extensions.setdefault("health", _Pools())
-    return pools
+    return manager.extensions.obtain(_PROBE_POOLS, _Pools)
 
 
 def seeds(manager: ConnectionManager, timeout: float) -> list[Target]:

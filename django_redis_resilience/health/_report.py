@@ -6,12 +6,13 @@ import os
 import socket
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from django_redis_resilience.cache import CACHE_STATE
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf
-from django_redis_resilience.connection import ConnectionManager
-from django_redis_resilience.connection._location import mask_url
+from django_redis_resilience.connection import ConnectionManager, Slot, mask_url
 from django_redis_resilience.health._findings import (
     client_findings,
     cluster_findings,
@@ -34,7 +35,7 @@ def process_label() -> str:
 
 def client_state(manager: ConnectionManager) -> dict[str, Any]:
     """This process's breakers, fallback use, journal and counters for one cache."""
-    state = manager.extensions.get("cache")
+    state = manager.extensions.get(CACHE_STATE)
     endpoints = []
     for endpoint in manager.endpoints:
         breaker = endpoint.breaker
@@ -94,6 +95,26 @@ def _masters(cache: CacheReport) -> frozenset[str]:
     return frozenset(n.address for n in cache.nodes if n.kind == "primary" and n.reachable)
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """What one report found: the nodes that answered, those that did not, the masters."""
+
+    up: frozenset[str]
+    down: frozenset[str]
+    masters: frozenset[str]
+
+
+class _LastSeen:
+    """What this process's previous report of one cache found (``None``: no report yet)."""
+
+    def __init__(self) -> None:
+        self.seen: _Seen | None = None
+
+
+#: Where a connection manager keeps what its previous health report found.
+_LAST_SEEN: Slot[_LastSeen] = Slot("health last seen")
+
+
 def _compare_with_last(manager: ConnectionManager, cache: CacheReport) -> None:
     """Degradation events seen by comparing with this process's previous report:
     nodes lost and recovered, a failover (Sentinel), a changed set of masters (cluster)."""
@@ -102,20 +123,19 @@ def _compare_with_last(manager: ConnectionManager, cache: CacheReport) -> None:
     up = frozenset(n.address for n in cache.nodes if n.reachable)
     down = frozenset(n.address for n in cache.nodes if not n.reachable)
     masters = _masters(cache)
-    last = manager.extensions.get("health_last")
-    manager.extensions["health_last"] = {"up": up, "down": down, "masters": masters}
+    holder = manager.extensions.obtain(_LAST_SEEN, _LastSeen)
+    last, holder.seen = holder.seen, _Seen(up=up, down=down, masters=masters)
     if last is None:
         return
     alias = manager.alias
-    for address in sorted(down & last["up"]):
+    for address in sorted(down & last.up):
         events.record("node_lost", alias=alias, endpoint=address, message="no longer answers")
-    for address in sorted(up & last["down"]):
+    for address in sorted(up & last.down):
         events.record("node_recovered", alias=alias, endpoint=address, message="answers again")
-    if masters and last["masters"] and masters != last["masters"]:
+    if masters and last.masters and masters != last.masters:
         kind = "topology_changed" if manager.cluster is not None else "failover"
-        message = (
-            f"masters were {', '.join(sorted(last['masters']))}; now {', '.join(sorted(masters))}"
-        )
+        were, now = ", ".join(sorted(last.masters)), ", ".join(sorted(masters))
+        message = f"masters were {were}; now {now}"
         events.record(kind, alias=alias, endpoint=manager.topology.display, message=message)
 
 
