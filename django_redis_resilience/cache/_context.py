@@ -10,7 +10,6 @@ so the context asks the cache for them rather than copying them.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -31,9 +30,6 @@ from django_redis_resilience.exceptions import InvalidValue
 #: A value the cache does not have (``None`` is a value a cache may hold).
 MISSING = object()
 
-#: What Django's ``memcache_key_warnings`` looks for, compiled eagerly: Django's
-#: lazily compiled pattern costs a proxy lookup per key, which ``get_many`` pays 100 times.
-_UNSAFE_KEY = re.compile(r"[\x00-\x20\x7f]")
 _MAX_KEY_LENGTH = 250
 #: The longest lifetime given to Redis: ``PX`` must stay below LLONG_MAX less the
 #: server's clock in milliseconds.
@@ -122,7 +118,9 @@ class CacheContext:
 
     def key(self, key: Any, version: int | None) -> str:
         made = str(self.cache.make_key(key, version=version))
-        if len(made) > _MAX_KEY_LENGTH or _UNSAFE_KEY.search(made):
+        # isprintable() is false for every control character (and some harmless
+        # ones, which Django's check then lets pass): a C loop, cheaper than a regex.
+        if len(made) > _MAX_KEY_LENGTH or " " in made or not made.isprintable():
             self.cache.validate_key(made)  # Django's own warnings, word for word
         return made
 

@@ -12,7 +12,7 @@ from django_redis_resilience._steps import Call, Plan
 from django_redis_resilience.cache._context import MISSING, CacheContext, count
 from django_redis_resilience.cache._degraded import read
 from django_redis_resilience.cache._reads import get, lookup
-from django_redis_resilience.cache._stampede import ALONE, RETRY, refresh_early
+from django_redis_resilience.cache._stampede import ALONE, RETRY, Flight, refresh_early
 from django_redis_resilience.cache._steps import Follow, ReleaseLock, TakeLock
 from django_redis_resilience.cache._writes import add, set_value
 from django_redis_resilience.exceptions import RedisUnavailable
@@ -49,66 +49,106 @@ def _once(
     lock: bool | None,
     early_refresh: float | None,
 ) -> Plan[Any]:
-    config = ctx.stampede
-    beta = config.early_refresh if early_refresh is None else early_refresh
+    beta = ctx.stampede.early_refresh if early_refresh is None else early_refresh
     k = ctx.key(key, version)
-    manager = ctx.manager
-    state = ctx.state_of(manager)
-    flights = state.flights
-    missing: tuple[Any, int | None] = (MISSING, None)
-    if beta:
-        value, ttl_ms = yield from read(
-            ctx,
-            manager,
-            state,
-            k,
-            lambda c: c.pipeline(transaction=False).get(k).pttl(k).execute(),
-            lambda reply: (ctx.decoded(reply[0]), int(reply[1])),
-            lambda fb: (fb.get(key, MISSING, version=version), None),
-            missing,
-        )
-        count(state, value)
-    else:
-        value, ttl_ms = (yield from get(ctx, key, MISSING, version)), None
+    flights = ctx.state_of(ctx.manager).flights
+    value, ttl_ms = yield from _current(ctx, key, k, version, beta)
     if value is not MISSING:
         if not refresh_early(beta=beta, duration=flights.duration(k), ttl_ms=ttl_ms):
             return value
-        lead = flights.lead(k)
-        if lead is None:  # someone here refreshes it already
+        flight = flights.lead(k)
+        if flight is None:  # someone here refreshes it already
             return value
-        flight = lead
     else:
         flight, leader = flights.join(k)
         if not leader:
-            outcome = yield Follow(flight)
-            if outcome is not ALONE:
-                return outcome
-            # Waiting here would block the leader (same thread): compute
-            # alone, without the lock, which would wait for the leader too.
-            result, _ = yield from _compute(
-                ctx, key, k, default, timeout, version, use_lock=False, current=MISSING
-            )
-            return result
-        try:
-            # A flight may have landed between our miss and our lead: read again.
-            value = yield from lookup(ctx, key, version, count_it=False)
-        except BaseException as exc:
-            flights.abandon(k, flight, exc)
-            raise
+            return (yield from _follow(ctx, key, k, default, timeout, version, flight))
+        value = yield from _read_again(ctx, key, k, version, flight)
         if value is not MISSING:
-            flights.land(k, flight, value=value)
             return value
+    use_lock = ctx.stampede.lock if lock is None else lock
+    return (yield from _lead(ctx, key, k, default, timeout, version, flight, value, use_lock))
+
+
+def _current(
+    ctx: CacheContext, key: Any, k: str, version: int | None, beta: float | None
+) -> Plan[tuple[Any, int | None]]:
+    """The cached value (or ``MISSING``) and, for an early refresh, its TTL in the
+    same round trip."""
+    if not beta:
+        return (yield from get(ctx, key, MISSING, version)), None
+    manager = ctx.manager
+    state = ctx.state_of(manager)
+    missing: tuple[Any, int | None] = (MISSING, None)
+    value, ttl_ms = yield from read(
+        ctx,
+        manager,
+        state,
+        k,
+        lambda c: c.pipeline(transaction=False).get(k).pttl(k).execute(),
+        lambda reply: (ctx.decoded(reply[0]), int(reply[1])),
+        lambda fb: (fb.get(key, MISSING, version=version), None),
+        missing,
+    )
+    count(state, value)
+    return value, ttl_ms
+
+
+def _follow(
+    ctx: CacheContext,
+    key: Any,
+    k: str,
+    default: Any,
+    timeout: Any,
+    version: int | None,
+    flight: Flight,
+) -> Plan[Any]:
+    """Wait for this process's leader of the key and take its outcome."""
+    outcome = yield Follow(flight)
+    if outcome is not ALONE:
+        return outcome
+    # Waiting here would block the leader (same thread): compute
+    # alone, without the lock, which would wait for the leader too.
+    result, _ = yield from _compute(
+        ctx, key, k, default, timeout, version, use_lock=False, current=MISSING
+    )
+    return result
+
+
+def _read_again(
+    ctx: CacheContext, key: Any, k: str, version: int | None, flight: Flight
+) -> Plan[Any]:
+    """A flight may have landed between our miss and our lead: read again (and land
+    ours with what is found)."""
+    flights = ctx.state_of(ctx.manager).flights
+    try:
+        value = yield from lookup(ctx, key, version, count_it=False)
+    except BaseException as exc:
+        flights.abandon(k, flight, exc)
+        raise
+    if value is not MISSING:
+        flights.land(k, flight, value=value)
+    return value
+
+
+def _lead(
+    ctx: CacheContext,
+    key: Any,
+    k: str,
+    default: Any,
+    timeout: Any,
+    version: int | None,
+    flight: Flight,
+    value: Any,
+    use_lock: bool,
+) -> Plan[Any]:
+    """Compute the value as this process's leader of the key; ``value`` is the one
+    being refreshed early, or ``MISSING``."""
+    flights = ctx.state_of(ctx.manager).flights
     refreshing = value is not MISSING
     try:
         result, took = yield from _compute(
-            ctx,
-            key,
-            k,
-            default,
-            timeout,
-            version,
-            use_lock=config.lock if lock is None else lock,
-            current=value,
+            ctx, key, k, default, timeout, version, use_lock=use_lock, current=value
         )
     except Exception as exc:
         if not refreshing:

@@ -7,7 +7,7 @@ misses in the cache's state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 from operator import methodcaller
 from typing import Any
@@ -17,6 +17,7 @@ from django.core.cache.backends.base import BaseCache
 from django_redis_resilience._steps import Grouped, Plan
 from django_redis_resilience.cache._context import MISSING, CacheContext, count
 from django_redis_resilience.cache._degraded import read, strict_check
+from django_redis_resilience.cache._state import CacheState
 from django_redis_resilience.cache._steps import Fallback
 from django_redis_resilience.exceptions import RedisUnavailable
 
@@ -69,14 +70,9 @@ def get_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> Pla
     found: dict[Any, Any] = {}
     manager = ctx.manager
     state = ctx.state_of(manager)
-    in_redis = list(made)
-    degraded: list[str] = []
-    if state.journaling:  # almost never outside an outage: no per-key check then
-        degraded = sorted(k for k in made if state.journaled(k, partial(ctx.endpoint, k)))
-        skip = set(degraded)
-        in_redis = [k for k in made if k not in skip]
-        for k in degraded:
-            strict_check(ctx, k)
+    degraded = _journaled(ctx, state, made)
+    skip = set(degraded)
+    in_redis = [k for k in made if k not in skip] if skip else list(made)
     fetch = _mget if manager.cluster is None else _pipelined_get
     decode = ctx.codec.decode
     for group, result in (yield Grouped(manager, in_redis, fetch, write=False)):
@@ -101,6 +97,17 @@ def get_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> Pla
     state.counters.hits += len(found)
     state.counters.misses += len(made) - len(found)
     return found
+
+
+def _journaled(ctx: CacheContext, state: CacheState, made: Mapping[str, Any]) -> list[str]:
+    """The keys of ``made`` waiting in their endpoint's journal, in order (checked one
+    by one only while some journal holds keys: almost never outside an outage)."""
+    if not state.journaling:
+        return []
+    journaled = sorted(k for k in made if state.journaled(k, partial(ctx.endpoint, k)))
+    for k in journaled:
+        strict_check(ctx, k)
+    return journaled
 
 
 def _mget(client: Any, group: list[str]) -> Any:

@@ -8,7 +8,7 @@ forms send one pipeline a shard and fall back key by key for a shard that is dow
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
@@ -19,7 +19,7 @@ from django_redis_resilience._steps import Grouped, Plan, Primaries
 from django_redis_resilience.cache._context import CacheContext, expired, seconds_of
 from django_redis_resilience.cache._degraded import mirror, rejected_write, write
 from django_redis_resilience.cache._reads import has_key
-from django_redis_resilience.cache._state import aunlink_matching, unlink_matching
+from django_redis_resilience.cache._state import CacheState, aunlink_matching, unlink_matching
 from django_redis_resilience.cache._steps import Fallback
 from django_redis_resilience.connection import rejected
 from django_redis_resilience.exceptions import RedisUnavailable
@@ -127,15 +127,10 @@ def set_many(
     made = {ctx.key(key, version): key for key in data}
     encoded = {k: ctx.codec.encode(data[key]) for k, key in made.items()}
 
-    def store(client: Any, group: list[str]) -> Any:
-        pipe = client.pipeline(transaction=False)
-        for k in group:
-            pipe.set(k, encoded[k], px=ms)
-        return _refusals_only(pipe.execute(raise_on_error=False))
-
     failed: list[Any] = []
     seconds = seconds_of(ms)
     state = ctx.state_of(ctx.manager)
+    store = partial(_set_pipelined, encoded, ms)
     for group, result in (yield Grouped(ctx.manager, list(made), store)):
         if isinstance(result, RedisUnavailable):
             for k in group:
@@ -154,13 +149,39 @@ def set_many(
             continue
         journaling = state.journaling  # once per shard, not per key: usually nothing is
         for k, reply in zip(group, result, strict=True):
-            if isinstance(reply, Exception):  # refused: the others raised in store()
-                yield from rejected_write(ctx, k, (made[k], version), reply)
-                failed.append(made[k])
-            elif journaling:
-                setter = partial(_fallback_set, made[k], data[made[k]], seconds, version)
-                yield from mirror(ctx, state, k, setter)
+            if journaling or isinstance(reply, Exception):  # else stored: nothing to do
+                key = made[k]
+                setter = partial(_fallback_set, key, data[key], seconds, version)
+                if not (yield from _stored(ctx, state, k, (key, version), reply, setter)):
+                    failed.append(key)
     return failed
+
+
+def _set_pipelined(
+    encoded: Mapping[str, bytes], ms: int | None, client: Any, group: list[str]
+) -> Any:
+    pipe = client.pipeline(transaction=False)
+    for k in group:
+        pipe.set(k, encoded[k], px=ms)
+    return _refusals_only(pipe.execute(raise_on_error=False))
+
+
+def _stored(
+    ctx: CacheContext,
+    state: CacheState,
+    k: str,
+    original: tuple[Any, int | None],
+    reply: Any,
+    setter: Callable[[BaseCache], Any],
+) -> Plan[bool]:
+    """One key's reply in a pipelined ``set_many`` while some journal holds keys, or
+    that Redis rejected (the other errors raised in the pipeline): whether it is stored.
+    A stored key is mirrored to the fallback (see :func:`mirror`)."""
+    if isinstance(reply, Exception):
+        yield from rejected_write(ctx, k, original, reply)
+        return False
+    yield from mirror(ctx, state, k, setter)
+    return True
 
 
 def delete_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> Plan[None]:
