@@ -1,14 +1,16 @@
 """Run commands against the endpoints of one cache: routing, retries, breakers.
 
-The sync and async paths share every decision through :class:`_Attempt`; they
-differ only in how they wait (``time.sleep`` or ``await asyncio.sleep``).
+A call on a healthy endpoint is one direct call of the caller's function (the
+hot path of every cache read). Anything else (retries, a replica read that
+may fall over to the primary, every master or every shard in turn) is written
+once as a plan (see :mod:`django_redis_resilience._drive`) whose decisions
+:class:`_Attempt` makes; the sync and asyncio entry points run the same plan
+and differ only in how they wait.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol, TypeVar
@@ -16,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import redis
 import redis.asyncio
 
+from django_redis_resilience._drive import Plan, arun, run
 from django_redis_resilience.connection._background import Scheduler
 from django_redis_resilience.connection._breaker import CircuitBreaker
 from django_redis_resilience.connection._cluster import ClusterRouter, ClusterShard
@@ -38,6 +41,15 @@ from django_redis_resilience.connection._options import ConnectionOptions
 from django_redis_resilience.connection._retry import is_idempotent
 from django_redis_resilience.connection._sentinel import SentinelService
 from django_redis_resilience.connection._slots import Extensions
+from django_redis_resilience.connection._steps import (
+    Discover,
+    DropIdle,
+    EachSettled,
+    Executed,
+    OnClient,
+    Planned,
+    Sleep,
+)
 from django_redis_resilience.exceptions import BreakerOpen, RedisUnavailable
 
 T = TypeVar("T")
@@ -246,6 +258,33 @@ class _Attempt:
         return str(address[0]) if address else ""
 
 
+def _retrying(fn: Callable[[Any], Any], attempt: _Attempt, delay: float | None) -> Plan[Any]:
+    """Call ``fn`` on a client until it succeeds or ``attempt`` gives up: every slow call.
+
+    ``delay`` is the wait before the first try (the fast path's failure asked
+    for it), ``None`` for none. ``fn`` matches the driver that runs the plan.
+    """
+    while True:
+        if attempt.drop_idle:
+            attempt.drop_idle = False
+            yield DropIdle(attempt.endpoint)
+        if delay:
+            yield Sleep(delay)
+        endpoint = attempt.next_endpoint()
+        try:
+            result = yield OnClient(fn, attempt, endpoint)
+        except Exception as exc:
+            delay = attempt.failed(exc)
+            continue
+        endpoint.breaker.record_success()
+        return result
+
+
+def _with_keys(fn: Callable[[Any, list[K]], Any], keys: list[K]) -> Callable[[Any], Any]:
+    """``fn`` bound to one group of keys: a function of the client alone."""
+    return lambda client: fn(client, keys)
+
+
 class ConnectionManager:
     """The clients of one cache: a primary and read replicas, a Sentinel service, or a cluster."""
 
@@ -418,20 +457,9 @@ class ConnectionManager:
     def _execute_slow(
         self, fn: Callable[[redis.Redis], T], attempt: _Attempt, delay: float | None
     ) -> T:
-        while True:
-            if attempt.drop_idle:
-                attempt.drop_idle = False
-                attempt.endpoint.drop_idle_connections()
-            if delay:
-                time.sleep(delay)
-            endpoint = attempt.next_endpoint()
-            try:
-                result = fn(attempt.client(endpoint))
-            except Exception as exc:
-                delay = attempt.failed(exc)
-                continue
-            endpoint.breaker.record_success()
-            return result
+        """The plan of every call the fast path does not settle, run blocking."""
+        result: T = run(_retrying(fn, attempt, delay))
+        return result
 
     def execute_command(
         self, *args: Any, write: bool = True, idempotent: bool | None = None
@@ -460,35 +488,51 @@ class ConnectionManager:
         gives its group a :class:`RedisUnavailable` instead of a result, so the
         caller can serve those keys from its fallback and the others from Redis.
         """
-        results: list[tuple[list[K], T | RedisUnavailable]] = []
-        for group in self.group_keys(keys):
-
-            def call(client: redis.Redis, group: list[K] = group) -> T:
-                return fn(client, group)
-
-            try:
-                result: T | RedisUnavailable = self.execute(
-                    call, key=group[0], write=write, idempotent=idempotent
-                )
-            except RedisUnavailable as exc:
-                result = exc
-            results.append((group, result))
-        return results
+        return run(self._grouped(keys, fn, write=write, idempotent=idempotent))
 
     def for_each_primary(
         self, fn: Callable[[redis.Redis], T], *, idempotent: bool = True
     ) -> list[tuple[LogicalEndpoint, T | RedisUnavailable]]:
         """Run ``fn`` on every master (each shard's on a cluster), e.g. to SCAN them all."""
-        results: list[tuple[LogicalEndpoint, T | RedisUnavailable]] = []
-        for endpoint in self._primaries():
-            try:
-                result: T | RedisUnavailable = self._execute_slow(
-                    fn, _Attempt(self, (endpoint,), idempotent=idempotent), None
-                )
-            except RedisUnavailable as exc:
-                result = exc
-            results.append((endpoint, result))
-        return results
+        return run(self._each_primary(fn, idempotent=idempotent))
+
+    # --- plans of several calls ---------------------------------------------
+
+    def _grouped(
+        self,
+        keys: Sequence[K],
+        fn: Callable[[Any, list[K]], Any],
+        *,
+        write: bool,
+        idempotent: bool,
+    ) -> Plan[list[tuple[list[K], Any]]]:
+        """One call per shard's keys: in turn with the sync driver, concurrently with asyncio."""
+        if self.cluster is not None and keys:
+            yield Discover(self.cluster)
+        groups = self.group_keys(keys)
+        calls = [
+            Executed(self, _with_keys(fn, group), key=group[0], write=write, idempotent=idempotent)
+            for group in groups
+        ]
+        results = yield EachSettled(calls)
+        return list(zip(groups, results, strict=True))
+
+    def _each_primary(
+        self, fn: Callable[[Any], Any], *, idempotent: bool
+    ) -> Plan[list[tuple[LogicalEndpoint, Any]]]:
+        """``fn`` on every master, each with its own retries: in turn with the sync
+        driver, concurrently with asyncio."""
+        if self.cluster is not None:
+            yield Discover(self.cluster)
+        endpoints = self._primaries()
+        calls = [Planned(self._retrying_on(endpoint, fn, idempotent)) for endpoint in endpoints]
+        results = yield EachSettled(calls)
+        return list(zip(endpoints, results, strict=True))
+
+    def _retrying_on(
+        self, endpoint: LogicalEndpoint, fn: Callable[[Any], Any], idempotent: bool
+    ) -> Callable[[], Plan[Any]]:
+        return lambda: _retrying(fn, _Attempt(self, (endpoint,), idempotent=idempotent), None)
 
     def _primaries(self) -> list[LogicalEndpoint]:
         if self.cluster is None:
@@ -516,31 +560,20 @@ class ConnectionManager:
                 result = await fn(endpoint.async_client())
             except Exception as exc:
                 attempt = _Attempt(self, route, idempotent=idempotent)
-                return await self._aexecute(attempt, fn, attempt.failed(exc))
+                return await self._aexecute_slow(fn, attempt, attempt.failed(exc))
             endpoint.breaker.record_success()
             return result
-        return await self._aexecute(_Attempt(self, route, idempotent=idempotent), fn)
+        return await self._aexecute_slow(fn, _Attempt(self, route, idempotent=idempotent), None)
 
-    async def _aexecute(
+    async def _aexecute_slow(
         self,
-        attempt: _Attempt,
         fn: Callable[[redis.asyncio.Redis], Awaitable[T]],
-        delay: float | None = None,
+        attempt: _Attempt,
+        delay: float | None,
     ) -> T:
-        while True:
-            if attempt.drop_idle:
-                attempt.drop_idle = False
-                await attempt.endpoint.adrop_idle_connections()
-            if delay:
-                await asyncio.sleep(delay)
-            endpoint = attempt.next_endpoint()
-            try:
-                result = await fn(attempt.async_client(endpoint))
-            except Exception as exc:
-                delay = attempt.failed(exc)
-                continue
-            endpoint.breaker.record_success()
-            return result
+        """The same plan as :meth:`_execute_slow`, run on the event loop."""
+        result: T = await arun(_retrying(fn, attempt, delay))
+        return result
 
     async def aexecute_command(
         self, *args: Any, write: bool = True, idempotent: bool | None = None
@@ -563,37 +596,13 @@ class ConnectionManager:
         idempotent: bool = True,
     ) -> list[tuple[list[K], T | RedisUnavailable]]:
         """The asyncio twin of :meth:`execute_grouped`; the shards are asked concurrently."""
-        if self.cluster is not None:
-            await self.cluster.aensure_discovered()
-        groups = self.group_keys(keys)
-
-        async def one(group: list[K]) -> T | RedisUnavailable:
-            try:
-                return await self.aexecute(
-                    lambda c: fn(c, group), key=group[0], write=write, idempotent=idempotent
-                )
-            except RedisUnavailable as exc:
-                return exc
-
-        results = await asyncio.gather(*(one(group) for group in groups))
-        return list(zip(groups, results, strict=True))
+        return await arun(self._grouped(keys, fn, write=write, idempotent=idempotent))
 
     async def afor_each_primary(
         self, fn: Callable[[redis.asyncio.Redis], Awaitable[T]], *, idempotent: bool = True
     ) -> list[tuple[LogicalEndpoint, T | RedisUnavailable]]:
         """The asyncio twin of :meth:`for_each_primary`; the masters are asked concurrently."""
-        if self.cluster is not None:
-            await self.cluster.aensure_discovered()
-        endpoints = self._primaries()
-
-        async def one(endpoint: LogicalEndpoint) -> T | RedisUnavailable:
-            try:
-                return await self._aexecute(_Attempt(self, (endpoint,), idempotent=idempotent), fn)
-            except RedisUnavailable as exc:
-                return exc
-
-        results = await asyncio.gather(*(one(endpoint) for endpoint in endpoints))
-        return list(zip(endpoints, results, strict=True))
+        return await arun(self._each_primary(fn, idempotent=idempotent))
 
     # --- lifecycle ----------------------------------------------------------
 
