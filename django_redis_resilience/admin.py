@@ -27,13 +27,17 @@ from django.urls import URLPattern, path, reverse
 from django_redis_resilience import events
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf
-from django_redis_resilience.connection._location import mask_url
-from django_redis_resilience.health import Report, process_label
-from django_redis_resilience.health._panel import cache_cards
-from django_redis_resilience.health._report import client_state
+from django_redis_resilience.connection import mask_url
+from django_redis_resilience.health import (
+    Report,
+    cache_cards,
+    cached_report,
+    forget_cached_report,
+    process_label,
+    take_snapshot,
+)
 from django_redis_resilience.models import DegradationEvent, RedisHealth
 from django_redis_resilience.templatetags.drr_health import drr_clock
-from django_redis_resilience.views import cached_report, forget_cached_report
 
 logger = logging.getLogger("django_redis_resilience")
 
@@ -189,7 +193,7 @@ def _report() -> tuple[Report | None, str | None]:
 
 def _clients(report: Report) -> dict[str, dict[str, Any]]:
     """This process's breakers and counters now (memory only), not as cached."""
-    return {c.alias: client_state(get_manager(c.alias)) for c in report.caches}
+    return take_snapshot([c.alias for c in report.caches]).client_views()
 
 
 def _events() -> dict[str, Any]:

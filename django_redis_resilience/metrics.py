@@ -23,10 +23,15 @@ bucket). Nothing is imported from ``prometheus_client`` until a scrape.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from django_redis_resilience.connection import Slot
+    from django_redis_resilience.health import CacheSnapshot, ProcessSnapshot
 
 #: Lock wait buckets, seconds.
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0)
@@ -67,35 +72,80 @@ class Durations:
             self._sum = 0.0
 
 
-_lock = threading.Lock()
-_decisions: dict[str, int] = {}
-_acquisitions: dict[str, int] = {}
-_waits = Durations(WAIT_BUCKETS)
+class ProcessCounters:
+    """Rate-limit decisions and lock acquisitions of this process, as plain integers.
+
+    Owned by the process's connection registry: they start from zero after
+    ``fork()`` (a child counts under its own ``process`` label) and when the
+    caches' settings change, like the caches' own counters.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._decisions: dict[str, int] = {}
+        self._acquisitions: dict[str, int] = {}
+        self._waits = Durations(WAIT_BUCKETS)
+
+    def count_decisions(self, outcomes: Iterable[str]) -> None:
+        with self._lock:
+            for outcome in outcomes:
+                self._decisions[outcome] = self._decisions.get(outcome, 0) + 1
+
+    def count_lock(self, outcome: str, waited: float) -> None:
+        with self._lock:
+            self._acquisitions[outcome] = self._acquisitions.get(outcome, 0) + 1
+        if outcome == "acquired":
+            self._waits.observe(waited)
+
+    def decisions(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._decisions)
+
+    def acquisitions(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._acquisitions)
+
+    def waits(self) -> tuple[tuple[tuple[str, int], ...], float]:
+        buckets, total = self._waits.snapshot()
+        return tuple(buckets), total
+
+    def clear(self) -> None:
+        with self._lock:
+            self._decisions.clear()
+            self._acquisitions.clear()
+        self._waits.clear()
+
+
+def process_counters() -> ProcessCounters:
+    """This process's counters, kept by its connection registry."""
+    from django_redis_resilience.connection import get_registry
+
+    return get_registry().extensions.obtain(_counters_slot(), ProcessCounters)
+
+
+@functools.cache
+def _counters_slot() -> Slot[ProcessCounters]:
+    """Made at first use: the connection package imports this module."""
+    from django_redis_resilience.connection import Slot
+
+    return Slot("metrics process counters")
 
 
 def count_decisions(decisions: Sequence[Any]) -> None:
     """Rate-limit decisions: ``allowed``, ``denied``, and ``degraded`` when Redis was not asked."""
-    with _lock:
-        for decision in decisions:
-            outcome = (
-                "degraded" if decision.degraded else ("allowed" if decision.allowed else "denied")
-            )
-            _decisions[outcome] = _decisions.get(outcome, 0) + 1
+    process_counters().count_decisions(
+        "degraded" if decision.degraded else ("allowed" if decision.allowed else "denied")
+        for decision in decisions
+    )
 
 
 def count_lock(outcome: str, waited: float) -> None:
     """One acquisition attempt: ``acquired``, ``busy``, ``unavailable``; how long it waited."""
-    with _lock:
-        _acquisitions[outcome] = _acquisitions.get(outcome, 0) + 1
-    if outcome == "acquired":
-        _waits.observe(waited)
+    process_counters().count_lock(outcome, waited)
 
 
 def reset() -> None:
-    with _lock:
-        _decisions.clear()
-        _acquisitions.clear()
-    _waits.clear()
+    process_counters().clear()
 
 
 _BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
@@ -211,35 +261,41 @@ class _Scrape:
 
     # --- filling -------------------------------------------------------------------
 
-    def add_alias(self, alias: str, manager: Any) -> None:
-        """One resilient cache's connection manager: breakers, cache counters, refreshes."""
-        for endpoint in manager.endpoints:
-            state = endpoint.breaker.state.value
+    def add_snapshot(self, snapshot: ProcessSnapshot) -> None:
+        """This process's side: every cache's breakers and counters, rate limits, locks."""
+        for cache in snapshot.caches:
+            self.add_cache(cache)
+        for outcome, count in sorted(snapshot.ratelimit_decisions.items()):
+            self.ratelimit.add_metric([outcome, self.process], count)
+        for outcome, count in sorted(snapshot.lock_acquisitions.items()):
+            self.locks.add_metric([outcome, self.process], count)
+        buckets, total = snapshot.lock_waits
+        self.waits.add_metric([self.process], list(buckets), sum_value=total)
+
+    def add_cache(self, cache: CacheSnapshot) -> None:
+        """One resilient cache: breakers, cache counters, refreshes."""
+        alias = cache.alias
+        for endpoint in cache.endpoints:
             self.breaker.add_metric(
-                [alias, endpoint.display, self.process], _BREAKER_VALUE.get(state, 2)
+                [alias, endpoint.endpoint, self.process], _BREAKER_VALUE.get(endpoint.breaker, 2)
             )
-        from django_redis_resilience.cache import CACHE_STATE
+        if cache.counters is not None:
+            self._add_counters(cache)
+        refreshes = cache.refreshes
+        if refreshes is not None:
+            self.refreshes.add_metric([alias, self.process], refreshes.count)
+            self.refresh_failures.add_metric([alias, self.process], refreshes.failures)
+            buckets, total = refreshes.durations
+            self.refresh_seconds.add_metric([alias, self.process], list(buckets), sum_value=total)
 
-        cache = manager.extensions.get(CACHE_STATE)
-        if cache is not None:
-            self._add_cache(alias, manager, cache)
-        router = manager.cluster
-        if router is not None:
-            self.refreshes.add_metric([alias, self.process], router.refresh_count)
-            self.refresh_failures.add_metric([alias, self.process], router.refresh_failures)
-            buckets, total = router.refresh_durations.snapshot()
-            self.refresh_seconds.add_metric([alias, self.process], buckets, sum_value=total)
-
-    def _add_cache(self, alias: str, manager: Any, cache: Any) -> None:
+    def _add_counters(self, cache: CacheSnapshot) -> None:
         """Hits and misses per cache; the outage counters per endpoint, at 0 for every
         endpoint known, so that ``rate()`` and alerts see a series before its first event."""
-        totals = cache.counters.snapshot()
+        alias, counts = cache.alias, cache.endpoint_counts
+        totals = cache.counters or {}
         self.hits.add_metric([alias, self.process], totals["hits"])
         self.misses.add_metric([alias, self.process], totals["misses"])
-        counts = cache.endpoint_counts()
-        endpoints = list(dict.fromkeys([e.display for e in manager.endpoints]))
-        endpoints += sorted({endpoint for _, endpoint in counts} - set(endpoints))
-        for endpoint in endpoints:
+        for endpoint in cache.counted_endpoints():
             labels = [alias, endpoint, self.process]
             for name, family in self.per_endpoint.items():
                 family.add_metric(labels, counts.get((name, endpoint), 0))
@@ -248,18 +304,6 @@ class _Scrape:
                     [alias, endpoint, operation, self.process],
                     counts.get((f"fallback_{operation}s", endpoint), 0),
                 )
-
-    def add_process_wide(self) -> None:
-        """Rate-limit decisions and lock acquisitions of this process."""
-        with _lock:
-            decisions = dict(_decisions)
-            acquisitions = dict(_acquisitions)
-        for outcome, count in sorted(decisions.items()):
-            self.ratelimit.add_metric([outcome, self.process], count)
-        for outcome, count in sorted(acquisitions.items()):
-            self.locks.add_metric([outcome, self.process], count)
-        buckets, total = _waits.snapshot()
-        self.waits.add_metric([self.process], buckets, sum_value=total)
 
     def add_report(self, report: Any) -> None:
         """What the servers say, from the cached probe report."""
@@ -285,18 +329,13 @@ class RedisResilienceCollector:
         return scrape.process_families() + (scrape.server_families() if self.probe else [])
 
     def collect(self) -> Iterator[Any]:
-        from django_redis_resilience.clients import get_manager
-        from django_redis_resilience.conf import conf
-        from django_redis_resilience.health import process_label
+        from django_redis_resilience.health import cached_report, take_snapshot
 
-        scrape = _Scrape(process_label())
-        for alias in conf.resilient_aliases():
-            scrape.add_alias(alias, get_manager(alias))
-        scrape.add_process_wide()
+        snapshot = take_snapshot()
+        scrape = _Scrape(snapshot.process)
+        scrape.add_snapshot(snapshot)
         yield from scrape.process_families()
         if self.probe:
-            from django_redis_resilience.views import cached_report
-
             scrape.add_report(cached_report())
             yield from scrape.server_families()
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import threading
-import time
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
@@ -22,15 +20,19 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
-from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf
-from django_redis_resilience.health import Report, build_report, process_label
+from django_redis_resilience.health import (
+    CacheSnapshot,
+    cached_report,
+    forget_cached_report,
+    process_label,
+    report_cache,
+    take_snapshot,
+)
+
+__all__ = ["cached_report", "forget_cached_report", "health", "redis_health"]
 
 logger = logging.getLogger("django_redis_resilience")
-
-_lock = threading.Lock()
-_cached: tuple[float, tuple[tuple[str, str, str], ...], Report] | None = None
-_probe_failure_logged_at = 0.0
 
 
 def _trusted(request: HttpRequest) -> bool:
@@ -46,52 +48,15 @@ def _trusted(request: HttpRequest) -> bool:
     return hmac.compare_digest(given.strip().encode(), str(token).encode())
 
 
-def _breaker_states() -> tuple[tuple[str, str, str], ...]:
-    """This process's breakers as they are now: the part of a report that costs nothing."""
-    return tuple(
-        (alias, str(endpoint.display), endpoint.breaker.state.value)
-        for alias in conf.resilient_aliases()
-        for endpoint in get_manager(alias).endpoints
-    )
-
-
-def cached_report() -> Report:
-    """The last report if younger than ``CACHE_SECONDS`` and made while this process's
-    breakers were as they are now, else a new one (one at a time).
-
-    A breaker that opened or closed since makes the cached report wrong about this
-    process (its client view and the findings drawn from it), so it is made again;
-    breakers change state rarely, so probes still cannot hammer Redis.
-    """
-    global _cached
-    ttl = float(conf.HEALTH["CACHE_SECONDS"])
-    states = _breaker_states()
-    with _lock:
-        if _cached is not None and time.monotonic() - _cached[0] < ttl and _cached[1] == states:
-            return _cached[2]
-        report = build_report()
-        _cached = (time.monotonic(), states, report)
-        return report
-
-
-def forget_cached_report() -> None:
-    global _cached
-    with _lock:
-        _cached = None
-
-
-def _from_traffic(alias: str) -> str | None:
+def _from_traffic(cache: CacheSnapshot) -> str | None:
     """``degraded``/``ok`` from this process's breakers (no network), or ``None`` while traffic
     has not reached every endpoint that serves writes: an untouched breaker is closed because
     nothing happened, not because Redis answered."""
-    manager = get_manager(alias)
-    endpoints = manager.endpoints
-    if any(not e.breaker.closed for e in endpoints):
+    endpoints = cache.endpoints
+    if any(e.breaker != "closed" for e in endpoints):
         return "degraded"
-    writers = (
-        endpoints if manager.cluster is not None else [e for e in endpoints if e.role == "primary"]
-    )
-    if writers and all(e.breaker.used for e in writers):
+    writers = endpoints if cache.is_cluster else [e for e in endpoints if e.role == "primary"]
+    if writers and all(e.used for e in writers):
         return "ok"
     return None
 
@@ -99,12 +64,10 @@ def _from_traffic(alias: str) -> str | None:
 def _from_probe(aliases: list[str]) -> dict[str, str]:
     """``degraded``/``ok`` from the cached probe report (bounded by the probe timeout, made at
     most once per ``CACHE_SECONDS``), ``unknown`` when it could not be made."""
-    global _probe_failure_logged_at
     try:
         report = cached_report()
     except Exception:  # answered as "unknown"; logged once a minute, not once per probe
-        if time.monotonic() - _probe_failure_logged_at > 60 or not _probe_failure_logged_at:
-            _probe_failure_logged_at = time.monotonic()
+        if report_cache().failure_to_log():
             logger.exception("The health report for the load-balancer endpoint failed")
         return dict.fromkeys(aliases, "unknown")
     status = {c.alias: "degraded" if c.status == "critical" else "ok" for c in report.caches}
@@ -113,8 +76,9 @@ def _from_probe(aliases: list[str]) -> dict[str, str]:
 
 def _states() -> tuple[dict[str, str], dict[str, str]]:
     """Each cache's state and where it came from (``traffic`` or ``probe``)."""
-    aliases = conf.resilient_aliases()
-    seen = {alias: _from_traffic(alias) for alias in aliases}
+    snapshot = take_snapshot()
+    aliases = [cache.alias for cache in snapshot.caches]
+    seen = {cache.alias: _from_traffic(cache) for cache in snapshot.caches}
     untouched = [alias for alias, state in seen.items() if state is None]
     probed = _from_probe(untouched) if untouched else {}
     states = {alias: seen[alias] or probed[alias] for alias in aliases}

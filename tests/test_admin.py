@@ -16,9 +16,9 @@ from django.test import Client, override_settings
 from django.urls import path
 
 from django_redis_resilience import admin as health_admin
-from django_redis_resilience import events, views
+from django_redis_resilience import events
 from django_redis_resilience.clients import get_manager
-from django_redis_resilience.health import process_label
+from django_redis_resilience.health import _cached, process_label
 from django_redis_resilience.models import DegradationEvent
 from django_redis_resilience.testing import RedisServer, RedisServerFactory
 from tests.cache.conftest import FAST_BREAKER, resilient_caches
@@ -263,7 +263,7 @@ def test_a_report_that_cannot_be_made_is_shown_not_raised(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(f"cannot reach redis://:{SECRET}@10.0.0.1:6390/0")
 
-    monkeypatch.setattr(views, "build_report", broken)
+    monkeypatch.setattr(_cached, "build_report", broken)
     with _settings(drr_redis_server.url):
         page = _client(superuser=True).get(PANEL)
         html = page.content.decode()

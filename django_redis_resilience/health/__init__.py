@@ -2,9 +2,16 @@
 
 ``build_report()`` discovers nodes directly (seeds, Sentinel's view, every
 cluster node's view), probes them in parallel with their own timeouts, adds
-this process's view (breakers, fallback, journal) and the findings.
+this process's view (breakers, fallback, journal: ``take_snapshot()``) and the
+findings. ``cached_report()`` is the report every page and scrape reads.
 """
 
+from django_redis_resilience.health._cached import (
+    ReportCache,
+    cached_report,
+    forget_cached_report,
+    report_cache,
+)
 from django_redis_resilience.health._model import (
     CacheReport,
     Finding,
@@ -12,14 +19,34 @@ from django_redis_resilience.health._model import (
     Report,
     Severity,
 )
-from django_redis_resilience.health._report import build_report, process_label
+from django_redis_resilience.health._panel import CacheCard, cache_cards
+from django_redis_resilience.health._report import build_report
+from django_redis_resilience.health._snapshot import (
+    CacheSnapshot,
+    EndpointSnapshot,
+    ProcessSnapshot,
+    RefreshSnapshot,
+    process_label,
+    take_snapshot,
+)
 
 __all__ = [
+    "CacheCard",
     "CacheReport",
+    "CacheSnapshot",
+    "EndpointSnapshot",
     "Finding",
     "NodeReport",
+    "ProcessSnapshot",
+    "RefreshSnapshot",
     "Report",
+    "ReportCache",
     "Severity",
     "build_report",
+    "cache_cards",
+    "cached_report",
+    "forget_cached_report",
     "process_label",
+    "report_cache",
+    "take_snapshot",
 ]

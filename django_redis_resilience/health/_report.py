@@ -2,86 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django_redis_resilience.cache import CACHE_STATE
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf
-from django_redis_resilience.connection import ConnectionManager, Slot, mask_url
+from django_redis_resilience.connection import ConnectionManager, Slot
 from django_redis_resilience.health._findings import (
     client_findings,
     cluster_findings,
     node_findings,
 )
 from django_redis_resilience.health._history import history
-from django_redis_resilience.health._model import (
-    CacheReport,
-    Report,
-    iso_utc,
-    iso_utc_from_monotonic,
-)
+from django_redis_resilience.health._model import CacheReport, NodeReport, Report
 from django_redis_resilience.health._nodes import probe_all
-
-
-def process_label() -> str:
-    """``pid@host``: whose view the client-side part of a report is."""
-    return f"{os.getpid()}@{socket.gethostname()}"
-
-
-def client_state(manager: ConnectionManager) -> dict[str, Any]:
-    """This process's breakers, fallback use, journal and counters for one cache."""
-    state = manager.extensions.get(CACHE_STATE)
-    endpoints = []
-    for endpoint in manager.endpoints:
-        breaker = endpoint.breaker
-        journal = state.journal(endpoint) if state is not None else None
-        error = breaker.last_error
-        endpoints.append(
-            {
-                "endpoint": endpoint.display,
-                "role": endpoint.role,
-                "breaker": breaker.state.value,
-                "fallback_in_use": breaker.state.value != "closed",
-                "journal_size": len(journal) if journal is not None else 0,
-                "opened_at": iso_utc_from_monotonic(breaker.opened_at),
-                "last_outage_seconds": breaker.last_outage_seconds,
-                "last_error": f"{type(error).__name__}: {mask_url(str(error))}" if error else None,
-            }
-        )
-    client: dict[str, Any] = {"process": process_label(), "endpoints": endpoints}
-    if state is not None:
-        client["counters"] = _counters(state.counters.snapshot())
-    router = manager.cluster
-    if router is not None:
-        client["topology_refreshes"] = router.refresh_count
-        client["last_topology_refresh_at"] = iso_utc_from_monotonic(router.last_refresh_at)
-    return client
-
-
-def _counters(counters: dict[str, Any]) -> dict[str, Any]:
-    """``cache.stats()``'s counters, its ``last_*`` moments (Unix times) in ISO 8601, UTC."""
-    return {
-        name: iso_utc(value) if name.startswith("last_") and isinstance(value, float) else value
-        for name, value in counters.items()
-    }
-
-
-def _client_masters(manager: ConnectionManager) -> dict[int, str] | None:
-    """The master this process routes each shard to (by the shard's first slot)."""
-    router = manager.cluster
-    if router is None:
-        return None
-    masters: dict[int, str] = {}
-    for shard in router.shards():
-        if shard.view.master is not None and not shard.view.orphaned:
-            host, port = shard.view.master
-            masters[shard.view.id] = f"{host}:{port}"
-    return masters
+from django_redis_resilience.health._snapshot import CacheSnapshot, snapshot_of
 
 
 def _masters(cache: CacheReport) -> frozenset[str]:
@@ -152,21 +89,10 @@ def build_report(
     chosen = list(dict.fromkeys(conf.resilient_aliases() if aliases is None else aliases))
     managers = [get_manager(alias) for alias in chosen]
     nodes = probe_all(managers, timeout)
+    snapshot = snapshot_of(managers)
     caches: list[CacheReport] = []
-    for manager in managers:
-        cache = CacheReport(
-            alias=manager.alias,
-            topology=manager.topology.kind.value,
-            location=manager.topology.display,
-            nodes=nodes[manager.alias],
-            client=client_state(manager),
-        )
-        cache.findings += node_findings(cache, slow_ms=float(health["SLOW_MS"]))
-        if manager.cluster is not None:
-            cache.findings += cluster_findings(
-                cache, zones=health["NODE_ZONES"], client_masters=_client_masters(manager)
-            )
-        cache.findings += client_findings(cache)
+    for manager, mine in zip(managers, snapshot.caches, strict=True):
+        cache = _cache_report(manager, nodes[manager.alias], mine, snapshot.process, health)
         cache.duration_ms = (time.perf_counter() - started) * 1000
         caches.append(cache)
         _compare_with_last(manager, cache)
@@ -177,3 +103,27 @@ def build_report(
     )
     history.add(report)
     return report
+
+
+def _cache_report(
+    manager: ConnectionManager,
+    nodes: list[NodeReport],
+    mine: CacheSnapshot,
+    process: str,
+    health: Mapping[str, Any],
+) -> CacheReport:
+    """One cache: what its nodes said, this process's view, and the findings of both."""
+    cache = CacheReport(
+        alias=manager.alias,
+        topology=manager.topology.kind.value,
+        location=manager.topology.display,
+        nodes=nodes,
+        client=mine.client_view(process),
+    )
+    cache.findings += node_findings(cache, slow_ms=float(health["SLOW_MS"]))
+    if mine.is_cluster:
+        cache.findings += cluster_findings(
+            cache, zones=health["NODE_ZONES"], client_masters=mine.routed_masters
+        )
+    cache.findings += client_findings(cache)
+    return cache
