@@ -64,11 +64,15 @@ class _SafePacker:
         self._packer = packer
 
     def pack(self, *args: Any) -> Any:
-        return self._packer.pack(*safe_args(args))
+        for a in args:  # safe_args() inlined: one call less on every command
+            if type(a) is int and a.bit_length() > _PACKER_SAFE_BITS:
+                return self._packer.pack(*safe_args(args))
+        return self._packer.pack(*args)
 
 
 class _SyncMixin:
     _command_packer: Any
+    _sock: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -76,6 +80,10 @@ class _SyncMixin:
         self._command_packer = _SafePacker(self._command_packer)
 
     def connect(self, *args: Any, **kwargs: Any) -> None:
+        if self._sock is not None:
+            # Connected: redis-py would find this only after a retry wrapper and two
+            # calls, which every command pays (redis-py 8 calls connect() each time).
+            return
         try:
             super().connect(*args, **kwargs)  # type: ignore[misc]
         except BaseException as exc:
