@@ -21,6 +21,9 @@ from typing import Any
 
 from django.core import checks
 
+# Each feature package registers its settings section and problem finders when imported;
+# importing them here means every one is known before the first check runs.
+from django_redis_resilience import cache, connection, health, ratelimiting  # noqa: F401
 from django_redis_resilience.conf import conf
 
 

@@ -6,12 +6,15 @@ and the settings layer never opens a socket.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
+from django_redis_resilience import _schema, checks
 from django_redis_resilience.conf import conf
 from django_redis_resilience.connection import (
     BreakerConfig,
@@ -27,6 +30,7 @@ BACKEND = "django_redis_resilience.cache.ResilientRedisCache"
 LOCATION = "redis://127.0.0.1:1/0"
 OPTS = "CACHES['default']['OPTIONS']"
 SECRET = "hunter2-Zq9"
+assert checks  # every feature's settings section is registered
 
 _UNSET: Any = object()
 
@@ -706,3 +710,53 @@ def test_django_redis_sentinel_form_with_an_unencoded_password_is_refused_masked
         message = invalid()
     assert SECRET not in message
     assert "percent-encode" in message
+
+
+# --- the settings schema ----------------------------------------------------------------
+
+
+def test_conf_imports_no_feature_package() -> None:
+    """conf reads the schema; the features register their sections, not the other way round."""
+    code = (
+        "import sys, django_redis_resilience.conf\n"
+        "features = ('cache', 'connection', 'health', 'locks', 'ratelimiting')\n"
+        "print(sorted(f for f in features if f'django_redis_resilience.{f}' in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_every_feature_section_is_registered_once_checks_are_imported() -> None:
+    assert set(_schema.sections()) == {
+        "connection", "global", "options", "ignored", "BREAKER", "RETRY", "CLUSTER",
+        "HEALTH", "RATELIMIT", "RULES", "STAMPEDE",
+    }  # fmt: skip
+
+
+def test_an_unregistered_section_is_an_error_not_an_empty_section() -> None:
+    with pytest.raises(LookupError, match="'NO_SUCH' is not registered"):
+        _schema.section("NO_SUCH")
+
+
+def test_a_section_name_cannot_be_taken_twice() -> None:
+    with pytest.raises(ValueError, match="HEALTH"):
+        _schema.register(_schema.Section("HEALTH", (_schema.Setting("X"),)))
+
+
+def test_a_default_read_from_the_schema_is_a_fresh_copy() -> None:
+    rules = _schema.section("RATELIMIT").read({}, "RULES")
+    rules.append({"PATH": "^/"})
+    assert _schema.section("RATELIMIT").read({}, "RULES") == []
+    assert _schema.section("RATELIMIT").read({"RULES": rules}, "RULES") is rules
+
+
+def test_runtime_defaults_come_from_the_schema() -> None:
+    with configure():
+        options = conf.connection_options("default")
+    assert (
+        options.breaker.failure_threshold == _schema.section("BREAKER")["FAILURE_THRESHOLD"].default
+    )
+    assert options.socket_timeout == _schema.section("connection")["SOCKET_TIMEOUT"].default
+    assert conf.HEALTH["CACHE_SECONDS"] == _schema.section("HEALTH")["CACHE_SECONDS"].default

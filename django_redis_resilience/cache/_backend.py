@@ -27,13 +27,14 @@ from django.utils.module_loading import import_string
 
 from django_redis_resilience._steps import arun, run
 from django_redis_resilience.cache import _counters, _extras, _get_or_set, _reads, _writes
-from django_redis_resilience.cache._codec import DEFAULT_COMPRESSOR, DEFAULT_SERIALIZER, Codec
+from django_redis_resilience.cache._codec import Codec
 from django_redis_resilience.cache._context import CacheContext
 from django_redis_resilience.cache._namespace import Namespace, UnknownNamespace, namespace_of
+from django_redis_resilience.cache._settings import OPTIONS, stampede_problem
 from django_redis_resilience.cache._stampede import StampedeConfig
-from django_redis_resilience.cache._state import PRIVATE, CacheSettings, CacheState
+from django_redis_resilience.cache._state import CacheSettings, CacheState
 from django_redis_resilience.clients import get_manager
-from django_redis_resilience.conf import conf, stampede_problem
+from django_redis_resilience.conf import conf
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.exceptions import ConfigurationError
 
@@ -81,15 +82,15 @@ class ResilientRedisCache(BaseCache):
         self._params = params
         options: Mapping[str, Any] = params.get("OPTIONS") or {}
         codec = Codec(
-            serializer=options.get("SERIALIZER", DEFAULT_SERIALIZER),
-            compressor=options.get("COMPRESSOR", DEFAULT_COMPRESSOR),
+            serializer=OPTIONS.read(options, "SERIALIZER"),
+            compressor=OPTIONS.read(options, "COMPRESSOR"),
             options=options,
         )
-        ignore_exceptions = bool(options.get("IGNORE_EXCEPTIONS", True))
-        degraded_counters = options.get("DEGRADED_COUNTERS", "raise")
-        clear_flushes_db = bool(options.get("CLEAR_FLUSHES_DB", False))
-        self._recovery = options.get("RECOVERY", "journal")
-        self._fallback_spec: str | type | None = options.get("FALLBACK", PRIVATE)
+        ignore_exceptions = bool(OPTIONS.read(options, "IGNORE_EXCEPTIONS"))
+        degraded_counters = OPTIONS.read(options, "DEGRADED_COUNTERS")
+        clear_flushes_db = bool(OPTIONS.read(options, "CLEAR_FLUSHES_DB"))
+        self._recovery = OPTIONS.read(options, "RECOVERY")
+        self._fallback_spec: str | type | None = OPTIONS.read(options, "FALLBACK")
         self._alias = _find_alias(type(self), server, params)
         if "STAMPEDE" in options and stampede_problem(options["STAMPEDE"]):
             conf.connection_options(self._alias)  # raises E004 naming the setting

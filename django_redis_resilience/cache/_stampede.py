@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django_redis_resilience import _schema
+
 #: Compute times remembered for early refresh, per process and cache.
 _DURATIONS = 10_000
 #: A flight's outcome when its leader was cancelled or interrupted: followers start over.
@@ -45,10 +47,10 @@ class StampedeConfig:
     def from_options(cls, options: Mapping[str, Any] | None) -> StampedeConfig:
         options = options or {}
         return cls(
-            lock=bool(options.get("LOCK", False)),
-            lock_timeout=float(options.get("LOCK_TIMEOUT", 30.0)),
-            early_refresh=options.get("EARLY_REFRESH"),
-            null_timeout=options.get("NULL_TIMEOUT"),
+            lock=bool(_schema.section("STAMPEDE").read(options, "LOCK")),
+            lock_timeout=float(_schema.section("STAMPEDE").read(options, "LOCK_TIMEOUT")),
+            early_refresh=_schema.section("STAMPEDE").read(options, "EARLY_REFRESH"),
+            null_timeout=_schema.section("STAMPEDE").read(options, "NULL_TIMEOUT"),
         )
 
 

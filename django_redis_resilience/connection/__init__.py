@@ -4,6 +4,7 @@ Nothing here reads Django settings; :mod:`django_redis_resilience.clients`
 does that and passes plain values in.
 """
 
+from django_redis_resilience.connection import _settings  # noqa: F401 - registers its settings
 from django_redis_resilience.connection._background import Job, Scheduler
 from django_redis_resilience.connection._breaker import BreakerConfig, BreakerState, CircuitBreaker
 from django_redis_resilience.connection._cluster import (

@@ -6,6 +6,7 @@ Algorithms: ``gcra`` (default), ``sliding_window`` (exact), ``sliding_window_cou
 leases); each check is one EVALSHA on Redis's clock.
 """
 
+from django_redis_resilience.ratelimiting import _settings  # noqa: F401 - registers its settings
 from django_redis_resilience.ratelimiting._algorithms import ALGORITHMS, LocalLimiter, Policy
 from django_redis_resilience.ratelimiting._core import (
     Decision,

@@ -15,6 +15,7 @@ from django.utils.module_loading import import_string
 
 from django_redis_resilience.conf import conf
 from django_redis_resilience.exceptions import InvalidRateLimit
+from django_redis_resilience.ratelimiting._settings import RATELIMIT
 
 KeyFunc = Callable[[str, HttpRequest], "str | None"]
 _SOURCES = {"header": "headers", "get": "GET", "post": "POST"}
@@ -41,14 +42,14 @@ def client_ip(request: HttpRequest) -> str:
     ip = remote
     if proxies := settings.get("TRUSTED_PROXIES"):
         ip = _behind(remote, forwarded, proxy_networks(tuple(proxies)))
-    elif hops := settings.get("TRUSTED_PROXY_HOPS", 0):
+    elif hops := RATELIMIT.read(settings, "TRUSTED_PROXY_HOPS"):
         # Empty entries count: skipping them would shift the choice into what a client wrote.
         entries = forwarded.split(",")
         if forwarded and len(entries) >= hops:
             ip = _address(entries[-hops]) or remote
     if ip is None:
         return str(request.META.get("REMOTE_ADDR", "")) or "unknown"
-    bits = settings.get("IPV6_PREFIX", 64) if ip.version == 6 else settings.get("IPV4_PREFIX", 32)
+    bits = RATELIMIT.read(settings, "IPV6_PREFIX" if ip.version == 6 else "IPV4_PREFIX")
     return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
 
 

@@ -23,6 +23,7 @@ from django_redis_resilience.exceptions import InvalidRateLimit
 from django_redis_resilience.ratelimiting._core import Decision, Limit, check_plan, release_plan
 from django_redis_resilience.ratelimiting._decorator import _Limit, holding_plan
 from django_redis_resilience.ratelimiting._headers import add_headers
+from django_redis_resilience.ratelimiting._settings import RATELIMIT, RULES
 
 RULE_KEYS = ("PATH", "METHOD", "KEY", "RATE", "ALGORITHM", "BURST", "COST", "NAME", "BLOCK")
 
@@ -38,10 +39,10 @@ class Rule:
 
 def load_rules(settings: Mapping[str, Any]) -> list[Rule]:
     """Compile and check every rule; :class:`InvalidRateLimit` names the rule and the key."""
-    rules = settings.get("RULES", [])
+    rules = RATELIMIT.read(settings, "RULES")
     if not isinstance(rules, list | tuple):
         raise InvalidRateLimit("REDIS_RESILIENCE['RATELIMIT']['RULES'] must be a list of dicts.")
-    on_unavailable = settings.get("ON_UNAVAILABLE", "local")
+    on_unavailable = RATELIMIT.read(settings, "ON_UNAVAILABLE")
     cache = settings.get("CACHE")
     compiled: list[Rule] = []
     for index, rule in enumerate(rules):
@@ -61,13 +62,14 @@ def load_rules(settings: Mapping[str, Any]) -> list[Rule]:
             raise InvalidRateLimit(message) from None
         try:
             limit = _Limit(key=rule["KEY"], rate=rule["RATE"],
-                           algorithm=rule.get("ALGORITHM", "gcra"), burst=rule.get("BURST"),
+                           algorithm=RULES.read(rule, "ALGORITHM"), burst=rule.get("BURST"),
                            method=rule.get("METHOD"), group=None,
-                           block=rule.get("BLOCK", True), cost=rule.get("COST", 1),
+                           block=RULES.read(rule, "BLOCK"), cost=RULES.read(rule, "COST"),
                            cache=cache, on_unavailable=on_unavailable)  # fmt: skip
         except InvalidRateLimit as exc:
             raise InvalidRateLimit(f"{where}: {exc}") from None
-        compiled.append(Rule(str(rule.get("NAME", f"rule{index}")), path, limit))
+        name = rule["NAME"] if "NAME" in rule else RULES["NAME"].default.format(index=index)
+        compiled.append(Rule(str(name), path, limit))
     return compiled
 
 
@@ -82,7 +84,7 @@ class RateLimitMiddleware:
         settings = conf.RATELIMIT
         self.rules = load_rules(settings)
         self.cache: str | None = settings.get("CACHE")
-        self.on_unavailable: str = settings.get("ON_UNAVAILABLE", "local")
+        self.on_unavailable: str = RATELIMIT.read(settings, "ON_UNAVAILABLE")
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
