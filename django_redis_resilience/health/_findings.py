@@ -54,179 +54,238 @@ def _loopback(host: str) -> bool:
 
 
 def node_findings(cache: CacheReport, *, slow_ms: float) -> list[Finding]:
+    """What each node's answers (or silence) mean, node by node, then for the primary."""
     found: list[Finding] = []
-    alias = cache.alias
-
-    def add(code: str, severity: Severity, message: str, node: NodeReport | None = None) -> None:
-        found.append(Finding(code, severity, message, alias, node.address if node else ""))
-
     for node in cache.nodes:
+        found += _reachability(cache.alias, node)
+        if node.reachable:
+            found += _memory(cache.alias, node)
+            found += _rejected(cache.alias, node)
+            found += _slow(cache.alias, node, slow_ms)
+            found += _persistence(cache.alias, node)
+            found += _replication(cache.alias, node)
+    found += _primary_without_replica(cache)
+    return found
+
+
+def _finding(
+    code: str, severity: Severity, message: str, alias: str, node: NodeReport | None = None
+) -> Finding:
+    return Finding(code, severity, message, alias, node.address if node else "")
+
+
+def _reachability(alias: str, node: NodeReport) -> list[Finding]:
+    """H002 credentials refused, H003 TLS failed, H004 loading, H001 unreachable."""
+    address = node.address
+    if node.error == "auth":
+        return [
+            _finding("H002", Severity.CRITICAL, f"{address} refused the credentials.", alias, node)
+        ]
+    if node.error == "tls":
+        message = f"TLS to {address} failed: {node.error_detail}"
+        return [_finding("H003", Severity.CRITICAL, message, alias, node)]
+    if node.error == "loading":
+        return [
+            _finding("H004", Severity.WARNING, f"{address} is loading its dataset.", alias, node)
+        ]
+    if not node.reachable:
         important = node.kind in ("primary", "master")
-        if node.error == "auth":
-            add("H002", Severity.CRITICAL, f"{node.address} refused the credentials.", node)
-        elif node.error == "tls":
-            add(
-                "H003",
-                Severity.CRITICAL,
-                f"TLS to {node.address} failed: {node.error_detail}",
-                node,
+        severity = Severity.CRITICAL if important else Severity.WARNING
+        message = f"{address} ({node.kind}) is unreachable: {node.error}."
+        return [_finding("H001", severity, message, alias, node)]
+    return []
+
+
+def _memory(alias: str, node: NodeReport) -> list[Finding]:
+    """H019: near ``maxmemory`` with a policy that refuses writes instead of evicting."""
+    memory = node.memory
+    used, limit = memory.get("used_memory"), memory.get("maxmemory")
+    if not (limit and used and memory.get("maxmemory_policy") in NON_EVICTING):
+        return []
+    share = used / limit
+    if share < 0.9:
+        return []
+    return [
+        _finding(
+            "H019",
+            Severity.CRITICAL if share >= 0.98 else Severity.WARNING,
+            f"{node.address} uses {share:.0%} of maxmemory with policy noeviction: "
+            "writes will fail when it is full.",
+            alias,
+            node,
+        )
+    ]
+
+
+def _rejected(alias: str, node: NodeReport) -> list[Finding]:
+    """H020: connections refused at ``maxclients``."""
+    rejected = node.clients.get("rejected_connections")
+    if not rejected:
+        return []
+    message = (
+        f"{node.address} rejected {rejected} connections (maxclients "
+        f"{node.clients.get('maxclients', '?')})."
+    )
+    return [_finding("H020", Severity.WARNING, message, alias, node)]
+
+
+def _slow(alias: str, node: NodeReport, slow_ms: float) -> list[Finding]:
+    """H021: a round trip slower than ``SLOW_MS``."""
+    if node.ping_ms is None or node.ping_ms <= slow_ms:
+        return []
+    message = f"{node.address} answered PING in {node.ping_ms:.0f} ms (over {slow_ms:g} ms)."
+    return [_finding("H021", Severity.WARNING, message, alias, node)]
+
+
+def _persistence(alias: str, node: NodeReport) -> list[Finding]:
+    """H022: the last RDB save or AOF write failed."""
+    persistence = node.persistence
+    return [
+        _finding(
+            "H022", Severity.WARNING, f"{node.address}: {key} is {persistence[key]}.", alias, node
+        )
+        for key in ("rdb_last_bgsave_status", "aof_last_write_status")
+        if persistence.get(key) not in (None, "ok")
+    ]
+
+
+def _replication(alias: str, node: NodeReport) -> list[Finding]:
+    """H015: a replica that lost its primary; H016: a primary's replica that lags."""
+    replication = node.replication
+    found = []
+    if replication.get("role") == "slave" and replication.get("master_link_status") == "down":
+        message = f"Replica {node.address} lost its link to its primary."
+        found.append(_finding("H015", Severity.WARNING, message, alias, node))
+    for replica in replication.get("replicas", []):
+        lag = replica.get("lag")
+        if isinstance(lag, int) and lag > LAG_SECONDS:
+            message = (
+                f"Replica {replica.get('ip')}:{replica.get('port')} of {node.address} lags {lag} s."
             )
-        elif node.error == "loading":
-            add("H004", Severity.WARNING, f"{node.address} is loading its dataset.", node)
-        elif not node.reachable:
-            add(
-                "H001",
-                Severity.CRITICAL if important else Severity.WARNING,
-                f"{node.address} ({node.kind}) is unreachable: {node.error}.",
-                node,
-            )
-        if not node.reachable:
-            continue
-        memory = node.memory
-        used, limit = memory.get("used_memory"), memory.get("maxmemory")
-        if limit and used and memory.get("maxmemory_policy") in NON_EVICTING:
-            share = used / limit
-            if share >= 0.9:
-                add(
-                    "H019",
-                    Severity.CRITICAL if share >= 0.98 else Severity.WARNING,
-                    f"{node.address} uses {share:.0%} of maxmemory with policy noeviction: "
-                    "writes will fail when it is full.",
-                    node,
-                )
-        rejected = node.clients.get("rejected_connections")
-        if rejected:
-            add(
-                "H020",
-                Severity.WARNING,
-                f"{node.address} rejected {rejected} connections (maxclients "
-                f"{node.clients.get('maxclients', '?')}).",
-                node,
-            )
-        if node.ping_ms is not None and node.ping_ms > slow_ms:
-            add(
-                "H021",
-                Severity.WARNING,
-                f"{node.address} answered PING in {node.ping_ms:.0f} ms (over {slow_ms:g} ms).",
-                node,
-            )
-        persistence = node.persistence
-        for key in ("rdb_last_bgsave_status", "aof_last_write_status"):
-            if persistence.get(key) not in (None, "ok"):
-                add("H022", Severity.WARNING, f"{node.address}: {key} is {persistence[key]}.", node)
-        replication = node.replication
-        if replication.get("role") == "slave" and replication.get("master_link_status") == "down":
-            add(
-                "H015",
-                Severity.WARNING,
-                f"Replica {node.address} lost its link to its primary.",
-                node,
-            )
-        for replica in replication.get("replicas", []):
-            lag = replica.get("lag")
-            if isinstance(lag, int) and lag > LAG_SECONDS:
-                add(
-                    "H016",
-                    Severity.WARNING,
-                    f"Replica {replica.get('ip')}:{replica.get('port')} of {node.address} lags "
-                    f"{lag} s.",
-                    node,
-                )
+            found.append(_finding("H016", Severity.WARNING, message, alias, node))
+    return found
+
+
+def _primary_without_replica(cache: CacheReport) -> list[Finding]:
+    """H014 (outside a cluster): replicas are configured, and none of them is in sync."""
     primaries = [n for n in cache.nodes if n.kind == "primary" and n.reachable]
     replicas = [n for n in cache.nodes if n.kind == "replica"]
-    if (
-        primaries
-        and replicas
-        and not any(
-            n.reachable and n.replication.get("master_link_status") == "up" for n in replicas
-        )
-    ):
-        add("H014", Severity.WARNING, f"The primary {primaries[0].address} has no healthy replica.")
-    return found
+    if not primaries or not replicas:
+        return []
+    if any(n.reachable and n.replication.get("master_link_status") == "up" for n in replicas):
+        return []
+    message = f"The primary {primaries[0].address} has no healthy replica."
+    return [_finding("H014", Severity.WARNING, message, cache.alias)]
+
+
+def _address(node: Mapping[str, Any]) -> str:
+    """A peer of ``CLUSTER NODES`` as ``host:port``."""
+    return f"{node['host']}:{node['port']}"
 
 
 def cluster_findings(
     cache: CacheReport, *, zones: Mapping[str, str], client_masters: Mapping[int, str] | None
 ) -> list[Finding]:
-    """Coverage, flags, links, agreement, replicas and placement of a cluster."""
-    found: list[Finding] = []
-    alias = cache.alias
-
-    def add(code: str, severity: Severity, message: str, node: str = "") -> None:
-        found.append(Finding(code, severity, message, alias, node))
-
+    """Coverage, flags, links, agreement, replicas and placement of a cluster; fills
+    ``cache.cluster`` (coverage and who serves what) on the way."""
     reachable = [n for n in cache.nodes if n.reachable and n.cluster.get("nodes")]
-    down = {n.address for n in cache.nodes if not n.reachable}
     if not reachable:
         cache.cluster = {"slots_covered": 0, "slots_total": SLOTS}
-        add("H010", Severity.CRITICAL, "No cluster node answered: no slot is served.")
-        return found
+        message = "No cluster node answered: no slot is served."
+        return [Finding("H010", Severity.CRITICAL, message, cache.alias)]
+    alias = cache.alias
     # The view of the node that knows the most nodes (all views should agree).
     view: list[dict[str, Any]] = max((n.cluster["nodes"] for n in reachable), key=len)
     masters = [n for n in view if "master" in n["flags"] and n["slots"]]
+    down = {n.address for n in cache.nodes if not n.reachable}
+    cache.cluster = _coverage(masters, down)
+    return [
+        *_uncovered(alias, cache.cluster),
+        *_flagged(alias, view),
+        *_broken_links(alias, view),
+        *_disagreement(alias, reachable),
+        *_replicas_of_masters(alias, masters, view),
+        *placement_findings(alias, masters, zones, view),
+        *_stale_routes(alias, masters, client_masters or {}),
+    ]
+
+
+def _coverage(masters: list[dict[str, Any]], down: set[str]) -> dict[str, Any]:
+    """Which slots a master that is up serves, and who serves what (for the slot bar)."""
     covered = [False] * SLOTS
     for node in masters:
-        address = f"{node['host']}:{node['port']}"
-        if "fail" in node["flags"] or address in down:
+        if "fail" in node["flags"] or _address(node) in down:
             continue
         for first, last in node["slots"]:
             for slot in range(first, last + 1):
                 covered[slot] = True
     missing = [slot for slot, ok in enumerate(covered) if not ok]
-    cache.cluster = {
+    return {
         "slots_covered": SLOTS - len(missing),
         "slots_total": SLOTS,
         "coverage_ratio": round((SLOTS - len(missing)) / SLOTS, 6),
         "uncovered": ranges(missing),
-        "masters": [f"{n['host']}:{n['port']}" for n in masters],
+        "masters": [_address(n) for n in masters],
         # Who serves what, for the admin panel's slot bar: [first, last, master, served].
         "ranges": sorted(
-            [
-                first,
-                last,
-                f"{n['host']}:{n['port']}",
-                f"{n['host']}:{n['port']}" not in down and "fail" not in n["flags"],
-            ]
+            [first, last, _address(n), _address(n) not in down and "fail" not in n["flags"]]
             for n in masters
             for first, last in n["slots"]
         ),
     }
-    if missing:
-        add(
-            "H010",
-            Severity.CRITICAL,
-            f"{len(missing)} of {SLOTS} slots are not served ({ranges(missing)[:200]}).",
-        )
-    flagged = [n for n in view if "fail" in n["flags"] or "fail?" in n["flags"]]
-    for node in flagged:
-        flag = "fail" if "fail" in node["flags"] else "fail?"
-        add(
-            "H011",
+
+
+def _uncovered(alias: str, cluster: Mapping[str, Any]) -> list[Finding]:
+    """H010: slots no master serves."""
+    missing = SLOTS - cluster["slots_covered"]
+    if not missing:
+        return []
+    message = f"{missing} of {SLOTS} slots are not served ({cluster['uncovered'][:200]})."
+    return [Finding("H010", Severity.CRITICAL, message, alias)]
+
+
+def _flagged(alias: str, view: list[dict[str, Any]]) -> list[Finding]:
+    """H011: nodes the cluster flags as failing (``fail``) or suspects (``fail?``)."""
+    found = []
+    for node in view:
+        flag = "fail" if "fail" in node["flags"] else "fail?" if "fail?" in node["flags"] else None
+        if flag is not None:
+            message = f"{_address(node)} is flagged {flag}."
+            found.append(Finding("H011", Severity.WARNING, message, alias, _address(node)))
+    return found
+
+
+def _broken_links(alias: str, view: list[dict[str, Any]]) -> list[Finding]:
+    """H012: cluster bus links down to nodes not (yet) flagged as failed."""
+    return [
+        Finding(
+            "H012",
             Severity.WARNING,
-            f"{node['host']}:{node['port']} is flagged {flag}.",
-            f"{node['host']}:{node['port']}",
+            f"The cluster bus link to {_address(n)} is disconnected.",
+            alias,
+            _address(n),
         )
-    broken = [
-        n
         for n in view
         if n["link_state"] == "disconnected"
         and "myself" not in n["flags"]
         and "fail" not in n["flags"]
     ]
-    for node in broken:
-        add(
-            "H012",
-            Severity.WARNING,
-            f"The cluster bus link to {node['host']}:{node['port']} is disconnected.",
-            f"{node['host']}:{node['port']}",
-        )
+
+
+def _disagreement(alias: str, reachable: list[NodeReport]) -> list[Finding]:
+    """H013: nodes that do not agree on ``cluster_state``."""
     states = {n.cluster.get("cluster_state") for n in reachable if n.cluster.get("cluster_state")}
-    if len(states) > 1:
-        add(
-            "H013",
-            Severity.WARNING,
-            "Nodes disagree on cluster_state: " + ", ".join(sorted(map(str, states))) + ".",
-        )
+    if len(states) <= 1:
+        return []
+    message = "Nodes disagree on cluster_state: " + ", ".join(sorted(map(str, states))) + "."
+    return [Finding("H013", Severity.WARNING, message, alias)]
+
+
+def _replicas_of_masters(
+    alias: str, masters: list[dict[str, Any]], view: list[dict[str, Any]]
+) -> list[Finding]:
+    """H014: masters without a healthy replica (said once when the cluster has no replicas
+    at all: a choice, not a fault)."""
     replicas_of = Counter(
         n["master"]
         for n in view
@@ -235,40 +294,39 @@ def cluster_findings(
     alive = [m for m in masters if "fail" not in m["flags"]]
     bare = [m for m in alive if not replicas_of.get(m["id"])]
     if bare and len(bare) == len(alive) and not any("slave" in n["flags"] for n in view):
-        # Built without replicas: a choice, not a fault; say what it means once.
-        add(
-            "H014",
-            Severity.INFO,
-            "No master has a replica: a master that fails takes its slots down until it returns.",
+        message = (
+            "No master has a replica: a master that fails takes its slots down until it returns."
         )
-    else:
-        for node in bare:
-            add(
-                "H014",
-                Severity.WARNING,
-                f"Master {node['host']}:{node['port']} has no healthy replica: its slots have "
-                "no failover.",
-                f"{node['host']}:{node['port']}",
-            )
-    found += placement_findings(alias, masters, zones, view)
-    if client_masters:
-        server = {}
-        for node in masters:
-            for first, _last in node["slots"]:
-                server[first] = f"{node['host']}:{node['port']}"
-        stale = [
-            slot
-            for slot, address in client_masters.items()
-            if slot in server and server[slot] != address
-        ]
-        if stale:
-            add(
-                "H031",
-                Severity.WARNING,
-                f"This process routes {len(stale)} shard(s) to a node that no longer serves "
-                "them; its slot map is refreshed in the background.",
-            )
-    return found
+        return [Finding("H014", Severity.INFO, message, alias)]
+    return [
+        Finding(
+            "H014",
+            Severity.WARNING,
+            f"Master {_address(node)} has no healthy replica: its slots have no failover.",
+            alias,
+            _address(node),
+        )
+        for node in bare
+    ]
+
+
+def _stale_routes(
+    alias: str, masters: list[dict[str, Any]], client_masters: Mapping[int, str]
+) -> list[Finding]:
+    """H031: this process routes shards to nodes that no longer serve them."""
+    server = {first: _address(node) for node in masters for first, _last in node["slots"]}
+    stale = [
+        slot
+        for slot, address in client_masters.items()
+        if slot in server and server[slot] != address
+    ]
+    if not stale:
+        return []
+    message = (
+        f"This process routes {len(stale)} shard(s) to a node that no longer serves "
+        "them; its slot map is refreshed in the background."
+    )
+    return [Finding("H031", Severity.WARNING, message, alias)]
 
 
 def zone_of(node: Mapping[str, Any], zones: Mapping[str, str]) -> str | None:

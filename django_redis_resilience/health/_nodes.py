@@ -137,60 +137,75 @@ def found_by(
     manager: ConnectionManager, report: NodeReport, target: Target, timeout: float
 ) -> list[Target]:
     """Nodes that ``report`` names: cluster peers, the service's nodes, announced replicas."""
-    alias = manager.alias
+    if target.cluster:
+        return _cluster_peers(manager, report, timeout)
+    if target.sentinel_service is not None:
+        return _service_nodes(manager, report, timeout) + _sentinels(manager, report, timeout)
+    if target.kind == "primary" and not manager.topology.nodes[0].is_unix:
+        return _replicas(manager, report, timeout)
+    return []
+
+
+def _cluster_peers(manager: ConnectionManager, report: NodeReport, timeout: float) -> list[Target]:
+    """Every node a cluster node knows, through the router's own node pools."""
+    router = manager.cluster
+    assert router is not None
+    found = []
+    for node in report.cluster.get("nodes", []):
+        if node["host"] and node["port"] and "noaddr" not in node["flags"]:
+            address = (node["host"], node["port"])
+            kind = "master" if "master" in node["flags"] else "replica"
+            connect = _fresh(router.node(address), timeout)
+            found.append(Target(manager.alias, *address, kind, connect, cluster=True))
+    return found
+
+
+def _service_nodes(manager: ConnectionManager, report: NodeReport, timeout: float) -> list[Target]:
+    """The primary and the replicas a Sentinel names for the service."""
+    master = report.sentinel.get("master") or {}
+    named = [(master.get("ip"), master.get("port"), "primary")]
+    named += [(r.get("ip"), r.get("port"), "replica") for r in report.sentinel.get("replicas", [])]
+    template = replace(manager.topology.nodes[0], host="", port=0)
+    pools = _pools(manager)
+    found = []
+    for host, port, kind in named:
+        if host and port:
+            node = pools.get(manager, template, host, int(port))
+            found.append(Target(manager.alias, host, int(port), kind, _fresh(node, timeout)))
+    return found
+
+
+def _sentinels(manager: ConnectionManager, report: NodeReport, timeout: float) -> list[Target]:
+    """The other Sentinels a Sentinel knows for the service."""
+    service = manager.sentinel
+    found = []
+    for sentinel in report.sentinel.get("sentinels", []):
+        if service is not None and sentinel.get("ip") and sentinel.get("port"):
+            host, port = sentinel["ip"], int(sentinel["port"])
+            connect = _sentinel_connection(host, port, service, timeout)
+            found.append(
+                Target(
+                    manager.alias,
+                    host,
+                    port,
+                    "sentinel",
+                    connect,
+                    sentinel_service=service.service_name,
+                )
+            )
+    return found
+
+
+def _replicas(manager: ConnectionManager, report: NodeReport, timeout: float) -> list[Target]:
+    """The replicas a primary announces (``INFO replication``)."""
     template = manager.topology.nodes[0]
     pools = _pools(manager)
-    found: list[Target] = []
-    if target.cluster:
-        router = manager.cluster
-        assert router is not None
-        for node in report.cluster.get("nodes", []):
-            if node["host"] and node["port"] and "noaddr" not in node["flags"]:
-                kind = "master" if "master" in node["flags"] else "replica"
-                found.append(
-                    Target(
-                        alias,
-                        node["host"],
-                        node["port"],
-                        kind,
-                        _fresh(router.node((node["host"], node["port"])), timeout),
-                        cluster=True,
-                    )
-                )
-        return found
-    if target.sentinel_service is not None:
-        master = report.sentinel.get("master") or {}
-        named = [(master.get("ip"), master.get("port"), "primary")]
-        named += [
-            (r.get("ip"), r.get("port"), "replica") for r in report.sentinel.get("replicas", [])
-        ]
-        for host, port, kind in named:
-            if host and port:
-                node = pools.get(manager, replace(template, host="", port=0), host, int(port))
-                found.append(Target(alias, host, int(port), kind, _fresh(node, timeout)))
-        for sentinel in report.sentinel.get("sentinels", []):
-            if sentinel.get("ip") and sentinel.get("port"):
-                service = manager.sentinel
-                assert service is not None
-                host, port = sentinel["ip"], int(sentinel["port"])
-                connect = _sentinel_connection(host, port, service, timeout)
-                found.append(
-                    Target(
-                        alias,
-                        host,
-                        port,
-                        "sentinel",
-                        connect,
-                        sentinel_service=service.service_name,
-                    )
-                )
-        return found
-    if target.kind == "primary" and not template.is_unix:
-        for replica in report.replication.get("replicas", []):
-            if replica.get("ip") and replica.get("port"):
-                host, port = str(replica["ip"]), int(replica["port"])
-                node = pools.get(manager, template, host, port)
-                found.append(Target(alias, host, port, "replica", _fresh(node, timeout)))
+    found = []
+    for replica in report.replication.get("replicas", []):
+        if replica.get("ip") and replica.get("port"):
+            host, port = str(replica["ip"]), int(replica["port"])
+            node = pools.get(manager, template, host, port)
+            found.append(Target(manager.alias, host, port, "replica", _fresh(node, timeout)))
     return found
 
 

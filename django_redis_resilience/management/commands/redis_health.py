@@ -15,7 +15,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_redis_resilience.conf import conf
-from django_redis_resilience.health import NodeReport, Report, Severity, build_report
+from django_redis_resilience.health import (
+    CacheReport,
+    Finding,
+    NodeReport,
+    Report,
+    Severity,
+    build_report,
+)
 
 CANNOT_CHECK = 3
 
@@ -85,23 +92,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         aliases = options["aliases"]
-        known = conf.resilient_aliases()
-        if aliases:
-            unknown = [a for a in aliases if a not in known]
-            if unknown:
-                raise CommandError(
-                    f"Not a ResilientRedisCache alias: {', '.join(unknown)} "
-                    f"(known: {', '.join(known) or 'none'}).",
-                    returncode=CANNOT_CHECK,
-                )
-        elif not known:
-            raise CommandError("No ResilientRedisCache in CACHES.", returncode=CANNOT_CHECK)
-        watch = options["watch"]
-        if watch is not None and watch <= 0:
-            raise CommandError("--watch needs a number of seconds > 0.", returncode=CANNOT_CHECK)
-        timeout = options["timeout"]
-        if timeout is not None and not 0 < timeout <= 30:
-            raise CommandError("--timeout needs seconds from 0 to 30.", returncode=CANNOT_CHECK)
+        watch, timeout = options["watch"], options["timeout"]
+        _check_arguments(aliases, watch=watch, timeout=timeout)
         code = CANNOT_CHECK
         try:
             while True:
@@ -131,91 +123,119 @@ class Command(BaseCommand):
         if as_json:
             self.stdout.write(json.dumps(report.as_dict(), indent=2, default=str))
             return
-        style = {
-            "ok": self.style.SUCCESS,
-            "warning": self.style.WARNING,
-            "critical": self.style.ERROR,
-        }
         for cache in report.caches:
-            paint = style.get(cache.status, self.style.ERROR)
-            self.stdout.write(
-                f"{cache.alias}  {cache.topology}  {cache.location}  "
-                + paint(cache.status.upper())
-                + f"  ({cache.duration_ms:.0f} ms)"
-            )
-            header = (
-                "node",
-                "kind",
-                "up",
-                "ping ms",
-                "role",
-                "version",
-                "memory",
-                "clients",
-                "link",
-                "slots",
-            )
-            rows = [header]
-            for node in cache.nodes:
-                memory = node.memory
-                used = _size(memory.get("used_memory"))
-                limit = memory.get("maxmemory")
-                clients = node.clients
-                rows.append(
-                    (
-                        node.address,
-                        node.kind,
-                        "yes" if node.reachable else f"no ({node.error})",
-                        "-" if node.ping_ms is None else f"{node.ping_ms:.2f}",
-                        str(node.replication.get("role", "-")),
-                        node.server or "-",
-                        f"{used}/{_size(limit)}" if limit else used,
-                        "/".join(
-                            str(clients.get(k, "-"))
-                            for k in (
-                                "connected_clients",
-                                "blocked_clients",
-                                "rejected_connections",
-                            )
-                        ),
-                        str(node.replication.get("master_link_status", "-")),
-                        _slots(node),
-                    )
-                )
-            widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
-            for row in rows:
-                self.stdout.write(
-                    "  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
-                )
-            if cache.cluster:
-                c = cache.cluster
-                self.stdout.write(
-                    f"  slots served: {c.get('slots_covered')}/{c.get('slots_total')}"
-                    + (f" (not served: {c['uncovered'][:120]})" if c.get("uncovered") else "")
-                )
-            client = cache.client
-            breakers = ", ".join(
-                f"{e['role']} {e['breaker']}"
-                + (f" journal {e['journal_size']}" if e["journal_size"] else "")
-                for e in client.get("endpoints", [])
-            )
-            self.stdout.write(f"  this process ({client.get('process')}): {breakers or '-'}")
-            self.stdout.write("")
-        findings = report.findings
-        if findings:
-            self.stdout.write("findings:")
-            paint_of = {
-                Severity.INFO: self.style.NOTICE,
-                Severity.WARNING: self.style.WARNING,
-                Severity.CRITICAL: self.style.ERROR,
-            }
-            for f in sorted(findings, key=lambda f: -f.severity.rank):
-                self.stdout.write(
-                    "  " + paint_of[f.severity](f"{f.severity.value.upper():8}") + f" {f.code} "
-                    f"[{f.alias}] {f.message}"
-                )
-        else:
-            self.stdout.write(self.style.SUCCESS("no findings"))
+            self._show_cache(cache)
+        self._show_findings(report.findings)
         self.stdout.write(
             f"status: {report.status} (exit {report.exit_code}), {report.duration_ms:.0f} ms"
         )
+
+    def _show_cache(self, cache: CacheReport) -> None:
+        """A cache's line, its nodes' table, its slot coverage and this process's breakers."""
+        paint = {
+            "ok": self.style.SUCCESS,
+            "warning": self.style.WARNING,
+            "critical": self.style.ERROR,
+        }.get(cache.status, self.style.ERROR)
+        self.stdout.write(
+            f"{cache.alias}  {cache.topology}  {cache.location}  "
+            + paint(cache.status.upper())
+            + f"  ({cache.duration_ms:.0f} ms)"
+        )
+        for line in _table([NODE_COLUMNS, *(_node_row(node) for node in cache.nodes)]):
+            self.stdout.write("  " + line)
+        if cache.cluster:
+            c = cache.cluster
+            self.stdout.write(
+                f"  slots served: {c.get('slots_covered')}/{c.get('slots_total')}"
+                + (f" (not served: {c['uncovered'][:120]})" if c.get("uncovered") else "")
+            )
+        client = cache.client
+        breakers = ", ".join(
+            f"{e['role']} {e['breaker']}"
+            + (f" journal {e['journal_size']}" if e["journal_size"] else "")
+            for e in client.get("endpoints", [])
+        )
+        self.stdout.write(f"  this process ({client.get('process')}): {breakers or '-'}")
+        self.stdout.write("")
+
+    def _show_findings(self, findings: list[Finding]) -> None:
+        """Every finding, worst first, or a line saying there is none."""
+        if not findings:
+            self.stdout.write(self.style.SUCCESS("no findings"))
+            return
+        self.stdout.write("findings:")
+        paint_of = {
+            Severity.INFO: self.style.NOTICE,
+            Severity.WARNING: self.style.WARNING,
+            Severity.CRITICAL: self.style.ERROR,
+        }
+        for f in sorted(findings, key=lambda f: -f.severity.rank):
+            self.stdout.write(
+                "  " + paint_of[f.severity](f"{f.severity.value.upper():8}") + f" {f.code} "
+                f"[{f.alias}] {f.message}"
+            )
+
+
+def _check_arguments(
+    aliases: list[str] | None, *, watch: float | None, timeout: float | None
+) -> None:
+    """Usage errors: unknown aliases, no resilient cache, a bad ``--watch`` or ``--timeout``."""
+    known = conf.resilient_aliases()
+    if aliases:
+        unknown = [a for a in aliases if a not in known]
+        if unknown:
+            raise CommandError(
+                f"Not a ResilientRedisCache alias: {', '.join(unknown)} "
+                f"(known: {', '.join(known) or 'none'}).",
+                returncode=CANNOT_CHECK,
+            )
+    elif not known:
+        raise CommandError("No ResilientRedisCache in CACHES.", returncode=CANNOT_CHECK)
+    if watch is not None and watch <= 0:
+        raise CommandError("--watch needs a number of seconds > 0.", returncode=CANNOT_CHECK)
+    if timeout is not None and not 0 < timeout <= 30:
+        raise CommandError("--timeout needs seconds from 0 to 30.", returncode=CANNOT_CHECK)
+
+
+#: The nodes' table: one row per node.
+NODE_COLUMNS = (
+    "node",
+    "kind",
+    "up",
+    "ping ms",
+    "role",
+    "version",
+    "memory",
+    "clients",
+    "link",
+    "slots",
+)
+
+
+def _node_row(node: NodeReport) -> tuple[str, ...]:
+    memory = node.memory
+    used = _size(memory.get("used_memory"))
+    limit = memory.get("maxmemory")
+    clients = node.clients
+    return (
+        node.address,
+        node.kind,
+        "yes" if node.reachable else f"no ({node.error})",
+        "-" if node.ping_ms is None else f"{node.ping_ms:.2f}",
+        str(node.replication.get("role", "-")),
+        node.server or "-",
+        f"{used}/{_size(limit)}" if limit else used,
+        "/".join(
+            str(clients.get(k, "-"))
+            for k in ("connected_clients", "blocked_clients", "rejected_connections")
+        ),
+        str(node.replication.get("master_link_status", "-")),
+        _slots(node),
+    )
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as lines of left-aligned columns, each as wide as its widest cell."""
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
