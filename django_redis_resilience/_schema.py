@@ -4,9 +4,9 @@ Framework-free on purpose: it imports neither Django nor any feature package. Ea
 declares its own sections in its ``_settings`` module, which the feature package's
 ``__init__`` imports, so a rule that needs a feature's internals lives with that feature
 and :mod:`django_redis_resilience.conf` reads the schema without importing any feature.
-:mod:`django_redis_resilience.checks` imports the features, so every section is registered
-before the settings are validated; a section asked for before its feature was imported is a
-loud error, never a silently shorter validation.
+:mod:`django_redis_resilience.checks` imports the features when Django starts; a process
+that reads settings without ``django.setup()`` (a script that builds a cache) has them
+imported on its first read of the registry, so validation is never silently shorter.
 
 A section is one table of ``docs/configuration.md`` (``connection``, ``options``,
 ``BREAKER``, ...); each setting carries that table's cells (type, meaning, check IDs), and
@@ -132,6 +132,19 @@ class Section:
 
 _SECTIONS: dict[str, Section] = {}
 
+#: The packages that declare settings (their ``__init__`` imports their ``_settings``).
+FEATURES = ("connection", "cache", "ratelimiting", "health")
+_features_loaded = False
+
+
+def _load_features() -> None:
+    """Import every feature once, so each section and finder is registered."""
+    global _features_loaded
+    if not _features_loaded:
+        _features_loaded = True
+        for name in FEATURES:
+            importlib.import_module(f"django_redis_resilience.{name}")
+
 
 def register(section: Section) -> Section:
     """Add a feature's section; registering the same section again is a no-op."""
@@ -143,18 +156,18 @@ def register(section: Section) -> Section:
 
 
 def section(name: str) -> Section:
-    """A registered section; an unregistered one is an error, never an empty section."""
+    """A registered section; an unknown one is an error, never an empty section."""
+    if name not in _SECTIONS:
+        _load_features()
     try:
         return _SECTIONS[name]
     except KeyError:
-        raise LookupError(
-            f"the settings section {name!r} is not registered: import "
-            "django_redis_resilience.checks (or the feature package that declares it) first"
-        ) from None
+        raise LookupError(f"no feature declares the settings section {name!r}") from None
 
 
 def sections() -> Mapping[str, Section]:
-    """Every registered section by name."""
+    """Every section by name."""
+    _load_features()
     return dict(_SECTIONS)
 
 
@@ -170,13 +183,12 @@ def provide(name: str, function: Callable[..., Any]) -> None:
 
 
 def provided(name: str) -> Callable[..., Any]:
+    if name not in _HOOKS:
+        _load_features()
     try:
         return _HOOKS[name]
     except KeyError:
-        raise LookupError(
-            f"no settings hook {name!r} is registered: import django_redis_resilience.checks "
-            "(or the feature package that provides it) first"
-        ) from None
+        raise LookupError(f"no feature provides the settings hook {name!r}") from None
 
 
 def add_finder(scope: str, finder: Callable[..., list[Any]], *, order: int) -> None:
@@ -187,5 +199,7 @@ def add_finder(scope: str, finder: Callable[..., list[Any]], *, order: int) -> N
 
 
 def finders(scope: str) -> tuple[Callable[..., list[Any]], ...]:
+    """Every feature's finders for ``scope``, in their order."""
+    _load_features()
     found = _FINDERS.get(scope, {})
     return tuple(sorted(found, key=found.__getitem__))

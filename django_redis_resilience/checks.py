@@ -21,8 +21,8 @@ from typing import Any
 
 from django.core import checks
 
-# Each feature package registers its settings section and problem finders when imported;
-# importing them here means every one is known before the first check runs.
+# Each feature package registers its settings sections and problem finders when imported;
+# importing them here registers every one while Django starts, before the first check.
 from django_redis_resilience import cache, connection, health, ratelimiting  # noqa: F401
 from django_redis_resilience.conf import conf
 

@@ -728,6 +728,25 @@ def test_conf_imports_no_feature_package() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_settings_read_without_django_setup_are_validated_in_full() -> None:
+    """A script that builds a cache without ``django.setup()`` never imports the checks: the
+    schema imports the features on its first read, so no section goes unvalidated."""
+    code = (
+        "from django.conf import settings\n"
+        f"settings.configure(CACHES={{'default': {{'BACKEND': {BACKEND!r}, "
+        f"'LOCATION': {LOCATION!r}}}}}, "
+        "REDIS_RESILIENCE={'HEALTH': {'TIMEOUT': 0}, 'RATELIMIT': {'CACHE': 'nope'}})\n"
+        "from django_redis_resilience.conf import conf\n"
+        "print(sorted(p.setting for p in conf.problems()))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == str(
+        ["REDIS_RESILIENCE['HEALTH']['TIMEOUT']", "REDIS_RESILIENCE['RATELIMIT']['CACHE']"]
+    )
+
+
 def test_every_feature_section_is_registered_once_checks_are_imported() -> None:
     assert set(_schema.sections()) == {
         "connection", "global", "options", "ignored", "BREAKER", "RETRY", "CLUSTER",
@@ -736,7 +755,7 @@ def test_every_feature_section_is_registered_once_checks_are_imported() -> None:
 
 
 def test_an_unregistered_section_is_an_error_not_an_empty_section() -> None:
-    with pytest.raises(LookupError, match="'NO_SUCH' is not registered"):
+    with pytest.raises(LookupError, match="no feature declares the settings section 'NO_SUCH'"):
         _schema.section("NO_SUCH")
 
 
