@@ -18,6 +18,7 @@ from django_redis_resilience.connection import (
     CircuitBreaker,
     ConnectionManager,
     LogicalEndpoint,
+    Slot,
     add_manager_hook,
     get_registry,
     reset_registry,
@@ -50,22 +51,32 @@ def key_prefix(alias: str) -> str | None:
     new one.
     """
     caches: Mapping[str, Any] = settings.CACHES
-    known = _prefixes.get(id(caches))
+    holder = get_registry().extensions.obtain(_PREFIXES, _Prefixes)
+    known = holder.known
     if known is None or known[0] is not caches:
-        known = (caches, {})
-        _prefixes.clear()
-        _prefixes[id(caches)] = known
-    if alias not in known[1]:
+        known = holder.known = (caches, {})
+    prefixes = known[1]
+    if alias not in prefixes:
         if alias in conf.resilient_aliases():
-            prefix = str(caches[alias].get("KEY_PREFIX", ""))
-            known[1][alias] = untagged(prefix)
+            prefixes[alias] = untagged(str(caches[alias].get("KEY_PREFIX", "")))
         else:
-            known[1][alias] = None
-    return known[1][alias]
+            prefixes[alias] = None
+    return prefixes[alias]
 
 
-#: ``id(settings.CACHES)`` -> (that object, alias -> KEY_PREFIX or ``None``).
-_prefixes: dict[int, tuple[Mapping[str, Any], dict[str, str | None]]] = {}
+class _Prefixes:
+    """The ``KEY_PREFIX`` of each alias, for one ``settings.CACHES`` object."""
+
+    __slots__ = ("known",)
+
+    def __init__(self) -> None:
+        #: That ``CACHES`` object, and alias -> KEY_PREFIX or ``None`` (replaced at once
+        #: when ``CACHES`` is another object, so no reader mixes two settings).
+        self.known: tuple[Mapping[str, Any], dict[str, str | None]] | None = None
+
+
+#: Where the registry keeps the key prefixes (rebuilt with it when settings change).
+_PREFIXES: Slot[_Prefixes] = Slot("key prefixes")
 
 
 def _wire_signals(manager: ConnectionManager) -> None:
