@@ -100,24 +100,36 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def _from_chain(exc: BaseException) -> ErrorKind | None:
-    for item in _chain(exc):
-        # redis-py's Sentinel connection turns READONLY from a demoted primary
-        # into a ConnectionError; the reply still proves the write did not run.
-        if isinstance(item, rex.ReadOnlyError):
-            return ErrorKind.READONLY
-    for item in _chain(exc):
-        if isinstance(item, ssl.SSLError | ssl.CertificateError):
-            return ErrorKind.TLS
-    for item in _chain(exc):
-        if isinstance(item, TimeoutError | rex.TimeoutError):
-            return ErrorKind.TIMEOUT
-        if isinstance(item, OSError) and item.errno is not None:
-            if item.errno in _REFUSED_ERRNOS:
-                return ErrorKind.REFUSED
-            if item.errno == errno.ETIMEDOUT:
-                return ErrorKind.TIMEOUT
-            return ErrorKind.RESET
+    """The kind the causes of ``exc`` show; ``None`` when none of them tells."""
+    chain = _chain(exc)
+    # redis-py's Sentinel connection turns READONLY from a demoted primary
+    # into a ConnectionError; the reply still proves the write did not run.
+    if any(isinstance(item, rex.ReadOnlyError) for item in chain):
+        return ErrorKind.READONLY
+    if any(isinstance(item, ssl.SSLError | ssl.CertificateError) for item in chain):
+        return ErrorKind.TLS
+    for item in chain:
+        kind = _from_socket_error(item)
+        if kind is not None:
+            return kind
     return None
+
+
+def _from_socket_error(exc: BaseException) -> ErrorKind | None:
+    """What one link of a chain says of the socket: a timeout, or an ``errno``."""
+    if isinstance(exc, TimeoutError | rex.TimeoutError):
+        return ErrorKind.TIMEOUT
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return _from_errno(exc.errno)
+    return None
+
+
+def _from_errno(number: int) -> ErrorKind:
+    if number in _REFUSED_ERRNOS:
+        return ErrorKind.REFUSED
+    if number == errno.ETIMEDOUT:
+        return ErrorKind.TIMEOUT
+    return ErrorKind.RESET
 
 
 def _from_message(message: str) -> ErrorKind:
@@ -199,42 +211,72 @@ def classify(exc: BaseException) -> ErrorKind | None:
     ``WRONGTYPE``, syntax errors, script errors, ``NOPERM`` (an ACL that forbids
     the command is a configuration error that degrading would hide forever).
     """
-    if isinstance(exc, drr.RedisUnavailable):
-        return exc.kind or ErrorKind.UNREACHABLE
-    if isinstance(exc, rex.AuthenticationError | rex.AuthenticationWrongNumberOfArgsError):
-        return ErrorKind.AUTH
-    if isinstance(exc, rex.MaxConnectionsError if hasattr(rex, "MaxConnectionsError") else ()):
-        return ErrorKind.POOL_EXHAUSTED
-    if isinstance(exc, rex.BusyLoadingError):
-        return ErrorKind.LOADING
-    if isinstance(exc, rex.ReadOnlyError):
-        return ErrorKind.READONLY
-    if isinstance(exc, rex.ClusterDownError | rex.SlotNotCoveredError):
-        return ErrorKind.CLUSTER_DOWN
-    if isinstance(exc, rex.TryAgainError):
-        return ErrorKind.TRY_AGAIN
-    if isinstance(exc, MasterNotFoundError):
-        return ErrorKind.MASTER_NOT_FOUND
-    if isinstance(exc, rex.ResponseError):
-        message = reply_text(exc)
-        for prefix, kind in _REPLY_PREFIXES:
-            if message.startswith(prefix):
-                return kind
-        return None
-    if isinstance(exc, rex.TimeoutError):
-        return ErrorKind.TIMEOUT
-    if isinstance(exc, rex.ConnectionError):
-        return _from_chain(exc) or _from_message(str(exc))
-    if isinstance(exc, rex.RedisClusterException):
-        text = str(exc).lower()
-        if "cannot be connected" in text or "no alive" in text or "connection" in text:
-            return ErrorKind.UNREACHABLE
-        return None
-    if isinstance(exc, ssl.SSLError):
-        return ErrorKind.TLS
-    if isinstance(exc, OSError):
-        return _from_chain(exc) or ErrorKind.RESET
+    for classes, kind_of in _KINDS:
+        if isinstance(exc, classes):
+            return kind_of(exc)
     return None
+
+
+def _always(kind: ErrorKind) -> Callable[[BaseException], ErrorKind]:
+    return lambda _exc: kind
+
+
+def _own_kind(exc: BaseException) -> ErrorKind:
+    """One of this project's errors: the kind it carries."""
+    assert isinstance(exc, drr.RedisUnavailable)
+    return exc.kind or ErrorKind.UNREACHABLE
+
+
+def _from_reply(exc: BaseException) -> ErrorKind | None:
+    """An error reply: a state of the server (``LOADING``, ``READONLY``...) or the caller's."""
+    message = reply_text(exc)
+    return next((kind for prefix, kind in _REPLY_PREFIXES if message.startswith(prefix)), None)
+
+
+def _from_connection(exc: BaseException) -> ErrorKind:
+    return _from_chain(exc) or _from_message(str(exc))
+
+
+def _from_cluster_client(exc: BaseException) -> ErrorKind | None:
+    """redis-py's cluster client: no node to talk to, or a misuse of it (raised)."""
+    text = str(exc).lower()
+    if "cannot be connected" in text or "no alive" in text or "connection" in text:
+        return ErrorKind.UNREACHABLE
+    return None
+
+
+def _from_os_error(exc: BaseException) -> ErrorKind:
+    return _from_chain(exc) or ErrorKind.RESET
+
+
+_Classes = type[BaseException] | tuple[type[BaseException], ...]
+
+#: ``(exception classes, their kind)``, tried in this order: a class comes before
+#: its bases (``ReadOnlyError`` is a ``ResponseError``, ``AuthenticationError`` a
+#: ``ConnectionError``, redis-py's ``TimeoutError`` is neither's). An error of none
+#: of them is the caller's.
+_KINDS: Final[tuple[tuple[_Classes, Callable[[BaseException], ErrorKind | None]], ...]] = (
+    (drr.RedisUnavailable, _own_kind),
+    (
+        (rex.AuthenticationError, rex.AuthenticationWrongNumberOfArgsError),
+        _always(ErrorKind.AUTH),
+    ),
+    (
+        (rex.MaxConnectionsError,) if hasattr(rex, "MaxConnectionsError") else (),
+        _always(ErrorKind.POOL_EXHAUSTED),
+    ),
+    (rex.BusyLoadingError, _always(ErrorKind.LOADING)),
+    (rex.ReadOnlyError, _always(ErrorKind.READONLY)),
+    ((rex.ClusterDownError, rex.SlotNotCoveredError), _always(ErrorKind.CLUSTER_DOWN)),
+    (rex.TryAgainError, _always(ErrorKind.TRY_AGAIN)),
+    (MasterNotFoundError, _always(ErrorKind.MASTER_NOT_FOUND)),
+    (rex.ResponseError, _from_reply),
+    (rex.TimeoutError, _always(ErrorKind.TIMEOUT)),
+    (rex.ConnectionError, _from_connection),
+    (rex.RedisClusterException, _from_cluster_client),
+    (ssl.SSLError, _always(ErrorKind.TLS)),
+    (OSError, _from_os_error),
+)
 
 
 def translate(
