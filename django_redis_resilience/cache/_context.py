@@ -24,7 +24,12 @@ from django_redis_resilience.cache._state import (
     state_for,
 )
 from django_redis_resilience.clients import get_manager
-from django_redis_resilience.connection import ConnectionManager, LogicalEndpoint
+from django_redis_resilience.connection import (
+    ConnectionManager,
+    LogicalEndpoint,
+    Registry,
+    get_registry,
+)
 from django_redis_resilience.exceptions import InvalidValue
 
 #: A value the cache does not have (``None`` is a value a cache may hold).
@@ -64,12 +69,30 @@ class CacheContext:
         self.stampede = stampede
         #: Django's own key function: ``keys()`` can give back the caller's keys exactly.
         self.default_key_func = default_key_func
+        self._known: tuple[Registry, ConnectionManager, CacheState] | None = None
 
     # --- process-wide parts -----------------------------------------------------------
 
+    def current(self) -> tuple[ConnectionManager, CacheState]:
+        """This alias's manager and the cache's state on it, remembered while the
+        registry that holds them is the process's (a new one after ``fork()`` or a
+        settings change): one identity check per operation instead of four calls."""
+        registry = get_registry()
+        known = self._known
+        if known is not None and known[0] is registry:
+            return known[1], known[2]
+        manager = get_manager(self.alias)
+        state = self.state_of(manager)
+        self._known = (registry, manager, state)
+        return manager, state
+
     @property
     def manager(self) -> ConnectionManager:
-        return get_manager(self.alias)
+        return self.current()[0]
+
+    @property
+    def state(self) -> CacheState:
+        return self.current()[1]
 
     def state_of(self, manager: ConnectionManager) -> CacheState:
         state = manager.extensions.get(CACHE_STATE)

@@ -95,8 +95,7 @@ def write(
     afn: AsyncClientFn | None = None,
 ) -> Plan[T]:
     """Write to Redis; on an outage journal the key and write to the fallback."""
-    manager = ctx.manager
-    state = ctx.state_of(manager)
+    manager, state = ctx.current()
     error: RedisUnavailable | None = None
     for force in (False, True):
         try:
@@ -148,7 +147,7 @@ def rejected_write(
     the write had happened. The breaker and the fallback stay out of it:
     the server answers, it is the write that failed.
     """
-    state = ctx.state_of(ctx.manager)
+    state = ctx.state
     state.count("refused_writes", ctx.endpoint(redis_key).display)
     state.warn_refused(ctx.alias, error)
     try:

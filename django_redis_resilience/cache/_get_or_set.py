@@ -51,7 +51,7 @@ def _once(
 ) -> Plan[Any]:
     beta = ctx.stampede.early_refresh if early_refresh is None else early_refresh
     k = ctx.key(key, version)
-    flights = ctx.state_of(ctx.manager).flights
+    flights = ctx.state.flights
     value, ttl_ms = yield from _current(ctx, key, k, version, beta)
     if value is not MISSING:
         if not refresh_early(beta=beta, duration=flights.duration(k), ttl_ms=ttl_ms):
@@ -77,8 +77,7 @@ def _current(
     same round trip."""
     if not beta:
         return (yield from get(ctx, key, MISSING, version)), None
-    manager = ctx.manager
-    state = ctx.state_of(manager)
+    manager, state = ctx.current()
     missing: tuple[Any, int | None] = (MISSING, None)
     value, ttl_ms = yield from read(
         ctx,
@@ -120,7 +119,7 @@ def _read_again(
 ) -> Plan[Any]:
     """A flight may have landed between our miss and our lead: read again (and land
     ours with what is found)."""
-    flights = ctx.state_of(ctx.manager).flights
+    flights = ctx.state.flights
     try:
         value = yield from lookup(ctx, key, version, count_it=False)
     except BaseException as exc:
@@ -144,7 +143,7 @@ def _lead(
 ) -> Plan[Any]:
     """Compute the value as this process's leader of the key; ``value`` is the one
     being refreshed early, or ``MISSING``."""
-    flights = ctx.state_of(ctx.manager).flights
+    flights = ctx.state.flights
     refreshing = value is not MISSING
     try:
         result, took = yield from _compute(

@@ -31,8 +31,7 @@ def lookup(
 ) -> Plan[Any]:
     """The value, or ``default``; ``count_it``: as a hit or a miss in the counters."""
     k = ctx.key(key, version)
-    manager = ctx.manager
-    state = ctx.state_of(manager)
+    manager, state = ctx.current()
     value = yield from read(
         ctx,
         manager,
@@ -68,8 +67,7 @@ def has_key(ctx: CacheContext, key: Any, version: int | None) -> Plan[bool]:
 def get_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> Plan[dict[Any, Any]]:
     made = {ctx.key(key, version): key for key in keys}
     found: dict[Any, Any] = {}
-    manager = ctx.manager
-    state = ctx.state_of(manager)
+    manager, state = ctx.current()
     degraded = _journaled(ctx, state, made)
     skip = set(degraded)
     in_redis = [k for k in made if k not in skip] if skip else list(made)

@@ -129,7 +129,7 @@ def set_many(
 
     failed: list[Any] = []
     seconds = seconds_of(ms)
-    state = ctx.state_of(ctx.manager)
+    state = ctx.state
     store = partial(_set_pipelined, encoded, ms)
     for group, result in (yield Grouped(ctx.manager, list(made), store)):
         if isinstance(result, RedisUnavailable):
@@ -196,7 +196,7 @@ def delete_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> 
             pipe.delete(k)
         return pipe.execute()
 
-    state = ctx.state_of(ctx.manager)
+    state = ctx.state
     for group, result in (yield Grouped(ctx.manager, list(made), remove)):
         if isinstance(result, RedisUnavailable):
             for k in group:
@@ -209,8 +209,7 @@ def delete_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> 
 def clear(ctx: CacheContext) -> Plan[None]:
     """This cache's namespace on every master (or FLUSHDB), and every fallback store;
     a master that is down is cleared when it returns."""
-    manager = ctx.manager
-    state = ctx.state_of(manager)
+    manager, state = ctx.current()
     pattern = state.settings.namespace
     assert pattern is not None  # built by the cache's settings, which raise without one
     if ctx.clear_flushes_db:
