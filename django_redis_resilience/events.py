@@ -51,6 +51,9 @@ _memory: deque[dict[str, Any]] = deque(maxlen=MEMORY_LIMIT)
 _last: dict[tuple[str, str, str], float] = {}
 _suppressed: dict[tuple[str, str, str], int] = {}
 _flush_scheduled = False
+#: The scheduler the pending flush was given to: the queue outlives the registry (settings
+#: changed), whose stopped scheduler drops its jobs; the current one must then flush it.
+_flush_scheduler: object | None = None
 _last_prune = 0.0
 _last_failure = 0.0
 #: Why the database cannot store events (``None``: it can, as far as we know) and since when.
@@ -111,13 +114,14 @@ def _item(
 
 
 def _schedule_flush() -> None:
-    global _flush_scheduled
-    if _flush_scheduled:
-        return
+    global _flush_scheduled, _flush_scheduler
     from django_redis_resilience.connection import get_registry
 
-    _flush_scheduled = True
-    get_registry().scheduler.call_later(FLUSH_DELAY, flush, name="write degradation events")
+    scheduler = get_registry().scheduler
+    if _flush_scheduled and _flush_scheduler is scheduler:
+        return
+    _flush_scheduled, _flush_scheduler = True, scheduler
+    scheduler.call_later(FLUSH_DELAY, flush, name="write degradation events")
 
 
 def flush() -> int:
@@ -276,14 +280,14 @@ def remembered(limit: int) -> list[DegradationEvent]:
 
 def reset() -> None:
     """Forget queued events and rate-limit state (after ``fork()``, between tests)."""
-    global _flush_scheduled, _last_prune, _last_failure, _unusable, _unusable_at
-    global _unusable_logged
+    global _flush_scheduled, _flush_scheduler, _last_prune, _last_failure, _unusable
+    global _unusable_at, _unusable_logged
     with _lock:
         _queue.clear()
         _memory.clear()
         _last.clear()
         _suppressed.clear()
-        _flush_scheduled = False
+        _flush_scheduled, _flush_scheduler = False, None
         _last_prune = 0.0
         _last_failure = 0.0
         _unusable = None

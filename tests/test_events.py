@@ -75,6 +75,19 @@ def test_a_flood_is_one_row_and_a_count() -> None:
     assert rows["suppressed"].message.startswith("99 more")
 
 
+def test_events_queued_when_the_caches_are_rebuilt_are_still_written() -> None:
+    """Settings changed between an event and its write: the old registry's background thread
+    stopped with the flush it was given, so the next event has the current one flush both."""
+    from django_redis_resilience.connection import reset_registry
+
+    events.record("breaker_opened", alias="a", endpoint="redis://x:1/0")
+    reset_registry()
+    events.record("breaker_closed", alias="a", endpoint="redis://x:1/0")
+    assert wait_for(_flushed, timeout=10)
+    kinds = sorted(DegradationEvent.objects.values_list("kind", flat=True))
+    assert kinds == ["breaker_closed", "breaker_opened"]
+
+
 def _degradations(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
     return [r for r in records if "egradation event" in r.getMessage()]
 
