@@ -26,11 +26,11 @@ import bisect
 import functools
 import itertools
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from django_redis_resilience.connection import Slot
+    from django_redis_resilience.connection import Registry, Slot
     from django_redis_resilience.health import CacheSnapshot, ProcessSnapshot
 
 #: Lock wait buckets, seconds.
@@ -118,17 +118,17 @@ class ProcessCounters:
 
 def process_counters() -> ProcessCounters:
     """This process's counters, kept by its connection registry."""
-    from django_redis_resilience.connection import get_registry
-
-    return get_registry().extensions.obtain(_counters_slot(), ProcessCounters)
+    get_registry, slot = _home()
+    return get_registry().extensions.obtain(slot, ProcessCounters)
 
 
 @functools.cache
-def _counters_slot() -> Slot[ProcessCounters]:
-    """Made at first use: the connection package imports this module."""
-    from django_redis_resilience.connection import Slot
+def _home() -> tuple[Callable[[], Registry], Slot[ProcessCounters]]:
+    """Where the counters live, resolved once: the connection package imports this module,
+    and an import statement per count would cost more than the count."""
+    from django_redis_resilience.connection import Slot, get_registry
 
-    return Slot("metrics process counters")
+    return get_registry, Slot("metrics process counters")
 
 
 def count_decisions(decisions: Sequence[Any]) -> None:
