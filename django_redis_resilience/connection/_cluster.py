@@ -56,6 +56,8 @@ _GRACE_MAX = 0.05
 Address = tuple[str, int]
 #: One ``CLUSTER SLOTS`` entry: first slot, last slot, master, replicas.
 SlotRange = tuple[int, int, Address, tuple[Address, ...]]
+#: Where the threads of one discovery put each node's answer (or its failure).
+_Answers = queue.SimpleQueue[tuple[Address, list[SlotRange] | BaseException]]
 
 
 def cluster_display(topology: Topology) -> str:
@@ -587,54 +589,35 @@ class ClusterRouter:
         timeout = max(
             self.options.socket_connect_timeout or 0.25, self.options.socket_timeout or 0.25
         )
-        results: queue.SimpleQueue[tuple[Address, list[SlotRange] | BaseException]]
-        results = queue.SimpleQueue()
-
-        def ask(address: Address) -> None:
-            try:
-                connection = self.node(address).fresh_connection(timeout)
-                try:
-                    connection.send_command("CLUSTER", "SLOTS")
-                    reply = connection.read_response()
-                finally:
-                    connection.disconnect()
-                if isinstance(reply, BaseException):
-                    raise reply
-                results.put((address, parse_cluster_slots(reply, address)))
-            except BaseException as exc:
-                results.put((address, exc))
-
+        answers: _Answers = queue.SimpleQueue()
         for address in candidates:
-            threading.Thread(target=ask, args=(address,), name="drr-discovery", daemon=True).start()
-        started = time.monotonic()
-        deadline = started + 2 * timeout + 0.1
-        views: dict[Address, list[SlotRange]] = {}
-        failed: dict[Address, BaseException] = {}
-        while len(views) + len(failed) < len(candidates):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                address, outcome = results.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if isinstance(outcome, BaseException):
-                failed[address] = outcome
-                continue
-            views[address] = outcome
-            if _coverage(outcome) == SLOTS:
-                now = time.monotonic()
-                grace = min(_GRACE_MAX, max(_GRACE_MIN, 2 * (now - started)))
-                deadline = min(deadline, now + grace)
+            threading.Thread(
+                target=self._ask,
+                args=(address, timeout, answers),
+                name="drr-discovery",
+                daemon=True,
+            ).start()
+        views, failed = _collect(answers, len(candidates), timeout)
         for address in candidates:
             if address not in views and address not in failed:
                 failed[address] = rex.TimeoutError("no CLUSTER SLOTS reply in time")
-        if not views:
-            return Discovery(None, None, [], failed)
-        canonical = {a: tuple(sorted(v)) for a, v in views.items()}
-        agreement = Counter(canonical.values())
-        source = max(views, key=lambda a: (_coverage(views[a]), agreement[canonical[a]]))
-        return Discovery(views[source], source, list(views), failed)
+        return _chosen(views, failed)
+
+    def _ask(self, address: Address, timeout: float, answers: _Answers) -> None:
+        """One node's ``CLUSTER SLOTS`` on a fresh connection, or what went wrong, into
+        ``answers`` (on a thread of its own)."""
+        try:
+            connection = self.node(address).fresh_connection(timeout)
+            try:
+                connection.send_command("CLUSTER", "SLOTS")
+                reply = connection.read_response()
+            finally:
+                connection.disconnect()
+            if isinstance(reply, BaseException):
+                raise reply
+            answers.put((address, parse_cluster_slots(reply, address)))
+        except BaseException as exc:
+            answers.put((address, exc))
 
     # --- raw client --------------------------------------------------------------
 
@@ -712,6 +695,51 @@ def _overlap(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]]) -> int:
 
 def _coverage(entries: Sequence[SlotRange]) -> int:
     return sum(last - first + 1 for first, last, _, _ in entries)
+
+
+def _collect(
+    answers: _Answers, expected: int, timeout: float
+) -> tuple[dict[Address, list[SlotRange]], dict[Address, BaseException]]:
+    """The answers that arrive in time: until all did, the deadline passed, or the
+    grace period after a complete answer ran out."""
+    started = time.monotonic()
+    deadline = started + 2 * timeout + 0.1
+    views: dict[Address, list[SlotRange]] = {}
+    failed: dict[Address, BaseException] = {}
+    while len(views) + len(failed) < expected:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            address, outcome = answers.get(timeout=remaining)
+        except queue.Empty:
+            break
+        if isinstance(outcome, BaseException):
+            failed[address] = outcome
+            continue
+        views[address] = outcome
+        if _coverage(outcome) == SLOTS:
+            deadline = min(deadline, _graced(started))
+    return views, failed
+
+
+def _graced(started: float) -> float:
+    """When to stop waiting once an answer covers every slot: twice what it took,
+    within :data:`_GRACE_MIN` and :data:`_GRACE_MAX`."""
+    now = time.monotonic()
+    return now + min(_GRACE_MAX, max(_GRACE_MIN, 2 * (now - started)))
+
+
+def _chosen(
+    views: dict[Address, list[SlotRange]], failed: dict[Address, BaseException]
+) -> Discovery:
+    """The view covering most slots; of equals, the one most nodes share."""
+    if not views:
+        return Discovery(None, None, [], failed)
+    canonical = {a: tuple(sorted(v)) for a, v in views.items()}
+    agreement = Counter(canonical.values())
+    source = max(views, key=lambda a: (_coverage(views[a]), agreement[canonical[a]]))
+    return Discovery(views[source], source, list(views), failed)
 
 
 def _discovery_error(found: Discovery, display: str, alias: str) -> BaseException:

@@ -44,6 +44,27 @@ def pool_kwargs(
     address: NodeAddress, options: ConnectionOptions, *, asyncio: bool, sentinel: bool = False
 ) -> dict[str, Any]:
     """Keyword arguments for a redis-py pool; precedence: URL > OPTIONS > defaults."""
+    kwargs = _configured(address, options)
+    if address.is_unix:
+        for tcp_only in ("socket_keepalive", "socket_keepalive_options", "socket_connect_timeout"):
+            kwargs.pop(tcp_only, None)
+    if sentinel:
+        # Sentinel names the server: the address here only carries credentials,
+        # database and TLS options.
+        kwargs.pop("host", None)
+        kwargs.pop("port", None)
+    _secure(kwargs, address, asyncio=asyncio, sentinel=sentinel)
+    kwargs["retry"] = no_retry(asyncio=asyncio)
+    kwargs["connection_class"] = connection_class(
+        tls=address.tls, unix=address.is_unix, asyncio=asyncio, sentinel=sentinel
+    )
+    if options.max_connections is not None:
+        kwargs["max_connections"] = options.max_connections
+    return kwargs
+
+
+def _configured(address: NodeAddress, options: ConnectionOptions) -> dict[str, Any]:
+    """The defaults, overridden by ``OPTIONS``, overridden by the location's URL."""
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": options.socket_connect_timeout,
         "socket_timeout": options.socket_timeout,
@@ -62,14 +83,13 @@ def pool_kwargs(
         kwargs["password"] = options.password
     kwargs.update(options.pool_kwargs)
     kwargs.update(address.connection_kwargs())
-    if address.is_unix:
-        for tcp_only in ("socket_keepalive", "socket_keepalive_options", "socket_connect_timeout"):
-            kwargs.pop(tcp_only, None)
-    if sentinel:
-        # Sentinel names the server: the address here only carries credentials,
-        # database and TLS options.
-        kwargs.pop("host", None)
-        kwargs.pop("port", None)
+    return kwargs
+
+
+def _secure(kwargs: dict[str, Any], address: NodeAddress, *, asyncio: bool, sentinel: bool) -> None:
+    """On ``rediss://``: the TLS options in redis-py's terms, and the SSL context built
+    once for the connections that take one (Sentinel's are redis-py's own). Elsewhere
+    a TLS option is refused: the connection would not use it."""
     if address.tls:
         normalize_tls(kwargs, asyncio=asyncio, display=address.display)
         if not sentinel:
@@ -78,13 +98,6 @@ def pool_kwargs(
         raise InvalidOption(
             f"{address.display}: TLS options {', '.join(stray)} need a rediss:// location."
         )
-    kwargs["retry"] = no_retry(asyncio=asyncio)
-    kwargs["connection_class"] = connection_class(
-        tls=address.tls, unix=address.is_unix, asyncio=asyncio, sentinel=sentinel
-    )
-    if options.max_connections is not None:
-        kwargs["max_connections"] = options.max_connections
-    return kwargs
 
 
 async def _close_with_loop(pools: list[Any]) -> AsyncGenerator[None, None]:

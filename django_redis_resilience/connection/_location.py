@@ -449,16 +449,38 @@ def parse_location(location: str | Sequence[str], *, setting: str = "LOCATION") 
     piece that failed: a piece may be cut from the middle of a password.
     """
     if isinstance(location, str):
-        text = location.strip()
-        lowered = text.lower()
-        try:
-            if lowered.startswith(_schemes("+sentinel://")):
-                return _parse_multi(text, TopologyKind.SENTINEL)
-            if lowered.startswith(_schemes("+cluster://")):
-                return _parse_multi(text, TopologyKind.CLUSTER)
-        except ValueError as exc:
-            raise _fail(setting, location, _reason(text, exc)) from None
-        urls = _split_urls(text)
+        several = _parse_multi_host(location, setting)
+        if several is not None:
+            return several
+    nodes = tuple(_parse_listed(url, location, setting) for url in _listed(location, setting))
+    return Topology(kind=TopologyKind.STANDALONE, nodes=nodes, db=nodes[0].db)
+
+
+#: The schemes of a URL that names several hosts, and what it names.
+_MULTI_HOST = (
+    ("+sentinel://", TopologyKind.SENTINEL),
+    ("+cluster://", TopologyKind.CLUSTER),
+)
+
+
+def _parse_multi_host(location: str, setting: str) -> Topology | None:
+    """A Sentinel or a cluster URL (several hosts in one); ``None`` for anything else."""
+    text = location.strip()
+    lowered = text.lower()
+    for suffix, kind in _MULTI_HOST:
+        if lowered.startswith(_schemes(suffix)):
+            try:
+                return _parse_multi(text, kind)
+            except ValueError as exc:
+                raise _fail(setting, location, _reason(text, exc)) from None
+    return None
+
+
+def _listed(location: str | Sequence[str], setting: str) -> list[str]:
+    """The URLs of the servers of a standalone location, from a list or a
+    comma-separated string; never none."""
+    if isinstance(location, str):
+        urls = _split_urls(location.strip())
         if urls is None:
             raise _fail(setting, location, _STRAY_COMMA)
     elif isinstance(location, Sequence) and all(isinstance(u, str) for u in location):
@@ -467,12 +489,14 @@ def parse_location(location: str | Sequence[str], *, setting: str = "LOCATION") 
         raise _fail(setting, location, "expected a URL string or a list of URL strings")
     if not urls:
         raise _fail(setting, location, "it is empty")
-    nodes: list[NodeAddress] = []
-    for url in urls:
-        try:
-            if "+sentinel://" in url.lower() or "+cluster://" in url.lower():
-                raise ValueError("Sentinel and cluster URLs cannot be mixed into a list")
-            nodes.append(_parse_single(url))
-        except ValueError as exc:
-            raise _fail(setting, location, _reason(url, exc)) from None
-    return Topology(kind=TopologyKind.STANDALONE, nodes=tuple(nodes), db=nodes[0].db)
+    return urls
+
+
+def _parse_listed(url: str, location: str | Sequence[str], setting: str) -> NodeAddress:
+    """One server of a list; a Sentinel or cluster URL has no place there."""
+    try:
+        if "+sentinel://" in url.lower() or "+cluster://" in url.lower():
+            raise ValueError("Sentinel and cluster URLs cannot be mixed into a list")
+        return _parse_single(url)
+    except ValueError as exc:
+        raise _fail(setting, location, _reason(url, exc)) from None
