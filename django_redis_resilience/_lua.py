@@ -37,10 +37,12 @@ class LuaScript:
         """
         try:
             try:
-                return client.evalsha(self.sha, len(keys), *keys, *args)
+                # execute_command, not evalsha(): the same request, two Python calls fewer
+                # on every lock and rate-limit round trip.
+                return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
             except rex.NoScriptError:
                 client.script_load(self.source)
-                return client.evalsha(self.sha, len(keys), *keys, *args)
+                return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         except rex.ResponseError as exc:
             _raise_met(exc)
 
@@ -48,10 +50,10 @@ class LuaScript:
         """The asyncio twin of calling the script."""
         try:
             try:
-                return await client.evalsha(self.sha, len(keys), *keys, *args)
+                return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
             except rex.NoScriptError:
                 await client.script_load(self.source)
-                return await client.evalsha(self.sha, len(keys), *keys, *args)
+                return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         except rex.ResponseError as exc:
             _raise_met(exc)
 

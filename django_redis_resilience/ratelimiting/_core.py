@@ -5,6 +5,12 @@ Each sync function and its asyncio twin are one plan (:func:`check_plan`,
 validates and builds the keys, :func:`_args` the script's arguments,
 :func:`_collect` reads its answers and applies the outage policy to the slots
 that could not be asked.
+
+A check is one round trip, so what this process spends around it decides its
+cost: a limit's key, policy and script argument are worked out once per
+(identity, rate, group, ...) and remembered (:func:`_check_of`), and each slot
+is asked with one :class:`Script` step straight through the connection
+manager's fast path.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from django.conf import settings
 from redis.crc import key_slot
 
 from django_redis_resilience import metrics
-from django_redis_resilience._steps import Gather, Plan, Script, ScriptGrouped, arun, run
+from django_redis_resilience._steps import Gather, Plan, Script, Settled, arun, run
 from django_redis_resilience.clients import get_manager, key_prefix
 from django_redis_resilience.connection import ConnectionManager, rejected
 from django_redis_resilience.exceptions import InvalidRateLimit, RedisUnavailable
@@ -114,6 +120,8 @@ class _Check:
     cost: int
     name: str
     block: bool
+    #: This limit's argument of the script: "<algorithm> <a> <b> <cost> <blocking>".
+    arg: bytes = b""
 
 
 #: Rates, groups and identities up to this many characters are remembered (hashed or parsed
@@ -207,8 +215,11 @@ def redis_key(prefix: str, limit: Limit, policy: Policy) -> str:
     hash tag, so every limit of one identity lives in one cluster slot; the
     group, algorithm, rate and burst tell its limits apart.
     """
-    tag = _digest(limit.key)
-    what = _group_hash(limit.group)
+    return _key_of(prefix, _digest(limit.key), limit.group, policy)
+
+
+def _key_of(prefix: str, tag: str, group: str, policy: Policy) -> str:
+    what = _group_hash(group)
     period_us = round(policy.rate.period * 1_000_000)
     return (
         f"{prefix}:drr:rl:{{{tag}}}:{what}:{policy.algorithm}:"
@@ -216,29 +227,90 @@ def redis_key(prefix: str, limit: Limit, policy: Policy) -> str:
     )
 
 
+def _script_arg(policy: Policy, cost: int, block: Any) -> bytes:
+    """The limit as the script reads it (``lua/limits.lua``): one argument, not five."""
+    algorithm, a, b, units = policy.args(cost)
+    return f"{algorithm} {a} {b} {units} {'1' if block else '0'}".encode()
+
+
+def _check_of(prefix: str, secret: str, limit: Limit) -> _Check:
+    """``limit`` validated, with its key and script argument.
+
+    Remembered per prefix, secret and limit when every part is short and
+    hashable (see :data:`REMEMBERED_LENGTH`): a request's limits repeat, and
+    hashing, parsing and formatting them again would cost more than the
+    check's own Python. The checks here, before the lookup, are the ones a
+    remembered equal limit cannot stand for (``True == 1``).
+    """
+    key, cost = limit.key, limit.cost
+    if not isinstance(key, str):
+        raise InvalidRateLimit(f"key={key!r} is not valid: limits take a string key.")
+    if not isinstance(cost, int) or isinstance(cost, bool) or cost < 1:
+        raise InvalidRateLimit(f"cost={cost!r} is not valid: it must be an integer >= 1.")
+    rate, algorithm, group, name = limit.rate, limit.algorithm, limit.group, limit.name
+    if (
+        len(key) <= REMEMBERED_LENGTH
+        and (type(rate) is not str or len(rate) <= REMEMBERED_LENGTH)
+        and (type(algorithm) is not str or len(algorithm) <= REMEMBERED_LENGTH)
+        and (type(group) is not str or len(group) <= REMEMBERED_LENGTH)
+        and (type(name) is not str or len(name) <= REMEMBERED_LENGTH)
+    ):
+        try:
+            # The parts, not the Limit: a tuple of them hashes and compares in C.
+            return _check_cached(
+                prefix, secret, key, rate, algorithm, cost, limit.burst, name, group, limit.block
+            )
+        except TypeError:  # an unhashable part: worked out every time
+            pass
+    return _build_check(prefix, secret, limit)
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_cached(
+    prefix: str,
+    secret: str,
+    key: str,
+    rate: Any,
+    algorithm: str,
+    cost: int,
+    burst: int | None,
+    name: str,
+    group: str,
+    block: bool,
+) -> _Check:
+    return _build_check(
+        prefix, secret, Limit(key, rate, algorithm, cost, burst, name, group, block)
+    )
+
+
+def _build_check(prefix: str, secret: str, limit: Limit) -> _Check:
+    policy = policy_for(limit.rate, limit.algorithm, limit.burst)
+    if not isinstance(limit.group, str):
+        raise InvalidRateLimit(f"group={limit.group!r} is not valid: give a string.")
+    if limit.cost > policy.limit:
+        raise InvalidRateLimit(
+            f"cost={limit.cost} exceeds the limit of {policy.limit} ({limit.rate!r}): "
+            "such a call could never be admitted."
+        )
+    tag = _keyed(secret, limit.key) if _remembered(limit.key) else _hmac(secret, limit.key)
+    return _Check(
+        _key_of(prefix, tag, limit.group, policy),
+        policy,
+        limit.cost,
+        limit.name,
+        limit.block,
+        _script_arg(policy, limit.cost, limit.block),
+    )
+
+
 def _checks(
     limits: Sequence[Limit], *, cache: str | None, on_unavailable: str
 ) -> tuple[ConnectionManager, list[_Check]]:
-    check_options(cost=1, on_unavailable=on_unavailable, cache=cache)
+    if on_unavailable not in ON_UNAVAILABLE or not (cache is None or isinstance(cache, str)):
+        check_options(cost=1, on_unavailable=on_unavailable, cache=cache)
     alias, prefix = _prefix(cache)
-    checks: list[_Check] = []
-    for limit in limits:
-        if not isinstance(limit.key, str):
-            raise InvalidRateLimit(f"key={limit.key!r} is not valid: limits take a string key.")
-        cost = limit.cost
-        if not isinstance(cost, int) or isinstance(cost, bool) or cost < 1:
-            raise InvalidRateLimit(f"cost={cost!r} is not valid: it must be an integer >= 1.")
-        policy = policy_for(limit.rate, limit.algorithm, limit.burst)
-        if not isinstance(limit.group, str):
-            raise InvalidRateLimit(f"group={limit.group!r} is not valid: give a string.")
-        if limit.cost > policy.limit:
-            raise InvalidRateLimit(
-                f"cost={limit.cost} exceeds the limit of {policy.limit} ({limit.rate!r}): "
-                "such a call could never be admitted."
-            )
-        checks.append(
-            _Check(redis_key(prefix, limit, policy), policy, limit.cost, limit.name, limit.block)
-        )
+    secret = str(settings.SECRET_KEY)
+    checks = [_check_of(prefix, secret, limit) for limit in limits]
     return get_manager(alias), checks
 
 
@@ -258,14 +330,14 @@ _MEMBERS = ("sliding_window", "concurrency")
 
 def _token(checks: Sequence[_Check]) -> str:
     """Sorted-set members must not collide (and leases must be released by their holder)."""
-    return uuid.uuid4().hex if any(c.policy.algorithm in _MEMBERS for c in checks) else ""
+    for check in checks:
+        if check.policy.algorithm in _MEMBERS:
+            return uuid.uuid4().hex
+    return ""
 
 
 def _args(checks: Sequence[_Check], peek: bool, token: str) -> list[Any]:
-    args: list[Any] = ["1" if peek else "0", token]
-    for check in checks:
-        args += [*check.policy.args(check.cost), "1" if check.block else "0"]
-    return args
+    return [("1" if peek else "0") + token, *[check.arg for check in checks]]
 
 
 def _decision(check: _Check, raw: Sequence[Any], *, degraded: bool) -> Decision:
@@ -344,10 +416,18 @@ def _collect_group(
         decisions = _degraded(group, peek, on_unavailable)
     else:
         raw = result.split() if isinstance(result, bytes | str) else list(result)
-        decisions = [
-            _decision(c, raw[i * 4 : i * 4 + 4], degraded=False) for i, c in enumerate(group)
-        ]
-    if peek or not any(c.policy.algorithm == "concurrency" for c in group):
+        if len(group) == 1:
+            decisions = [_decision(group[0], raw, degraded=False)]
+        else:
+            decisions = [
+                _decision(c, raw[i * 4 : i * 4 + 4], degraded=False) for i, c in enumerate(group)
+            ]
+    if peek:
+        return decisions
+    for check in group:
+        if check.policy.algorithm == "concurrency":
+            break
+    else:
         return decisions
     if not all(d.allowed or not c.block for c, d in zip(group, decisions, strict=True)):
         return decisions  # refused: nothing was consumed, no slot to release
@@ -463,17 +543,27 @@ def check_plan(
         raise InvalidRateLimit("The same limit (key, rate and algorithm) is given twice.")
 
     token = _token(checks)
-
-    def args(keys: list[str]) -> list[Any]:
-        return _args([by_key[k] for k in keys], peek, token)
-
-    asked = yield Gather(
-        [
-            ScriptGrouped(manager, LIMITS, keys, args, idempotent=False, on_error=_refused)
-            for keys in _by_slot(manager, [c.redis_key for c in checks])
-        ]
-    )
-    groups = [group for slot in asked for group in slot]
+    slots = _by_slot(manager, list(by_key))
+    # One script call per slot, on the endpoint of its keys; a slot that is down
+    # is answered by the outage policy, not raised.
+    steps = [
+        Settled(
+            Script(
+                manager,
+                LIMITS,
+                keys,
+                _args([by_key[k] for k in keys], peek, token),
+                idempotent=False,
+                on_error=_refused,
+            )
+        )
+        for keys in slots
+    ]
+    if len(steps) == 1:  # standalone and Sentinel, or one slot: no gathering
+        results = [(yield steps[0])]
+    else:
+        results = yield Gather(steps)
+    groups = list(zip(slots, results, strict=True))
     return _collect(manager, checks, groups, peek, on_unavailable, token)
 
 
