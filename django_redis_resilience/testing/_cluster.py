@@ -512,32 +512,52 @@ class ClusterGroup(Startable):
         if not alive:
             return "no node is running"
         alive_ids = {self._ids[node.port] for node in alive}
-        roles: dict[str, str | None] = {}
+        #: Each node's master as the first observer saw it; the others must agree.
+        masters: dict[str, str | None] = {}
         for node in alive:
-            try:
-                state = self.cluster_info(node).get("cluster_state")
-                lines = {line.node_id: line for line in self._nodes_of(node)}
-            except redis.RedisError as exc:
-                return f"{node.port}: {exc}"
-            if state != "ok":
-                return f"{node.port} reports cluster_state:{state}"
-            for node_id in alive_ids:
-                line = lines.get(node_id)
-                if line is None or line.flags & _BAD_FLAGS:
-                    return (
-                        f"{node.port} sees {node_id[:8]} as {sorted(line.flags) if line else '?'}"
-                    )
-                if "myself" not in line.flags and not line.connected:
-                    return f"{node.port} has no link to {line.port}"
-                known = roles.setdefault(node_id, line.master_id)
-                if known != line.master_id:
-                    return f"the nodes disagree about the master of {line.port}"
-            mine = lines[self._ids[node.port]]
-            if "slave" in mine.flags:
-                with node.client() as client:
-                    if client.info("replication").get("master_link_status") != "up":
-                        return f"replica {node.port} has not synced from its master yet"
+            problem = self._problem_seen_by(node, alive_ids, masters)
+            if problem:
+                return problem
         return ""
+
+    def _problem_seen_by(
+        self, node: RedisServer, alive_ids: set[str], masters: dict[str, str | None]
+    ) -> str:
+        """What ``node`` sees wrong: its cluster's state, a peer, or its own replication."""
+        try:
+            state = self.cluster_info(node).get("cluster_state")
+            lines = {line.node_id: line for line in self._nodes_of(node)}
+        except redis.RedisError as exc:
+            return f"{node.port}: {exc}"
+        if state != "ok":
+            return f"{node.port} reports cluster_state:{state}"
+        for node_id in alive_ids:
+            problem = _peer_problem(node, node_id, lines.get(node_id), masters)
+            if problem:
+                return problem
+        return _replication_problem(node, lines[self._ids[node.port]])
+
+
+def _peer_problem(
+    observer: RedisServer, node_id: str, line: _NodeLine | None, masters: dict[str, str | None]
+) -> str:
+    """What is wrong with a live node as ``observer`` sees it (``line``), or ``""``."""
+    if line is None or line.flags & _BAD_FLAGS:
+        return f"{observer.port} sees {node_id[:8]} as {sorted(line.flags) if line else '?'}"
+    if "myself" not in line.flags and not line.connected:
+        return f"{observer.port} has no link to {line.port}"
+    if masters.setdefault(node_id, line.master_id) != line.master_id:
+        return f"the nodes disagree about the master of {line.port}"
+    return ""
+
+
+def _replication_problem(node: RedisServer, mine: _NodeLine) -> str:
+    """A replica whose link to its master is not up yet, or ``""``."""
+    if "slave" in mine.flags:
+        with node.client() as client:
+            if client.info("replication").get("master_link_status") != "up":
+                return f"replica {node.port} has not synced from its master yet"
+    return ""
 
 
 def _serves_slots(line: _NodeLine) -> bool:

@@ -607,48 +607,71 @@ class FaultProxy(Startable):
         """Deliver queued chunks to ``destination`` after the latency, at the bandwidth,
         within the byte budget; pass end-of-stream on as a half-close.
         """
-        loop = asyncio.get_running_loop()
-        next_slot = 0.0  # loop time from which the bandwidth allows the next slice
+        pace = _Pace()
         while True:
             received, data = await queue.get()
             await self._wait_until(functools.partial(self._delivery_time, received))
             if data == _EOF:
-                await self._wait_until(self._unblackholed)
-                if connection.closed:
-                    return
-                with contextlib.suppress(OSError):
-                    destination.shutdown(socket.SHUT_WR)
-                connection.directions_done += 1
-                if connection.directions_done == 2:
-                    self._close(connection)
+                await self._half_close(connection, destination)
                 return
-            view = memoryview(data)
-            while view and not connection.closed:
-                await self._wait_until(functools.partial(self._slot_time, next_slot))
-                if connection.closed or self._blackholed:
-                    break  # swallowed
-                size = len(view)
-                bandwidth = self._bandwidth
-                if bandwidth is not None:
-                    size = min(size, max(1, bandwidth // _SLICES_PER_SECOND))
-                exhausted = False
-                if connection.budget is not None:
-                    size = min(size, connection.budget)
-                    connection.budget -= size  # reserved before awaiting: both pumps share it
-                    exhausted = connection.budget == 0
-                if size:
-                    try:
-                        await loop.sock_sendall(destination, view[:size])
-                    except OSError:
-                        self._close(connection, reset=True)
-                        return
-                    if bandwidth is not None:
-                        next_slot = max(next_slot, loop.time()) + size / bandwidth
-                if exhausted:
-                    await _drain(destination)
-                    self._close(connection, reset=True)
-                    return
-                view = view[size:]
+            if not await self._deliver(connection, destination, data, pace):
+                return
+
+    async def _half_close(self, connection: _Connection, destination: socket.socket) -> None:
+        """End-of-stream passed on (once no blackhole swallows it); the second direction
+        to end closes the connection."""
+        await self._wait_until(self._unblackholed)
+        if connection.closed:
+            return
+        with contextlib.suppress(OSError):
+            destination.shutdown(socket.SHUT_WR)
+        connection.directions_done += 1
+        if connection.directions_done == 2:
+            self._close(connection)
+
+    async def _deliver(
+        self, connection: _Connection, destination: socket.socket, data: bytes, pace: _Pace
+    ) -> bool:
+        """Send ``data`` slice by slice at the bandwidth (a blackhole swallows the rest);
+        ``False`` once the connection is over (reset, or its byte budget spent)."""
+        view = memoryview(data)
+        while view and not connection.closed:
+            await self._wait_until(functools.partial(self._slot_time, pace.next_slot))
+            if connection.closed or self._blackholed:
+                break  # swallowed
+            bandwidth = self._bandwidth
+            size = len(view)
+            if bandwidth is not None:
+                size = min(size, max(1, bandwidth // _SLICES_PER_SECOND))
+            size, exhausted = _reserve(connection, size)
+            if size and not await self._send(connection, destination, view[:size], bandwidth, pace):
+                return False
+            if exhausted:
+                await _drain(destination)
+                self._close(connection, reset=True)
+                return False
+            view = view[size:]
+        return True
+
+    async def _send(
+        self,
+        connection: _Connection,
+        destination: socket.socket,
+        chunk: memoryview,
+        bandwidth: int | None,
+        pace: _Pace,
+    ) -> bool:
+        """One slice sent, and the next one's time set by the bandwidth; ``False`` when
+        the peer reset (the reset is passed on)."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_sendall(destination, chunk)
+        except OSError:
+            self._close(connection, reset=True)
+            return False
+        if bandwidth is not None:
+            pace.next_slot = max(pace.next_slot, loop.time()) + len(chunk) / bandwidth
+        return True
 
     def _close(self, connection: _Connection, *, reset: bool = False) -> None:
         """Close both sockets (with an RST if ``reset``) and cancel the connection's pumps."""
@@ -673,6 +696,25 @@ class FaultProxy(Startable):
         if not connection.finished.done():
             connection.finished.set_result(None)
         self._connections.discard(connection)
+
+
+class _Pace:
+    """When one direction's bandwidth allows its next slice (loop time)."""
+
+    __slots__ = ("next_slot",)
+
+    def __init__(self) -> None:
+        self.next_slot = 0.0
+
+
+def _reserve(connection: _Connection, size: int) -> tuple[int, bool]:
+    """Up to ``size`` bytes taken from the connection's budget, before any await (both
+    directions share it), and whether that spent the budget."""
+    if connection.budget is None:
+        return size, False
+    size = min(size, connection.budget)
+    connection.budget -= size
+    return size, connection.budget == 0
 
 
 async def _drain(sock: socket.socket) -> None:

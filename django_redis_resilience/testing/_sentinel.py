@@ -446,6 +446,19 @@ class SentinelGroup(Startable):
 
     def _failover_state(self, old_primary: RedisServer) -> tuple[RedisServer | None, str]:
         """The new primary once the failover is complete, else ``None`` and why not."""
+        port, problem = self._agreed_primary_port()
+        if problem:
+            return None, problem
+        if port is None or port == old_primary.port:
+            return None, f"the Sentinels still report {port}"
+        new = self._node_at(port)
+        problem = _write_problem(new) or self._follower_problem(new, besides=old_primary)
+        if problem:
+            return None, problem
+        return new, "done"
+
+    def _agreed_primary_port(self) -> tuple[int | None, str]:
+        """The primary's port as every responsive Sentinel reports it, or why there is none."""
         ports: set[int | None] = set()
         for sentinel in self._sentinels:
             if not _responsive(sentinel):
@@ -457,21 +470,7 @@ class SentinelGroup(Startable):
         if len(ports) != 1:
             return None, f"the Sentinels disagree or none answers: {sorted(map(str, ports))}"
         (port,) = ports
-        if port is None or port == old_primary.port:
-            return None, f"the Sentinels still report {port}"
-        new = self._node_at(port)
-        try:
-            with new.client() as client:
-                if client.info("replication").get("role") != "master":
-                    return None, f"{new!r} is reported but not yet master"
-                client.set(_WRITE_PROBE_KEY, b"1")
-                client.delete(_WRITE_PROBE_KEY)
-        except redis.RedisError as exc:
-            return None, f"{new!r} does not accept writes yet: {exc}"
-        problem = self._follower_problem(new, besides=old_primary)
-        if problem:
-            return None, problem
-        return new, "done"
+        return port, ""
 
     def _follower_problem(self, primary: RedisServer, *, besides: RedisServer | None) -> str:
         """Why some responsive data node (other than ``besides``) does not replicate
@@ -489,6 +488,19 @@ class SentinelGroup(Startable):
             if info.get("master_link_status") != "up":
                 return f"{node!r} has not synced from {primary!r} yet"
         return ""
+
+
+def _write_problem(node: RedisServer) -> str:
+    """Why ``node`` does not take writes as the primary yet, or ``""``."""
+    try:
+        with node.client() as client:
+            if client.info("replication").get("role") != "master":
+                return f"{node!r} is reported but not yet master"
+            client.set(_WRITE_PROBE_KEY, b"1")
+            client.delete(_WRITE_PROBE_KEY)
+    except redis.RedisError as exc:
+        return f"{node!r} does not accept writes yet: {exc}"
+    return ""
 
 
 def _escape(value: str) -> str:
