@@ -147,17 +147,16 @@ class EachSettled(Step):
         self.steps = steps
 
     def do(self) -> list[Any]:
-        return [_settled(step) for step in self.steps]
+        outcomes: list[Any] = []
+        for step in self.steps:  # a plain loop: execute_grouped runs this on every get_many
+            try:
+                outcomes.append(step.do())
+            except RedisUnavailable as exc:
+                outcomes.append(exc)
+        return outcomes
 
     async def ado(self) -> list[Any]:
         return list(await asyncio.gather(*(_asettled(step) for step in self.steps)))
-
-
-def _settled(step: Step) -> Any:
-    try:
-        return step.do()
-    except RedisUnavailable as exc:
-        return exc
 
 
 async def _asettled(step: Step) -> Any:
