@@ -122,6 +122,8 @@ class _Check:
     block: bool
     #: This limit's argument of the script: "<algorithm> <a> <b> <cost> <blocking>".
     arg: bytes = b""
+    #: ``policy.limit``, read once.
+    quota: int = 0
 
 
 #: Rates, groups and identities up to this many characters are remembered (hashed or parsed
@@ -300,6 +302,7 @@ def _build_check(prefix: str, secret: str, limit: Limit) -> _Check:
         limit.name,
         limit.block,
         _script_arg(policy, limit.cost, limit.block),
+        policy.limit,
     )
 
 
@@ -314,15 +317,23 @@ def _checks(
     return get_manager(alias), checks
 
 
-def _by_slot(manager: ConnectionManager, keys: list[str]) -> list[list[str]]:
-    """``keys`` split by cluster slot (one group elsewhere): one script call may only touch
-    keys of one slot, and a shard serves many slots (a request's identities spread over them)."""
-    if manager.cluster is None:
-        return [keys]
-    slots: dict[int, list[str]] = {}
-    for key in keys:
-        slots.setdefault(key_slot(key.encode()), []).append(key)
+def _by_slot(manager: ConnectionManager, checks: list[_Check]) -> list[list[_Check]]:
+    """``checks`` split by their keys' cluster slot (one group elsewhere): one script call may
+    only touch keys of one slot, and a shard serves many slots (a request's identities
+    spread over them)."""
+    if manager.cluster is None or len(checks) == 1:
+        return [checks]
+    slots: dict[int, list[_Check]] = {}
+    for check in checks:
+        slots.setdefault(key_slot(check.redis_key.encode()), []).append(check)
     return list(slots.values())
+
+
+def _asked(manager: ConnectionManager, group: list[_Check], peek: bool, token: str) -> Settled:
+    """The script call of one slot's limits; its outage is its answer, not raised."""
+    keys = [check.redis_key for check in group]
+    args = _args(group, peek, token)
+    return Settled(Script(manager, LIMITS, keys, args, idempotent=False, on_error=_refused))
 
 
 _MEMBERS = ("sliding_window", "concurrency")
@@ -337,23 +348,31 @@ def _token(checks: Sequence[_Check]) -> str:
 
 
 def _args(checks: Sequence[_Check], peek: bool, token: str) -> list[Any]:
-    return [("1" if peek else "0") + token, *[check.arg for check in checks]]
+    args: list[Any] = [("1" if peek else "0") + token]
+    for check in checks:
+        args.append(check.arg)
+    return args
 
 
 def _decision(check: _Check, raw: Sequence[Any], *, degraded: bool) -> Decision:
     allowed, remaining, retry_us, reset_us = raw
     policy = check.policy
-    return Decision(
-        bool(int(allowed)),
-        policy.limit,
-        max(int(remaining), 0),
-        max(int(retry_us), 0) / 1_000_000,
-        max(int(reset_us), 0) / 1_000_000,
-        policy.rate,
-        policy.algorithm,
-        degraded,
-        check.name,
+    # What Decision(...) makes, without its frozen __init__'s ten object.__setattr__
+    # calls: this runs once per check, right on the request path.
+    decision = object.__new__(Decision)
+    decision.__dict__.update(
+        allowed=allowed == b"1" or bool(int(allowed)),
+        limit=check.quota,
+        remaining=max(int(remaining), 0),
+        retry_after=max(int(retry_us), 0) / 1_000_000,
+        reset_after=max(int(reset_us), 0) / 1_000_000,
+        rate=policy.rate,
+        algorithm=policy.algorithm,
+        degraded=degraded,
+        name=check.name,
+        lease=None,
     )
+    return decision
 
 
 def _degraded(checks: Sequence[_Check], peek: bool, on_unavailable: str) -> list[Decision]:
@@ -380,20 +399,19 @@ def _degraded(checks: Sequence[_Check], peek: bool, on_unavailable: str) -> list
 
 def _collect(
     manager: ConnectionManager,
-    checks: Sequence[_Check],
-    groups: Sequence[tuple[list[str], Any]],
+    checks: list[_Check],
+    groups: list[list[_Check]],
+    results: list[Any],
     peek: bool,
     on_unavailable: str,
     token: str,
 ) -> list[Decision]:
     """Decisions in the order of ``checks`` from the per-slot answers."""
     if len(groups) == 1:  # standalone and Sentinel, or one slot: already in order
-        decisions = _collect_group(manager, list(checks), groups[0][1], peek, on_unavailable, token)
+        decisions = _collect_group(manager, checks, results[0], peek, on_unavailable, token)
     else:
         by_key: dict[str, Decision] = {}
-        index = {c.redis_key: c for c in checks}
-        for keys, result in groups:
-            group = [index[k] for k in keys]
+        for group, result in zip(groups, results, strict=True):
             found = _collect_group(manager, group, result, peek, on_unavailable, token)
             by_key.update((c.redis_key, d) for c, d in zip(group, found, strict=True))
         decisions = [by_key[c.redis_key] for c in checks]
@@ -538,33 +556,15 @@ def check_plan(
     """:func:`check_many` and :func:`acheck_many`, written once: the slots are asked in
     turn by the sync driver, concurrently by the asyncio one."""
     manager, checks = _checks(limits, cache=cache, on_unavailable=on_unavailable)
-    by_key = {c.redis_key: c for c in checks}
-    if len(by_key) != len(checks):
+    if len(checks) > 1 and len({c.redis_key for c in checks}) != len(checks):
         raise InvalidRateLimit("The same limit (key, rate and algorithm) is given twice.")
-
     token = _token(checks)
-    slots = _by_slot(manager, list(by_key))
-    # One script call per slot, on the endpoint of its keys; a slot that is down
-    # is answered by the outage policy, not raised.
-    steps = [
-        Settled(
-            Script(
-                manager,
-                LIMITS,
-                keys,
-                _args([by_key[k] for k in keys], peek, token),
-                idempotent=False,
-                on_error=_refused,
-            )
-        )
-        for keys in slots
-    ]
-    if len(steps) == 1:  # standalone and Sentinel, or one slot: no gathering
-        results = [(yield steps[0])]
+    groups = _by_slot(manager, checks)
+    if len(groups) == 1:  # standalone and Sentinel, or one slot: no gathering
+        results = [(yield _asked(manager, checks, peek, token))]
     else:
-        results = yield Gather(steps)
-    groups = list(zip(slots, results, strict=True))
-    return _collect(manager, checks, groups, peek, on_unavailable, token)
+        results = yield Gather([_asked(manager, group, peek, token) for group in groups])
+    return _collect(manager, checks, groups, results, peek, on_unavailable, token)
 
 
 def hit(

@@ -4,6 +4,7 @@ trip per check, keys, and the outage policies."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import time
@@ -324,6 +325,36 @@ def test_keys_are_reserved_hash_tagged_and_hold_no_identity(
         ("fixed_window", "3", "1000000", "3"),
         ("sliding_window_counter", "7", "86400000000", "7"),
     }
+
+
+def test_a_remembered_limit_follows_the_key_prefix_and_the_secret_key(
+    drr_redis_server: RedisServer,
+) -> None:
+    """A limit's key is worked out once and remembered: a new KEY_PREFIX or SECRET_KEY
+    (``override_settings``, a key rotation) must still give the key it names."""
+    identity = _key()
+    for prefix in (_prefix(), _prefix()):
+        caches = resilient_caches(drr_redis_server.url, KEY_PREFIX=prefix)
+        for secret in ("first-secret-key", "second-secret-key", "first-secret-key"):
+            with override_settings(CACHES=caches, SECRET_KEY=secret):
+                assert hit(identity, "5/m").allowed
+        # The second secret named a key of its own; back on the first, the first key.
+        keys = _rl_keys(drr_redis_server, prefix)
+        assert len(keys) == 2
+
+
+def test_a_decision_has_every_field_of_the_dataclass(standalone: str) -> None:
+    """Decisions from Redis are made without the frozen __init__: they must be whole."""
+    decision = hit(_key(), "5/m")
+    names = {f.name for f in dataclasses.fields(Decision)}
+    assert set(vars(decision)) == names
+    same = Decision(**{name: getattr(decision, name) for name in names})
+    assert decision == same
+    assert hash(decision) == hash(same)
+    assert repr(decision) == repr(same)
+    assert dataclasses.replace(decision, remaining=0).remaining == 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.remaining = 3  # type: ignore[misc]
 
 
 def test_on_a_cluster_every_limit_of_one_identity_is_on_one_node(drr_cluster: Any) -> None:
