@@ -16,6 +16,7 @@ the cache's whole namespace on that endpoint is deleted instead.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import secrets
@@ -31,6 +32,7 @@ from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 
+from django_redis_resilience._steps import Call, Plan, arun, run
 from django_redis_resilience.cache._namespace import Namespace
 from django_redis_resilience.cache._stampede import Flights
 from django_redis_resilience.connection import (
@@ -556,18 +558,32 @@ def unlink_matching(client: redis.Redis, pattern: str | Namespace) -> int:
     One UNLINK per key, pipelined in batches: a cluster node refuses a
     multi-key UNLINK whose keys hash to different slots.
     """
+    return run(_unlinking(client, pattern))
+
+
+async def aunlink_matching(client: redis.asyncio.Redis, pattern: str | Namespace) -> int:
+    """:func:`unlink_matching` on the running event loop: the same plan."""
+    return await arun(_unlinking(client, pattern))
+
+
+def _unlinking(client: Any, pattern: str | Namespace) -> Plan[int]:
+    """SCAN page by page and UNLINK batch by batch, in the order ``scan_iter`` would;
+    with an asyncio client, the driver awaits each of its answers."""
     glob, owns = _matcher(pattern)
     removed = 0
     batch: list[bytes] = []
-    for key in client.scan_iter(match=glob, count=1000):
-        if not owns(key):
-            continue
-        batch.append(key)
-        if len(batch) >= BATCH:
-            removed += _unlink(client, batch)
-            batch = []
+    cursor: int | str = "0"  # where redis-py's scan_iter starts
+    while cursor != 0:
+        cursor, keys = yield Call(functools.partial(client.scan, cursor, match=glob, count=1000))
+        for key in keys:
+            if not owns(key):
+                continue
+            batch.append(key)
+            if len(batch) >= BATCH:
+                removed += yield from _unlinked(client, batch)
+                batch = []
     if batch:
-        removed += _unlink(client, batch)
+        removed += yield from _unlinked(client, batch)
     return removed
 
 
@@ -582,35 +598,17 @@ def _everything(key: bytes) -> bool:
     return True
 
 
-def _unlink(client: redis.Redis, keys: list[bytes]) -> int:
+def _unlinked(client: Any, keys: list[bytes]) -> Plan[int]:
+    """One UNLINK per key in one pipeline: how many it removed."""
+    replies = yield Call(functools.partial(_unlink, client, keys))
+    return sum(int(r) for r in replies)
+
+
+def _unlink(client: Any, keys: list[bytes]) -> Any:
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.unlink(key)
-    return sum(int(r) for r in pipe.execute())
-
-
-async def aunlink_matching(client: redis.asyncio.Redis, pattern: str | Namespace) -> int:
-    """The asyncio twin of :func:`unlink_matching`."""
-    glob, owns = _matcher(pattern)
-    removed = 0
-    batch: list[bytes] = []
-    async for key in client.scan_iter(match=glob, count=1000):
-        if not owns(key):
-            continue
-        batch.append(key)
-        if len(batch) >= BATCH:
-            removed += await _aunlink(client, batch)
-            batch = []
-    if batch:
-        removed += await _aunlink(client, batch)
-    return removed
-
-
-async def _aunlink(client: redis.asyncio.Redis, keys: list[bytes]) -> int:
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.unlink(key)
-    return sum(int(r) for r in await pipe.execute())
+    return pipe.execute()  # awaitable on an asyncio client
 
 
 #: Where a connection manager keeps its cache's state (the health report and the
