@@ -61,11 +61,13 @@ _holding: ContextVar[tuple[Held, ...]] = ContextVar("drr_locks_held", default=()
 
 
 def _who() -> object:
-    """The running asyncio task, else the thread: who an acquisition belongs to."""
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:
-        task = None
+    """The running asyncio task, else the thread: who an acquisition belongs to.
+
+    Asked up to three times per acquisition: the loop is looked up without
+    ``current_task()``'s RuntimeError when there is none (sync code).
+    """
+    loop = asyncio._get_running_loop()
+    task = asyncio.current_task(loop) if loop is not None else None
     return task if task is not None else threading.get_ident()
 
 
@@ -335,6 +337,23 @@ def _check_choice(what: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 def _template_fields(template: str) -> list[str]:
+    """The argument names a name template uses; see :func:`_parsed_fields`.
+
+    Remembered for names up to 256 characters: ``lock("name")`` is often built
+    per use, and parsing its template again each time costs more than the
+    lock object itself.
+    """
+    if len(template) > 256:
+        return _template_fields_of(template)
+    return list(_parsed_fields(template))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_fields(template: str) -> tuple[str, ...]:
+    return tuple(_template_fields_of(template))
+
+
+def _template_fields_of(template: str) -> list[str]:
     """The argument names a name template uses (``{user.pk}`` -> ``user``).
 
     Refuses what no call could fill: positional fields, a conversion other
