@@ -97,8 +97,9 @@ def _ms(seconds: float) -> int:
 
 
 def script_args(op: str, who: str, value: Any = "", mode: Any = "") -> list[Any]:
-    handoff = _ms(ENTRY_LEASE)
-    return [op, who, value, mode, _ms(COUNTER_KEEP), handoff]
+    """The script's request: its six fields in one argument, each ended by a newline
+    (``lock.lua``); an acquire's deadline follows as a second argument."""
+    return [f"{op}\n{who}\n{value}\n{mode}\n{_ms(COUNTER_KEEP)}\n{_ms(ENTRY_LEASE)}\n"]
 
 
 class Grant(NamedTuple):
@@ -342,7 +343,7 @@ def _script_runs(
 ) -> Generator[tuple[Any, ...], Any, Any]:
     """The lock script on ``client``: an ``acquire`` with a deadline, asked again when
     refused as late but still read; any other operation once."""
-    if args[0] != "acquire":
+    if not args[0].startswith("acquire\n"):
         return (yield (LOCK, keys.all, args))
     clock, socket_timeout = _clock_of(client)
     for _ in range(_LATE_TRIES):

@@ -7,14 +7,16 @@
 -- Every key shares the lock's hash tag, so they live in one cluster slot; a
 -- waiter's wake-up list is KEYS[1] .. ":wake:" .. its id, in that slot too.
 --
--- ARGV[1] operation: acquire | release | extend | leave
--- ARGV[2] waiter id (acquire, leave) or the holder's token "<id>:<fence>" (release, extend)
--- ARGV[3] lease ms (acquire), ms (extend), 1 to hand on a lock given meanwhile (leave)
--- ARGV[4] queue entry lease ms (acquire: 0 = try once, do not queue); "add", "set" or
---         "renew" (extend: "renew" sets the lease unless more is left already)
--- ARGV[5] how long the counter outlives its last use, ms
--- ARGV[6] hand-off lease cap ms: a woken waiter holds the lock this long until it extends
--- ARGV[7] acquire: the caller's deadline, microseconds on this server's clock (0 = none).
+-- ARGV[1] the request: six fields, each ended by a newline (one argument, not six: the
+--         client converts and frames every argument of every call)
+--   1 operation: acquire | release | extend | leave
+--   2 waiter id (acquire, leave) or the holder's token "<id>:<fence>" (release, extend)
+--   3 lease ms (acquire), ms (extend), 1 to hand on a lock given meanwhile (leave)
+--   4 queue entry lease ms (acquire: 0 = try once, do not queue); "add", "set" or
+--     "renew" (extend: "renew" sets the lease unless more is left already)
+--   5 how long the counter outlives its last use, ms
+--   6 hand-off lease cap ms: a woken waiter holds the lock this long until it extends
+-- ARGV[2] acquire: the caller's deadline, microseconds on this server's clock (0 = none).
 --         A caller stops reading the reply at its socket timeout; a script that a hung
 --         or slow server runs after that (it was waiting in the server's buffers) would
 --         grant or queue an owner nobody holds. Past the deadline it leaves instead.
@@ -28,9 +30,13 @@
 -- (and the only mode since 7), so no redis.replicate_commands() here.
 
 local lock, counter, queue, waiters = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local op, who = ARGV[1], ARGV[2]
-local keep_ms = tonumber(ARGV[5])
-local handoff_ms = tonumber(ARGV[6])
+local argv = {}
+for field in string.gmatch(ARGV[1], '([^\n]*)\n') do
+  argv[#argv + 1] = field
+end
+local op, who = argv[1], argv[2]
+local keep_ms = tonumber(argv[5])
+local handoff_ms = tonumber(argv[6])
 
 local clock = redis.call('TIME')
 local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -107,8 +113,8 @@ local function pass_on()
 end
 
 if op == 'acquire' then
-  local lease_ms, entry_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
-  local deadline = tonumber(ARGV[7] or '0')
+  local lease_ms, entry_ms = tonumber(argv[3]), tonumber(argv[4])
+  local deadline = tonumber(ARGV[2] or '0')
   if deadline > 0 and now_us > deadline then  -- nobody reads the reply: leave
     if drop(who) then pass_on() end
     return {-1, now_us}
@@ -148,11 +154,11 @@ end
 
 if op == 'extend' then
   if redis.call('GET', lock) ~= who then return 0 end
-  local ms = tonumber(ARGV[3])
+  local ms = tonumber(argv[3])
   local ttl = redis.call('PTTL', lock)
-  if ARGV[4] == 'add' then
+  if argv[4] == 'add' then
     if ttl > 0 then ms = ms + ttl end
-  elseif ARGV[4] == 'renew' and ttl > ms then
+  elseif argv[4] == 'renew' and ttl > ms then
     return 1  -- extended beyond the lease by hand: renewal never shortens it
   end
   redis.call('PEXPIRE', lock, ms)
@@ -162,7 +168,7 @@ end
 if op == 'leave' then
   local fence = drop(who)
   if fence then
-    if ARGV[3] == '1' then  -- cancelled: pass the lock on at once
+    if argv[3] == '1' then  -- cancelled: pass the lock on at once
       pass_on()
       return {0, 0}
     end
