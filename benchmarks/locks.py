@@ -34,7 +34,7 @@ from benchmarks._env import BenchEnv
 from benchmarks._runner import Benchmark, BenchmarkSkipped, Contender, ContenderResult, Target
 from benchmarks.cache import _setup_django
 from benchmarks.connection import BenchmarkFactory
-from benchmarks.ratelimit import _round_trips
+from benchmarks.ratelimit import _python_calls, _round_trips
 
 SERIAL = "lockless serial loop"
 OURS = "django-redis-resilience lock"
@@ -403,6 +403,20 @@ def _lock_round_trips(client: redis.Redis) -> dict[str, float]:
     return _round_trips({name: cycle(name) for name in LOCKS})
 
 
+def _lock_python_calls(client: redis.Redis) -> dict[str, float]:
+    """Python function calls per uncontended acquire+release (cProfile), on a quiet name."""
+    acquirers = _acquirers(client)
+
+    def cycle(name: str) -> Callable[[str], bool]:
+        def check(_: str) -> bool:
+            with acquirers[name](f"{KEY_PREFIX}:python-calls"):
+                return True
+
+        return check
+
+    return _python_calls({name: cycle(name) for name in LOCKS})
+
+
 @contextmanager
 def locks_benchmark(env: BenchEnv) -> Iterator[Benchmark]:
     """One lock, contended by every process, against a lockless loop of the same body."""
@@ -419,6 +433,7 @@ def locks_benchmark(env: BenchEnv) -> Iterator[Benchmark]:
         stack.callback(raw.close)
         raw.flushdb()
         trips = _lock_round_trips(raw)
+        calls = _lock_python_calls(raw)
         workload = _Workload(env.url, raw)
         stack.callback(workload.close)
         descriptions = {
@@ -450,6 +465,8 @@ def locks_benchmark(env: BenchEnv) -> Iterator[Benchmark]:
                 "round trips per uncontended acquire+release: "
                 + ", ".join(f"{name} {trips[name]:g}" for name in LOCKS)
                 + " (target for ours: 2)",
+                "Python function calls per uncontended acquire+release (cProfile): "
+                + ", ".join(f"{name} {calls[name]:g}" for name in LOCKS),
             ),
             late_notes=workload.notes,
         )

@@ -8,8 +8,10 @@ limiters admit exactly 100.
 
 from __future__ import annotations
 
+import cProfile
 import multiprocessing
 import os
+import pstats
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -123,6 +125,21 @@ def _round_trips(checks: dict[str, Check]) -> dict[str, float]:
     return trips
 
 
+def _python_calls(checks: dict[str, Check]) -> dict[str, float]:
+    """Python function calls per check (cProfile): what a check costs besides its round trip,
+    counted exactly where timings on a shared machine wander."""
+    calls = {}
+    for name, check in checks.items():
+        check("10.9.0.2")  # connections, script loads, remembered keys
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(50):
+            check("10.9.0.2")
+        profile.disable()
+        calls[name] = pstats.Stats(profile).total_calls / 50  # type: ignore[attr-defined]
+    return calls
+
+
 def _admitted_by_8_processes(url: str, name: str) -> int:
     """8 forked processes x 100 checks of one identity against a limit of 100/h."""
     context = multiprocessing.get_context("fork")
@@ -161,6 +178,7 @@ def ratelimit_benchmark(env: BenchEnv) -> Iterator[Benchmark]:
             client.flushdb()
         checks = _checks(env.url, HIGH)
         trips = _round_trips(checks)
+        calls = _python_calls(checks)
         admitted = {name: _admitted_by_8_processes(env.url, name) for name in checks}
         counter = iter(range(10**9))
 
@@ -181,14 +199,16 @@ def ratelimit_benchmark(env: BenchEnv) -> Iterator[Benchmark]:
             quick_ops=20,
             targets=(
                 Target(
-                    label="rate-limit check vs limits' fixed window (>= 0.8x its throughput)",
+                    label="rate-limit check vs limits' fixed window (at most its time)",
                     contenders=(OURS_GCRA, OURS_FIXED),
                     kind="ratio",
-                    limit=1.25,
+                    limit=1.0,
                 ),
             ),
             notes=(
                 "round trips per check: " + ", ".join(f"{name} {trips[name]:g}" for name in order),
+                "Python function calls per check (cProfile): "
+                + ", ".join(f"{name} {calls[name]:g}" for name in order),
                 "admitted by 8 processes x 100 checks of one key, limit 100/h: "
                 + ", ".join(f"{name} {admitted[name]}" for name in order),
             ),
