@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
@@ -104,3 +105,18 @@ async def adrive(plan: Generator[S, Any, T], ado: Callable[[S], Awaitable[Any]])
             raise
         except BaseException as exc:
             error = exc
+
+
+class Sleep(Step):
+    """Wait ``seconds`` (``time.sleep`` or ``asyncio.sleep``): a retry's back-off, a poll."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def do(self) -> None:
+        time.sleep(self.seconds)
+
+    async def ado(self) -> None:
+        await asyncio.sleep(self.seconds)

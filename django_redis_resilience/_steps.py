@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, TypeVar
 
 import redis.exceptions as rex
 
-from django_redis_resilience._drive import Plan, Step, adrive, arun, drive, run
+from django_redis_resilience._drive import Plan, Sleep, Step, adrive, arun, drive, run
 from django_redis_resilience._lua import LuaScript
 from django_redis_resilience.connection import ConnectionManager, classify, redirect_of
 from django_redis_resilience.exceptions import RedisUnavailable
@@ -279,21 +278,6 @@ class Call(Step):
 
     async def ado(self) -> Any:
         return await awaited(self.fn())
-
-
-class Sleep(Step):
-    """Wait ``seconds`` (``time.sleep`` or ``asyncio.sleep``)."""
-
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def do(self) -> None:
-        time.sleep(self.seconds)
-
-    async def ado(self) -> None:
-        await asyncio.sleep(self.seconds)
 
 
 class Shield(Step):

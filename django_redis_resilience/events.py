@@ -160,7 +160,7 @@ def _write(items: list[dict[str, Any]]) -> int:
     from django.core.exceptions import ImproperlyConfigured
     from django.db import DatabaseError, close_old_connections, connections, router
 
-    from django_redis_resilience.health import process_label
+    from django_redis_resilience._process import process_label
     from django_redis_resilience.models import DegradationEvent
 
     using = router.db_for_write(DegradationEvent)
@@ -269,7 +269,7 @@ def recent(limit: int) -> tuple[list[DegradationEvent], bool]:
 
 def remembered(limit: int) -> list[DegradationEvent]:
     """This process's events from memory, newest first, as unsaved model instances."""
-    from django_redis_resilience.health import process_label
+    from django_redis_resilience._process import process_label
     from django_redis_resilience.models import DegradationEvent
 
     with _lock:

@@ -22,131 +22,35 @@ bucket). Nothing is imported from ``prometheus_client`` until a scrape.
 
 from __future__ import annotations
 
-import bisect
-import functools
-import itertools
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+# The counters live below the parts that count; their names stay importable from here.
+from django_redis_resilience._process import (
+    WAIT_BUCKETS,
+    ProcessCounters,
+    count_decisions,
+    count_lock,
+    process_counters,
+    reset,
+)
+from django_redis_resilience.connection import REFRESH_BUCKETS, Durations
+
 if TYPE_CHECKING:
-    from django_redis_resilience.connection import Registry, Slot
     from django_redis_resilience.health import CacheSnapshot, ProcessSnapshot
 
-#: Lock wait buckets, seconds.
-WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0)
-#: Topology refresh buckets, seconds: a refresh asks the nodes in parallel, a dead one
-#: costs up to its connect timeout.
-REFRESH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-class Durations:
-    """A histogram kept as plain integers where the event happens, read at scrape time.
-
-    Observing is a bisect and two additions under a lock; nothing from
-    ``prometheus_client`` is needed until a scrape.
-    """
-
-    def __init__(self, buckets: Sequence[float]) -> None:
-        self.buckets = tuple(buckets)
-        self._lock = threading.Lock()
-        self._counts = [0] * (len(self.buckets) + 1)
-        self._sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        index = bisect.bisect_left(self.buckets, seconds)  # the first bound >= seconds
-        with self._lock:
-            self._counts[index] += 1
-            self._sum += seconds
-
-    def snapshot(self) -> tuple[list[tuple[str, int]], float]:
-        """Cumulative ``(le, count)`` pairs, ``+Inf`` last, and the sum of what was observed."""
-        with self._lock:
-            counts, total = list(self._counts), self._sum
-        bounds = [str(b) for b in self.buckets] + ["+Inf"]
-        return list(zip(bounds, itertools.accumulate(counts), strict=True)), total
-
-    def clear(self) -> None:
-        with self._lock:
-            self._counts = [0] * (len(self.buckets) + 1)
-            self._sum = 0.0
-
-
-class ProcessCounters:
-    """Rate-limit decisions and lock acquisitions of this process, as plain integers.
-
-    Owned by the process's connection registry: they start from zero after
-    ``fork()`` (a child counts under its own ``process`` label) and when the
-    caches' settings change, like the caches' own counters.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._decisions: dict[str, int] = {}
-        self._acquisitions: dict[str, int] = {}
-        self._waits = Durations(WAIT_BUCKETS)
-
-    def count_decisions(self, outcomes: Iterable[str]) -> None:
-        with self._lock:
-            for outcome in outcomes:
-                self._decisions[outcome] = self._decisions.get(outcome, 0) + 1
-
-    def count_lock(self, outcome: str, waited: float) -> None:
-        with self._lock:
-            self._acquisitions[outcome] = self._acquisitions.get(outcome, 0) + 1
-        if outcome == "acquired":
-            self._waits.observe(waited)
-
-    def decisions(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._decisions)
-
-    def acquisitions(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._acquisitions)
-
-    def waits(self) -> tuple[tuple[tuple[str, int], ...], float]:
-        buckets, total = self._waits.snapshot()
-        return tuple(buckets), total
-
-    def clear(self) -> None:
-        with self._lock:
-            self._decisions.clear()
-            self._acquisitions.clear()
-        self._waits.clear()
-
-
-def process_counters() -> ProcessCounters:
-    """This process's counters, kept by its connection registry."""
-    get_registry, slot = _home()
-    return get_registry().extensions.obtain(slot, ProcessCounters)
-
-
-@functools.cache
-def _home() -> tuple[Callable[[], Registry], Slot[ProcessCounters]]:
-    """Where the counters live, resolved once: the connection package imports this module,
-    and an import statement per count would cost more than the count."""
-    from django_redis_resilience.connection import Slot, get_registry
-
-    return get_registry, Slot("metrics process counters")
-
-
-def count_decisions(decisions: Sequence[Any]) -> None:
-    """Rate-limit decisions: ``allowed``, ``denied``, and ``degraded`` when Redis was not asked."""
-    process_counters().count_decisions(
-        "degraded" if decision.degraded else ("allowed" if decision.allowed else "denied")
-        for decision in decisions
-    )
-
-
-def count_lock(outcome: str, waited: float) -> None:
-    """One acquisition attempt: ``acquired``, ``busy``, ``unavailable``; how long it waited."""
-    process_counters().count_lock(outcome, waited)
-
-
-def reset() -> None:
-    process_counters().clear()
-
+__all__ = [
+    "REFRESH_BUCKETS",
+    "WAIT_BUCKETS",
+    "Durations",
+    "ProcessCounters",
+    "RedisResilienceCollector",
+    "count_decisions",
+    "count_lock",
+    "process_counters",
+    "register",
+    "reset",
+]
 
 _BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 

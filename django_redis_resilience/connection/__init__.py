@@ -16,6 +16,7 @@ from django_redis_resilience.connection._cluster import (
     untagged,
 )
 from django_redis_resilience.connection._connections import int_bytes
+from django_redis_resilience.connection._durations import REFRESH_BUCKETS, Durations
 from django_redis_resilience.connection._endpoint import MAX_BLOCK, Endpoint, NodePools
 from django_redis_resilience.connection._errors import (
     ErrorKind,
@@ -51,6 +52,7 @@ from django_redis_resilience.connection._tls import TLS_DEFAULTS, is_tls_option
 
 __all__ = [
     "MAX_BLOCK",
+    "REFRESH_BUCKETS",
     "TLS_DEFAULTS",
     "BreakerConfig",
     "BreakerState",
@@ -60,6 +62,7 @@ __all__ = [
     "ClusterShard",
     "ConnectionManager",
     "ConnectionOptions",
+    "Durations",
     "Endpoint",
     "ErrorKind",
     "Extensions",

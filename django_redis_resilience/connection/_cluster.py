@@ -38,9 +38,9 @@ import redis.asyncio
 import redis.exceptions as rex
 from redis.crc import key_slot
 
-from django_redis_resilience import metrics
 from django_redis_resilience.connection._background import Job, Scheduler
 from django_redis_resilience.connection._breaker import CircuitBreaker
+from django_redis_resilience.connection._durations import REFRESH_BUCKETS, Durations
 from django_redis_resilience.connection._endpoint import NodePools
 from django_redis_resilience.connection._errors import ErrorKind, classify, translate
 from django_redis_resilience.connection._location import MASK, NodeAddress, Topology
@@ -375,7 +375,7 @@ class ClusterRouter:
         #: Refreshes that no node answered.
         self.refresh_failures = 0
         #: How long every refresh took (for metrics).
-        self.refresh_durations = metrics.Durations(metrics.REFRESH_BUCKETS)
+        self.refresh_durations = Durations(REFRESH_BUCKETS)
         self.last_refresh_at: float | None = None
         self.last_refresh_error: BaseException | None = None
         #: Seeds that did not answer the last discovery (they are asked again every time).

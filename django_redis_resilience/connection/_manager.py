@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 import redis
 import redis.asyncio
 
-from django_redis_resilience._drive import Plan, arun, run
+from django_redis_resilience._drive import Plan, Sleep, arun, run
 from django_redis_resilience.connection._background import Scheduler
 from django_redis_resilience.connection._breaker import CircuitBreaker
 from django_redis_resilience.connection._cluster import ClusterRouter, ClusterShard
@@ -48,7 +48,6 @@ from django_redis_resilience.connection._steps import (
     Executed,
     OnClient,
     Planned,
-    Sleep,
 )
 from django_redis_resilience.exceptions import BreakerOpen, RedisUnavailable
 

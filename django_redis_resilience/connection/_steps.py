@@ -10,7 +10,6 @@ manager), so the few the manager needs are defined here.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -45,21 +44,6 @@ class OnClient(Step):
 
     async def ado(self) -> Any:
         return await self.fn(self.source.async_client(self.endpoint))
-
-
-class Sleep(Step):
-    """Wait ``seconds`` before the next try (``time.sleep`` or ``asyncio.sleep``)."""
-
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def do(self) -> None:
-        time.sleep(self.seconds)
-
-    async def ado(self) -> None:
-        await asyncio.sleep(self.seconds)
 
 
 class DropIdle(Step):

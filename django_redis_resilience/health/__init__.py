@@ -6,6 +6,7 @@ this process's view (breakers, fallback, journal: ``take_snapshot()``) and the
 findings. ``cached_report()`` is the report every page and scrape reads.
 """
 
+from django_redis_resilience._process import process_label
 from django_redis_resilience.health import _settings  # noqa: F401 - registers its settings
 from django_redis_resilience.health._cached import (
     ReportCache,
@@ -27,7 +28,6 @@ from django_redis_resilience.health._snapshot import (
     EndpointSnapshot,
     ProcessSnapshot,
     RefreshSnapshot,
-    process_label,
     take_snapshot,
 )
 

@@ -9,13 +9,11 @@ costs memory reads only (no network): it is fine on every request.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django_redis_resilience import metrics
+from django_redis_resilience._process import process_counters, process_label
 from django_redis_resilience.cache import CACHE_STATE, CacheState
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf
@@ -24,11 +22,6 @@ from django_redis_resilience.health._model import iso_utc, iso_utc_from_monotoni
 
 #: A histogram as read: cumulative ``(le, count)`` pairs, ``+Inf`` last, and the sum.
 Histogram = tuple[tuple[tuple[str, int], ...], float]
-
-
-def process_label() -> str:
-    """``pid@host``: whose view the client-side part of a report is."""
-    return f"{os.getpid()}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
@@ -151,7 +144,7 @@ def take_snapshot(aliases: Iterable[str] | None = None) -> ProcessSnapshot:
 
 def snapshot_of(managers: Iterable[ConnectionManager]) -> ProcessSnapshot:
     """This process's state now, for the caches of ``managers``."""
-    counters = metrics.process_counters()
+    counters = process_counters()
     return ProcessSnapshot(
         process=process_label(),
         caches=tuple(cache_snapshot(manager) for manager in managers),

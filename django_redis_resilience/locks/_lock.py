@@ -23,11 +23,10 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from django_redis_resilience import metrics, signals
+from django_redis_resilience import _process, signals
 from django_redis_resilience._steps import Call, Plan, Shield, arun, command, one, run
 from django_redis_resilience.clients import get_manager, key_prefix
-from django_redis_resilience.connection import ConnectionManager
-from django_redis_resilience.connection._background import Job
+from django_redis_resilience.connection import ConnectionManager, Job
 from django_redis_resilience.exceptions import (
     InvalidLock,
     LockAlreadyHeld,
@@ -596,9 +595,9 @@ class Lock:
             steps = acquire_steps(keys, owner=owner, lease=self.timeout, wait=wait)
             grant = yield from bound(steps, manager, keys)
         except RedisUnavailable as exc:
-            metrics.count_lock("unavailable", time.monotonic() - started)
+            _process.count_lock("unavailable", time.monotonic() - started)
             return self._unavailable(name, exc)
-        metrics.count_lock("busy" if grant is None else "acquired", time.monotonic() - started)
+        _process.count_lock("busy" if grant is None else "acquired", time.monotonic() - started)
         return self._outcome(name, manager, keys, owner, grant, wait)
 
     def _runs(self, held: Held) -> bool:

@@ -28,8 +28,7 @@ from django_redis_resilience._steps import POP_FAILED, Plan, Pop, Session, Sleep
 from django_redis_resilience._steps import Step as SharedStep
 from django_redis_resilience._steps import arun as steps_arun
 from django_redis_resilience._steps import run as steps_run
-from django_redis_resilience.connection import ConnectionManager, untagged
-from django_redis_resilience.connection._endpoint import MAX_BLOCK
+from django_redis_resilience.connection import MAX_BLOCK, ConnectionManager, untagged
 from django_redis_resilience.exceptions import RedisUnavailable
 
 T = TypeVar("T")

@@ -30,7 +30,7 @@ import redis.exceptions as rex
 from django.conf import settings
 from redis.crc import key_slot
 
-from django_redis_resilience import metrics
+from django_redis_resilience import _process
 from django_redis_resilience._steps import Gather, Plan, Script, Settled, arun, run
 from django_redis_resilience.clients import get_manager, key_prefix
 from django_redis_resilience.connection import ConnectionManager, rejected
@@ -416,7 +416,7 @@ def _collect(
             by_key.update((c.redis_key, d) for c, d in zip(group, found, strict=True))
         decisions = [by_key[c.redis_key] for c in checks]
     if not peek:
-        metrics.count_decisions(decisions)
+        _process.count_decisions(decisions)
     return decisions
 
 
