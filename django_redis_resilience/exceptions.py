@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BreakerOpen",
     "ConfigurationError",
+    "CrossSlotKeys",
     "InvalidLocation",
     "InvalidLock",
     "InvalidOption",
@@ -91,6 +92,10 @@ class RedisTLSError(RedisUnavailable):
 
 class InvalidValue(RedisResilienceError, ValueError):
     """A value or argument cannot be written to Redis; nothing was sent."""
+
+
+class CrossSlotKeys(InvalidValue):
+    """The keys of one multi-key command lie in different Redis Cluster slots."""
 
 
 # --- locks -----------------------------------------------------------------

@@ -29,6 +29,7 @@ from django_redis_resilience._steps import arun, run
 from django_redis_resilience.cache import _counters, _extras, _get_or_set, _reads, _writes
 from django_redis_resilience.cache._codec import Codec
 from django_redis_resilience.cache._context import CacheContext
+from django_redis_resilience.cache._helpers import DataStructureHelpers
 from django_redis_resilience.cache._namespace import Namespace, UnknownNamespace, namespace_of
 from django_redis_resilience.cache._settings import OPTIONS, stampede_problem
 from django_redis_resilience.cache._stampede import StampedeConfig
@@ -64,16 +65,43 @@ def _find_alias(cls: type, location: Any, params: Mapping[str, Any]) -> str:
 
 
 class _ClientShim:
-    """What ``django_redis.get_redis_connection(alias)`` asks for: ``cache.client.get_client()``."""
+    """The parts of django-redis's ``cache.client`` that code written for it uses:
+    ``get_client()`` (``django_redis.get_redis_connection(alias)`` calls it), key
+    making, encoding, and the serializer and compression tests seen in its own tests."""
 
     def __init__(self, cache: ResilientRedisCache) -> None:
         self._cache = cache
+        self._serializer = cache._ctx.codec.serializer
 
     def get_client(self, write: bool = True, *args: Any, **kwargs: Any) -> Any:
         return self._cache.get_client(write=write)
 
+    def make_key(self, key: Any, version: int | None = None, prefix: str | None = None) -> str:
+        if prefix is None:
+            return self._cache.make_key(key, version=version)
+        made_version = self._cache.version if version is None else version
+        return str(self._cache.key_func(key, prefix, made_version))
 
-class ResilientRedisCache(BaseCache):
+    def encode(self, value: Any) -> bytes:
+        return self._cache._ctx.codec.encode(value)
+
+    def decode(self, value: bytes) -> Any:
+        return self._cache._ctx.codec.decode(value)
+
+    @property
+    def _backend(self) -> ResilientRedisCache:
+        return self._cache
+
+    def _has_compression_enabled(self) -> bool:
+        return self._cache._ctx.codec.compresses
+
+
+def _seconds(ms: Any) -> Any:
+    """A timeout in milliseconds as ``touch`` takes it (``DEFAULT_TIMEOUT``, ``None`` kept)."""
+    return ms if ms is DEFAULT_TIMEOUT or ms is None else ms / 1000
+
+
+class ResilientRedisCache(DataStructureHelpers, BaseCache):
     """A Redis cache (standalone, replicas, Sentinel, Cluster) that degrades instead of failing."""
 
     def __init__(self, server: str | Sequence[str], params: dict[str, Any]) -> None:
@@ -163,11 +191,18 @@ class ResilientRedisCache(BaseCache):
         value: Any,
         timeout: Any = DEFAULT_TIMEOUT,
         version: int | None = None,
+        client: Any = None,
         *,
         nx: bool = False,
         xx: bool = False,
     ) -> bool:
-        """Django's ``set``, plus django-redis's ``nx``/``xx``; returns whether it was stored."""
+        """Django's ``set``, plus django-redis's ``nx``/``xx``; returns whether it was stored.
+
+        ``client`` (django-redis's): a redis-py client or pipeline to write with
+        instead, as given: outside the breaker, without fallback.
+        """
+        if client is not None:
+            return run(_writes.set_on(self._ctx, client, key, value, timeout, version, nx, xx))
         return run(_writes.set_value(self._ctx, key, value, timeout, version, nx, xx))
 
     async def aset(  # type: ignore[override]
@@ -176,10 +211,14 @@ class ResilientRedisCache(BaseCache):
         value: Any,
         timeout: Any = DEFAULT_TIMEOUT,
         version: int | None = None,
+        client: Any = None,
         *,
         nx: bool = False,
         xx: bool = False,
     ) -> bool:
+        if client is not None:
+            plan = _writes.set_on(self._ctx, client, key, value, timeout, version, nx, xx)
+            return await arun(plan)
         return await arun(_writes.set_value(self._ctx, key, value, timeout, version, nx, xx))
 
     def add(
@@ -214,17 +253,33 @@ class ResilientRedisCache(BaseCache):
     async def ahas_key(self, key: Any, version: int | None = None) -> bool:
         return await arun(_reads.has_key(self._ctx, key, version))
 
-    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """Atomic in Redis (one script); ``ValueError`` for a missing key, as Django's.
+    def incr(
+        self,
+        key: Any,
+        delta: int = 1,
+        version: int | None = None,
+        client: Any = None,
+        ignore_key_check: bool = False,
+    ) -> int:
+        """Atomic in Redis (one round trip); ``ValueError`` for a missing key, as Django's,
+        unless ``ignore_key_check`` (django-redis's): then the key starts from zero.
 
         During an outage: ``RedisUnavailable`` (``DEGRADED_COUNTERS="raise"``, the
         default), or an approximate count in the fallback (``"local"``) that is
-        never written over the real value when Redis returns.
+        never written over the real value when Redis returns. ``client`` is
+        accepted for django-redis's signature and not used.
         """
-        return run(_counters.incr(self._ctx, key, delta, version))
+        return run(_counters.incr(self._ctx, key, delta, version, ignore_key_check))
 
-    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        return await arun(_counters.incr(self._ctx, key, delta, version))
+    async def aincr(
+        self,
+        key: Any,
+        delta: int = 1,
+        version: int | None = None,
+        client: Any = None,
+        ignore_key_check: bool = False,
+    ) -> int:
+        return await arun(_counters.incr(self._ctx, key, delta, version, ignore_key_check))
 
     def decr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         return run(_counters.incr(self._ctx, key, -delta, version))
@@ -286,11 +341,12 @@ class ResilientRedisCache(BaseCache):
     ) -> list[Any]:
         return await arun(_writes.set_many(self._ctx, data, timeout, version))
 
-    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
-        run(_writes.delete_many(self._ctx, keys, version))
+    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> int:  # type: ignore[override]
+        """How many keys were deleted, as django-redis returns (Django returns ``None``)."""
+        return run(_writes.delete_many(self._ctx, keys, version))
 
-    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
-        await arun(_writes.delete_many(self._ctx, keys, version))
+    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> int:  # type: ignore[override]
+        return await arun(_writes.delete_many(self._ctx, keys, version))
 
     def clear(self) -> None:
         """Delete this cache's keys (its key prefix, every version, every master) with
@@ -327,29 +383,37 @@ class ResilientRedisCache(BaseCache):
     async def apttl(self, key: Any, version: int | None = None) -> int | None:
         return await arun(_extras.pttl(self._ctx, key, version))
 
-    def expire(self, key: Any, timeout: float, version: int | None = None) -> bool:
+    def expire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
+        """``timeout`` in seconds, ``DEFAULT_TIMEOUT`` (the cache's) or ``None`` (persist)."""
         return self.touch(key, timeout, version=version)
 
-    async def aexpire(self, key: Any, timeout: float, version: int | None = None) -> bool:
+    async def aexpire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
         return await self.atouch(key, timeout, version=version)
 
-    def pexpire(self, key: Any, timeout: int, version: int | None = None) -> bool:
-        return self.touch(key, timeout / 1000, version=version)
+    def pexpire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
+        """``timeout`` in milliseconds, or ``DEFAULT_TIMEOUT`` (the cache's)."""
+        return self.touch(key, _seconds(timeout), version=version)
 
-    async def apexpire(self, key: Any, timeout: int, version: int | None = None) -> bool:
-        return await self.atouch(key, timeout / 1000, version=version)
+    async def apexpire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
+        return await self.atouch(key, _seconds(timeout), version=version)
 
-    def expire_at(self, key: Any, when: datetime, version: int | None = None) -> bool:
-        return run(_extras.expire_at(self._ctx, key, when, version))
+    def expire_at(self, key: Any, when: datetime | float, version: int | None = None) -> bool:
+        """Expire at ``when``: a datetime or a Unix timestamp in seconds."""
+        return run(_extras.expire_at(self._ctx, key, when, version, 1))
 
-    async def aexpire_at(self, key: Any, when: datetime, version: int | None = None) -> bool:
-        return await arun(_extras.expire_at(self._ctx, key, when, version))
+    async def aexpire_at(
+        self, key: Any, when: datetime | float, version: int | None = None
+    ) -> bool:
+        return await arun(_extras.expire_at(self._ctx, key, when, version, 1))
 
-    def pexpire_at(self, key: Any, when: datetime, version: int | None = None) -> bool:
-        return self.expire_at(key, when, version=version)
+    def pexpire_at(self, key: Any, when: datetime | float, version: int | None = None) -> bool:
+        """Expire at ``when``: a datetime or a Unix timestamp in milliseconds."""
+        return run(_extras.expire_at(self._ctx, key, when, version, 1000))
 
-    async def apexpire_at(self, key: Any, when: datetime, version: int | None = None) -> bool:
-        return await self.aexpire_at(key, when, version=version)
+    async def apexpire_at(
+        self, key: Any, when: datetime | float, version: int | None = None
+    ) -> bool:
+        return await arun(_extras.expire_at(self._ctx, key, when, version, 1000))
 
     def persist(self, key: Any, version: int | None = None) -> bool:
         return self.touch(key, None, version=version)

@@ -54,9 +54,23 @@ class Codec:
             None if compressor_cls is IdentityCompressor else self._compressor.decompress
         )
 
+    @property
+    def serializer(self) -> Any:
+        return self._serializer
+
+    @property
+    def compresses(self) -> bool:
+        """Whether values are compressed (a pattern then cannot match inside them)."""
+        return self._decompress is not None
+
     def encode(self, value: Any) -> bytes:
         if isinstance(value, int) and not isinstance(value, bool | Enum):
             return int_bytes(value)
+        return self.serialize(value)
+
+    def serialize(self, value: Any) -> bytes:
+        """``value`` through the serializer and compressor, integers too (sorted-set
+        members are written so by django-redis)."""
         data = self._compressor.compress(self._serializer.dumps(value))
         if isinstance(data, str):
             data = data.encode()

@@ -22,12 +22,15 @@ from django_redis_resilience.exceptions import RedisUnavailable
 _INCR = LuaScript("django_redis_resilience.cache", "incr")
 
 
-def incr(ctx: CacheContext, key: Any, delta: int, version: int | None) -> Plan[int]:
-    """The new value; ``ValueError`` for a missing key, as Django's."""
+def incr(
+    ctx: CacheContext, key: Any, delta: int, version: int | None, ignore_key_check: bool = False
+) -> Plan[int]:
+    """The new value; ``ValueError`` for a missing key, as Django's, unless
+    ``ignore_key_check`` (django-redis's): then a missing key starts from zero."""
     k = ctx.key(key, version)
     manager = ctx.manager
     try:
-        value = yield from _incr_in_redis(ctx, manager, k, delta)
+        value = yield from _incr_in_redis(ctx, manager, k, delta, ignore_key_check)
     except RedisUnavailable as exc:
         state = ctx.state_of(manager)
         state.note_unavailable(exc)
@@ -49,15 +52,21 @@ def incr(ctx: CacheContext, key: Any, delta: int, version: int | None) -> Plan[i
     return value  # type: ignore[no-any-return]
 
 
-def _incr_in_redis(ctx: CacheContext, manager: ConnectionManager, k: str, delta: int) -> Plan[Any]:
+def _incr_in_redis(
+    ctx: CacheContext, manager: ConnectionManager, k: str, delta: int, ignore_key_check: bool
+) -> Plan[Any]:
     try:
-        result = yield Execute(
-            manager,
-            lambda c: _INCR(c, [k], [delta]),
-            afn=lambda c: _INCR.acall(c, [k], [delta]),
-            key=k,
-            idempotent=False,
-        )
+        if ignore_key_check:  # INCRBY itself creates a missing key
+            step = Execute(manager, lambda c: c.incrby(k, delta), key=k, idempotent=False)
+        else:
+            step = Execute(
+                manager,
+                lambda c: _INCR(c, [k], [delta]),
+                afn=lambda c: _INCR.acall(c, [k], [delta]),
+                key=k,
+                idempotent=False,
+            )
+        result = yield step
     except rex.ResponseError as exc:
         if "not an integer" not in str(exc) and "overflow" not in str(exc):
             raise

@@ -73,13 +73,18 @@ def strict_check(ctx: CacheContext, redis_key: str) -> None:
     """Without a fallback and with errors asked for, a journaled key is an error too:
     its value in Redis may be older than the caller's last (failed) write."""
     if ctx.raises:
-        endpoint = ctx.endpoint(redis_key)
-        raise translate(
-            rex.ConnectionError("a write of this key failed; its Redis value may be outdated"),
-            ErrorKind.UNREACHABLE,
-            endpoint=endpoint.display,
-            alias=ctx.alias,
-        )
+        raise outdated(ctx, redis_key)
+
+
+def outdated(ctx: CacheContext, redis_key: str) -> RedisUnavailable:
+    """The error for a journaled key: Redis is reachable, but its value of the key may be
+    older than the caller's last write, until recovery has deleted it."""
+    return translate(
+        rex.ConnectionError("a write of this key failed; its Redis value may be outdated"),
+        ErrorKind.UNREACHABLE,
+        endpoint=ctx.endpoint(redis_key).display,
+        alias=ctx.alias,
+    )
 
 
 def write(

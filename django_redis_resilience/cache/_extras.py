@@ -7,6 +7,7 @@ and degrade as it does).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -39,9 +40,20 @@ def seconds(ms: int | None) -> int | None:
     return None if ms is None else (ms + 999) // 1000 if ms > 0 else 0
 
 
-def expire_at(ctx: CacheContext, key: Any, when: datetime, version: int | None) -> Plan[bool]:
-    now = datetime.now(tz=when.tzinfo)
-    return (yield from touch(ctx, key, (when - now) / timedelta(seconds=1), version))
+def expire_at(
+    ctx: CacheContext, key: Any, when: datetime | float, version: int | None, per_second: int
+) -> Plan[bool]:
+    """Expire at ``when``: a datetime (naive ones in local time), or a Unix timestamp in
+    units of which ``per_second`` make a second (1 for ``expire_at``, 1000 for ``pexpire_at``)."""
+    if isinstance(when, datetime):
+        left = (when - datetime.now(tz=when.tzinfo)) / timedelta(seconds=1)
+    elif isinstance(when, int | float) and not isinstance(when, bool):
+        left = when / per_second - time.time()
+    else:
+        raise TypeError(
+            f"expire_at() takes a datetime or a Unix timestamp (a number), not {when!r}."
+        )
+    return (yield from touch(ctx, key, left, version))
 
 
 def make_pattern(ctx: CacheContext, pattern: str, version: int | None) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 from django.core.cache.backends.base import BaseCache
 
-from django_redis_resilience._steps import Grouped, Plan, Primaries
+from django_redis_resilience._steps import Call, Grouped, Plan, Primaries
 from django_redis_resilience.cache._context import CacheContext, expired, seconds_of
 from django_redis_resilience.cache._degraded import mirror, rejected_write, write
 from django_redis_resilience.cache._reads import has_key
@@ -80,6 +80,26 @@ def add(ctx: CacheContext, key: Any, value: Any, timeout: Any, version: int | No
             )
         )
     return (yield from set_value(ctx, key, value, timeout, version, True, False))
+
+
+def set_on(
+    ctx: CacheContext,
+    client: Any,
+    key: Any,
+    value: Any,
+    timeout: Any,
+    version: int | None,
+    nx: bool,
+    xx: bool,
+) -> Plan[bool]:
+    """django-redis's ``set(..., client=...)``: written with the caller's client or
+    pipeline as given, outside the breaker and without fallback."""
+    k = ctx.key(key, version)
+    ms = ctx.ms(timeout)
+    if expired(ms):
+        return bool((yield Call(partial(client.delete, k))))
+    data = ctx.codec.encode(value)
+    return bool((yield Call(partial(client.set, k, data, px=ms, nx=nx, xx=xx))))
 
 
 def touch(ctx: CacheContext, key: Any, timeout: Any, version: int | None) -> Plan[bool]:
@@ -184,8 +204,11 @@ def _stored(
     return True
 
 
-def delete_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> Plan[None]:
+def delete_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> Plan[int]:
+    """How many of ``keys`` were deleted (as django-redis counts; Django returns nothing)."""
     made = {ctx.key(key, version): key for key in keys}
+    if not made:
+        return 0
     cluster = ctx.manager.cluster is not None
 
     def remove(client: Any, group: list[str]) -> Any:
@@ -197,13 +220,17 @@ def delete_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> 
         return pipe.execute()
 
     state = ctx.state
+    deleted = 0
     for group, result in (yield Grouped(ctx.manager, list(made), remove)):
         if isinstance(result, RedisUnavailable):
             for k in group:
-                yield from delete(ctx, made[k], version)
-        elif state.journaling:
+                deleted += yield from delete(ctx, made[k], version)
+            continue
+        deleted += sum(result) if isinstance(result, list) else int(result)
+        if state.journaling:
             for k in group:
                 yield from mirror(ctx, state, k, partial(_fallback_delete, made[k], version))
+    return deleted
 
 
 def clear(ctx: CacheContext) -> Plan[None]:
