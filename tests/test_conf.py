@@ -750,7 +750,7 @@ def test_settings_read_without_django_setup_are_validated_in_full() -> None:
 def test_every_feature_section_is_registered_once_checks_are_imported() -> None:
     assert set(_schema.sections()) == {
         "connection", "global", "options", "ignored", "BREAKER", "RETRY", "CLUSTER",
-        "HEALTH", "RATELIMIT", "RULES", "STAMPEDE",
+        "HEALTH", "RATELIMIT", "RULES", "STAMPEDE", "NEAR_CACHE",
     }  # fmt: skip
 
 

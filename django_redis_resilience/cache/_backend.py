@@ -25,13 +25,15 @@ from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.utils.module_loading import import_string
 
+from django_redis_resilience import _schema
 from django_redis_resilience._steps import arun, run
 from django_redis_resilience.cache import _counters, _extras, _get_or_set, _reads, _writes
 from django_redis_resilience.cache._codec import Codec
-from django_redis_resilience.cache._context import CacheContext
+from django_redis_resilience.cache._context import MISSING, CacheContext
 from django_redis_resilience.cache._helpers import DataStructureHelpers
 from django_redis_resilience.cache._namespace import Namespace, UnknownNamespace, namespace_of
-from django_redis_resilience.cache._settings import OPTIONS, stampede_problem
+from django_redis_resilience.cache._near import NearSettings, near_prefixes
+from django_redis_resilience.cache._settings import OPTIONS, near_cache_problem, stampede_problem
 from django_redis_resilience.cache._stampede import StampedeConfig
 from django_redis_resilience.cache._state import CacheSettings, CacheState
 from django_redis_resilience.clients import get_manager
@@ -136,6 +138,7 @@ class ResilientRedisCache(DataStructureHelpers, BaseCache):
         )
         #: ``django_redis.get_redis_connection(alias)`` reads ``cache.client.get_client``.
         self.client = _ClientShim(self)
+        self._near = options.get("NEAR_CACHE") is not None
 
     def __repr__(self) -> str:
         return f"<ResilientRedisCache {self._alias}>"
@@ -167,6 +170,23 @@ class ResilientRedisCache(DataStructureHelpers, BaseCache):
             recovery=self._recovery,
             namespace=self.namespace(),
             key_prefix=self.key_prefix,
+            near=self._near_settings(),
+        )
+
+    def _near_settings(self) -> NearSettings | None:
+        options = self._params.get("OPTIONS") or {}
+        near = options.get("NEAR_CACHE")
+        if near is None:
+            return None
+        if near_cache_problem(near):
+            conf.connection_options(self._alias)  # raises E004 naming the setting
+        section = _schema.section("NEAR_CACHE")
+        return NearSettings(
+            max_entries=int(section.read(near, "MAX_ENTRIES")),
+            max_bytes=int(section.read(near, "MAX_BYTES")),
+            max_age=float(section.read(near, "MAX_AGE")),
+            prefixes=near_prefixes(self.make_key, section.read(near, "KEY_PREFIXES")),
+            timeout=1.0,
         )
 
     def namespace(self) -> Namespace:
@@ -180,9 +200,17 @@ class ResilientRedisCache(DataStructureHelpers, BaseCache):
     # --- Django's cache API ---------------------------------------------------------------
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        if self._near:  # a near hit needs no I/O: served without a plan
+            value = _reads.near_hit(self._ctx, key, version)
+            if value is not MISSING:
+                return value
         return run(_reads.get(self._ctx, key, default, version))
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        if self._near:
+            value = _reads.near_hit(self._ctx, key, version)
+            if value is not MISSING:
+                return value
         return await arun(_reads.get(self._ctx, key, default, version))
 
     def set(  # type: ignore[override]
@@ -470,8 +498,10 @@ class ResilientRedisCache(DataStructureHelpers, BaseCache):
     def stats(self) -> dict[str, Any]:
         """This process's counters for this cache, and how many keys wait in the journal."""
         state: CacheState = self.state
+        near = state.near
         return {
             **state.counters.snapshot(),
+            **(near.stats() if near is not None else {}),
             "journal_size": state.pending(),
             "journal_overflowed": state.overflowed(),
             "at": time.time(),

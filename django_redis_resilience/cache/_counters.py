@@ -15,6 +15,7 @@ from django.core.cache.backends.base import BaseCache
 from django_redis_resilience._lua import LuaScript
 from django_redis_resilience._steps import Execute, Plan
 from django_redis_resilience.cache._context import CacheContext
+from django_redis_resilience.cache._near import writing
 from django_redis_resilience.cache._steps import Fallback
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.exceptions import RedisUnavailable
@@ -28,9 +29,10 @@ def incr(
     """The new value; ``ValueError`` for a missing key, as Django's, unless
     ``ignore_key_check`` (django-redis's): then a missing key starts from zero."""
     k = ctx.key(key, version)
-    manager = ctx.manager
+    manager, state = ctx.current()
     try:
-        value = yield from _incr_in_redis(ctx, manager, k, delta, ignore_key_check)
+        with writing(state.near, (k,)):
+            value = yield from _incr_in_redis(ctx, manager, k, delta, ignore_key_check)
     except RedisUnavailable as exc:
         state = ctx.state_of(manager)
         state.note_unavailable(exc)

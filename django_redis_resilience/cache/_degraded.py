@@ -37,14 +37,17 @@ def read(
     then: Callable[[Any], T],
     fallback: Callable[[BaseCache], T],
     default: T,
+    *,
+    primary: bool = False,
 ) -> Plan[T]:
-    """Read from Redis (``then`` reads the reply); on an outage, or for a key
-    journaled, ask the fallback. The caller resolves manager and state once."""
+    """Read from Redis (``then`` reads the reply; ``primary``: never from a replica); on
+    an outage, or for a key journaled, ask the fallback. The caller resolves manager
+    and state once."""
     if state.journaling and state.journaled(redis_key, lambda: ctx.endpoint(redis_key)):
         strict_check(ctx, redis_key)
     else:
         try:
-            return then((yield Execute(manager, fn, key=redis_key, write=False)))
+            return then((yield Execute(manager, fn, key=redis_key, write=primary)))
         except RedisUnavailable as exc:
             state.note_unavailable(exc)
             if ctx.raises:
@@ -101,6 +104,57 @@ def write(
 ) -> Plan[T]:
     """Write to Redis; on an outage journal the key and write to the fallback."""
     manager, state = ctx.current()
+    near = state.near
+    if near is None:
+        return (
+            yield from _write(
+                ctx,
+                manager,
+                state,
+                redis_key,
+                original,
+                fn,
+                then,
+                fallback,
+                default,
+                idempotent,
+                afn,
+            )
+        )
+    near.wrote((redis_key,))  # this process reads its own write from now on...
+    try:
+        return (
+            yield from _write(
+                ctx,
+                manager,
+                state,
+                redis_key,
+                original,
+                fn,
+                then,
+                fallback,
+                default,
+                idempotent,
+                afn,
+            )
+        )
+    finally:
+        near.wrote((redis_key,))  # ...and no read that raced it keeps the older value
+
+
+def _write(
+    ctx: CacheContext,
+    manager: ConnectionManager,
+    state: CacheState,
+    redis_key: str,
+    original: tuple[Any, int | None],
+    fn: ClientFn,
+    then: Callable[[Any], T],
+    fallback: Callable[[BaseCache], T],
+    default: T,
+    idempotent: bool,
+    afn: AsyncClientFn | None,
+) -> Plan[T]:
     error: RedisUnavailable | None = None
     for force in (False, True):
         try:

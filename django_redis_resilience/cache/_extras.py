@@ -18,6 +18,7 @@ import redis.lock
 from django_redis_resilience._steps import Execute, Plan, Primaries
 from django_redis_resilience.cache._context import CacheContext
 from django_redis_resilience.cache._namespace import glob_escape
+from django_redis_resilience.cache._near import writing
 from django_redis_resilience.cache._state import aunlink_matching, unlink_matching
 from django_redis_resilience.cache._writes import touch
 from django_redis_resilience.connection import ErrorKind, classify, translate
@@ -85,6 +86,11 @@ def delete_pattern(
     ctx: CacheContext, pattern: str, version: int | None, itersize: int | None
 ) -> Plan[int]:
     glob = make_pattern(ctx, pattern, version)
+    with writing(ctx.state.near, None):
+        return (yield from _delete_matching(ctx, glob))
+
+
+def _delete_matching(ctx: CacheContext, glob: str) -> Plan[int]:
     total = 0
     errors: list[RedisUnavailable] = []
     step = Primaries(

@@ -7,7 +7,7 @@ misses in the cache's state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from operator import methodcaller
 from typing import Any
@@ -17,8 +17,10 @@ from django.core.cache.backends.base import BaseCache
 from django_redis_resilience._steps import Grouped, Plan
 from django_redis_resilience.cache._context import MISSING, CacheContext, count
 from django_redis_resilience.cache._degraded import read, strict_check
+from django_redis_resilience.cache._near import NearCache
 from django_redis_resilience.cache._state import CacheState
 from django_redis_resilience.cache._steps import Fallback
+from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.exceptions import RedisUnavailable
 
 
@@ -32,48 +34,118 @@ def lookup(
     """The value, or ``default``; ``count_it``: as a hit or a miss in the counters."""
     k = ctx.key(key, version)
     manager, state = ctx.current()
-    value = yield from read(
-        ctx,
-        manager,
-        state,
-        k,
-        methodcaller("get", k),  # called in C: no Python frame on the hot path
-        ctx.decoded,
-        lambda fb: fb.get(key, MISSING, version=version),
-        MISSING,
-    )
+    near = state.near
+    if near is not None and near.eligible(k):
+        value = yield from _near_lookup(ctx, manager, state, near, key, k, version)
+    else:
+        value = yield from read(
+            ctx,
+            manager,
+            state,
+            k,
+            methodcaller("get", k),  # called in C: no Python frame on the hot path
+            ctx.decoded,
+            lambda fb: fb.get(key, MISSING, version=version),
+            MISSING,
+        )
     if count_it:
         count(state, value)
     return default if value is MISSING else value
 
 
+def near_hit(ctx: CacheContext, key: Any, version: int | None) -> Any:
+    """The value if the near cache holds it now (counted as a hit), else ``MISSING``."""
+    k = ctx.key(key, version)
+    state = ctx.current()[1]
+    near = state.near
+    if near is None or not near.eligible(k):
+        return MISSING
+    raw = near.get(k)
+    if raw is None:
+        return MISSING
+    counters = state.counters
+    counters.near_hits += 1
+    counters.hits += 1
+    return ctx.codec.decode(raw)
+
+
+def _near_lookup(
+    ctx: CacheContext,
+    manager: ConnectionManager,
+    state: CacheState,
+    near: NearCache,
+    key: Any,
+    k: str,
+    version: int | None,
+) -> Plan[Any]:
+    """The value from the process if its node's link vouches for it, else from the
+    primary (kept near if nothing changed meanwhile)."""
+    raw = near.get(k)
+    if raw is not None:
+        state.counters.near_hits += 1
+        return ctx.codec.decode(raw)
+    state.counters.near_misses += 1
+    ticket = near.ticket(ctx.endpoint(k))
+
+    def then(reply: Any) -> Any:
+        raw, ttl_ms = reply
+        if raw is None:
+            return MISSING
+        near.keep(k, raw, ticket, ttl_ms)
+        return ctx.codec.decode(raw)
+
+    fallback = lambda fb: fb.get(key, MISSING, version=version)  # noqa: E731
+    return (
+        yield from read(
+            ctx, manager, state, k, _get_and_ttl(k), then, fallback, MISSING, primary=True
+        )
+    )
+
+
+def _get_and_ttl(k: str) -> Callable[[Any], Any]:
+    """The value and its time to live, in one round trip: a near value must not outlive
+    its key (Redis reports an expiry only once it notices it)."""
+    return lambda c: c.pipeline(transaction=False).get(k).pttl(k).execute()
+
+
 def has_key(ctx: CacheContext, key: Any, version: int | None) -> Plan[bool]:
     k = ctx.key(key, version)
-    manager = ctx.manager
+    manager, state = ctx.current()
+    near = state.near
+    if near is not None and near.eligible(k):
+        if near.get(k) is not None:
+            state.counters.near_hits += 1
+            return True
+        state.counters.near_misses += 1
     return (
         yield from read(
             ctx,
             manager,
-            ctx.state_of(manager),
+            state,
             k,
             lambda c: c.exists(k),
             bool,
             lambda fb: bool(fb.has_key(key, version=version)),
             False,
+            primary=near is not None,  # a replica may not have this process's last write yet
         )
     )
 
 
 def get_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> Plan[dict[Any, Any]]:
     made = {ctx.key(key, version): key for key in keys}
+    asked = len(made)
     found: dict[Any, Any] = {}
     manager, state = ctx.current()
+    near = state.near
+    if near is not None:
+        _near_many(state, near, made, found, ctx.codec.decode)
     degraded = _journaled(ctx, state, made)
     skip = set(degraded)
     in_redis = [k for k in made if k not in skip] if skip else list(made)
     fetch = _mget if manager.cluster is None else _pipelined_get
     decode = ctx.codec.decode
-    for group, result in (yield Grouped(manager, in_redis, fetch, write=False)):
+    for group, result in (yield Grouped(manager, in_redis, fetch, write=near is not None)):
         if isinstance(result, RedisUnavailable):
             state.note_unavailable(result)
             if ctx.raises:
@@ -93,8 +165,26 @@ def get_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> Pla
             if value is not MISSING:
                 found[key] = value
     state.counters.hits += len(found)
-    state.counters.misses += len(made) - len(found)
+    state.counters.misses += asked - len(found)
     return found
+
+
+def _near_many(
+    state: CacheState,
+    near: NearCache,
+    made: dict[str, Any],
+    found: dict[Any, Any],
+    decode: Callable[[Any], Any],
+) -> None:
+    """Move the near hits of ``made`` into ``found``. The rest is read from Redis and not
+    kept near: ``MGET`` gives no time to live (``get`` fills the near cache)."""
+    for k in [k for k in made if near.eligible(k)]:
+        raw = near.get(k)
+        if raw is None:
+            state.counters.near_misses += 1
+        else:
+            state.counters.near_hits += 1
+            found[made.pop(k)] = decode(raw)
 
 
 def _journaled(ctx: CacheContext, state: CacheState, made: Mapping[str, Any]) -> list[str]:

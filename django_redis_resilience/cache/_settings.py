@@ -90,6 +90,69 @@ def stampede_problem(value: object) -> str | None:
     return None
 
 
+NEAR_CACHE = _schema.register(Section("NEAR_CACHE", (
+    Setting(
+        "MAX_ENTRIES",
+        default=10_000,
+        test=lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+        need="an integer > 0",
+        kind="integer > 0",
+        doc="values kept in each process at most; the least recently used goes first",
+        ids="E004",
+    ),
+    Setting(
+        "MAX_BYTES",
+        default=64 * 2**20,
+        shown="`64 * 2**20` (64 MiB)",
+        test=lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+        need="an integer > 0 (bytes)",
+        kind="bytes > 0",
+        doc="bytes of values (as stored in Redis) kept in each process at most",
+        ids="E004",
+    ),
+    Setting(
+        "MAX_AGE",
+        default=300.0,
+        test=lambda v: is_num(v) and math.isfinite(v) and v > 0,
+        need="seconds > 0",
+        kind="seconds > 0",
+        doc=(
+            "the longest a value is served from the process without asking Redis again, a last "
+            "resort: invalidations normally drop it within milliseconds"
+        ),
+        ids="E004",
+    ),
+    Setting(
+        "KEY_PREFIXES",
+        default=None,
+        test=lambda v: v is None
+        or (isinstance(v, list | tuple) and bool(v) and all(isinstance(p, str) for p in v)),
+        need="a non-empty list of strings, or None",
+        kind="list of strings or `None`",
+        doc=(
+            "keep only keys starting with one of these (the keys given to the cache, default "
+            "`VERSION`); `None`: every key of the cache's default version"
+        ),
+        ids="E004",
+    ),
+)))  # fmt: skip
+
+
+def near_cache_problem(value: object) -> str | None:
+    """Why ``OPTIONS["NEAR_CACHE"]`` is invalid, or ``None``."""
+    if value is None:
+        return None
+    known = ", ".join(NEAR_CACHE.names)
+    if not isinstance(value, Mapping):
+        return "must be None or a dict with any of " + known
+    for key, item in value.items():
+        if key not in NEAR_CACHE:
+            return f"has an unknown key {key!r} (known: {known})"
+        if NEAR_CACHE[key].problem(item) is not None:
+            return f"[{key!r}] = {item!r} is not valid: give {NEAR_CACHE[key].need}"
+    return None
+
+
 def _class_problem(value: object) -> str | None:
     if importable(value):
         return None
@@ -197,6 +260,17 @@ OPTIONS = _schema.register(Section("options", (
         check=stampede_problem,
         kind="dict",
         doc="`get_or_set` stampede protection; keys [below](#stampede)",
+        ids="E004",
+    ),
+    Setting(
+        "NEAR_CACHE",
+        default=None,
+        check=near_cache_problem,
+        kind="dict or `None`",
+        doc=(
+            "keep hot values in each process, kept correct by Redis's invalidation messages "
+            "(`CLIENT TRACKING`); keys [below](#near_cache); `None`: off"
+        ),
         ids="E004",
     ),
     Setting(

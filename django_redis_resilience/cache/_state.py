@@ -34,6 +34,7 @@ from django.core.cache.backends.locmem import LocMemCache
 
 from django_redis_resilience._steps import Call, Plan, arun, run
 from django_redis_resilience.cache._namespace import Namespace
+from django_redis_resilience.cache._near import NearCache, NearSettings
 from django_redis_resilience.cache._stampede import Flights
 from django_redis_resilience.connection import (
     BreakerState,
@@ -76,6 +77,13 @@ class CacheCounters:
     invalidated_keys: int = 0
     #: Writes Redis answered but refused (memory full, ``MISCONF``...): nothing stored.
     refused_writes: int = 0
+    #: Reads served from the near cache, and reads it could not serve.
+    near_hits: int = 0
+    near_misses: int = 0
+    #: Near values dropped by Redis's invalidation messages.
+    near_invalidations: int = 0
+    #: Times near values were dropped wholesale for safety (link lost, breaker, failover, clear).
+    near_flushes: int = 0
     last_outage_start: float | None = None
     last_outage_end: float | None = None
 
@@ -148,6 +156,8 @@ class CacheSettings:
     namespace: Namespace | None = None
     #: ``KEY_PREFIX``: names the generation of a shared fallback (:class:`GenerationStore`).
     key_prefix: str = ""
+    #: ``OPTIONS["NEAR_CACHE"]``; ``None``: no near cache.
+    near: NearSettings | None = None
 
 
 class GenerationStore(BaseCache):
@@ -271,6 +281,12 @@ class CacheState:
         self._recoveries = 0
         self._drain_scheduled = False
         manager.add_endpoint_hook(self._wire)
+        #: The near cache (``OPTIONS["NEAR_CACHE"]``), or ``None``.
+        self.near = (
+            None
+            if settings.near is None
+            else NearCache(manager=manager, settings=settings.near, counters=self.counters)
+        )
 
     # --- wiring ---------------------------------------------------------------------
 

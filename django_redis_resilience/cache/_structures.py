@@ -22,6 +22,7 @@ from typing import Any
 from django_redis_resilience._steps import Call, Execute, Plan
 from django_redis_resilience.cache._context import CacheContext
 from django_redis_resilience.cache._degraded import outdated
+from django_redis_resilience.cache._near import writing
 from django_redis_resilience.connection import slot_of
 from django_redis_resilience.exceptions import BreakerOpen, CrossSlotKeys, RedisUnavailable
 
@@ -57,7 +58,8 @@ def command(
     first = keys[0][0]
     write = writes > 0 or primary
     try:
-        return (yield Execute(manager, fn, key=first, write=write, idempotent=idempotent))
+        with writing(state.near if writes else None, [made for made, _ in keys[:writes]]):
+            return (yield Execute(manager, fn, key=first, write=write, idempotent=idempotent))
     except RedisUnavailable as exc:
         state.note_unavailable(exc)
         if not isinstance(exc, BreakerOpen):  # it may have been carried out: Redis is unsure

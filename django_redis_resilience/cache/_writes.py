@@ -18,10 +18,11 @@ from django.core.cache.backends.base import BaseCache
 from django_redis_resilience._steps import Call, Grouped, Plan, Primaries
 from django_redis_resilience.cache._context import CacheContext, expired, seconds_of
 from django_redis_resilience.cache._degraded import mirror, rejected_write, write
+from django_redis_resilience.cache._near import writing
 from django_redis_resilience.cache._reads import has_key
 from django_redis_resilience.cache._state import CacheState, aunlink_matching, unlink_matching
 from django_redis_resilience.cache._steps import Fallback
-from django_redis_resilience.connection import rejected
+from django_redis_resilience.connection import ConnectionManager, rejected
 from django_redis_resilience.exceptions import RedisUnavailable
 
 
@@ -147,6 +148,18 @@ def set_many(
     made = {ctx.key(key, version): key for key in data}
     encoded = {k: ctx.codec.encode(data[key]) for k, key in made.items()}
 
+    with writing(ctx.state.near, made):
+        return (yield from _set_many(ctx, data, made, encoded, ms, version))
+
+
+def _set_many(
+    ctx: CacheContext,
+    data: Mapping[Any, Any],
+    made: Mapping[str, Any],
+    encoded: Mapping[str, bytes],
+    ms: int | None,
+    version: int | None,
+) -> Plan[list[Any]]:
     failed: list[Any] = []
     seconds = seconds_of(ms)
     state = ctx.state
@@ -209,6 +222,11 @@ def delete_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> 
     made = {ctx.key(key, version): key for key in keys}
     if not made:
         return 0
+    with writing(ctx.state.near, made):
+        return (yield from _delete_many(ctx, made, version))
+
+
+def _delete_many(ctx: CacheContext, made: Mapping[str, Any], version: int | None) -> Plan[int]:
     cluster = ctx.manager.cluster is not None
 
     def remove(client: Any, group: list[str]) -> Any:
@@ -237,6 +255,11 @@ def clear(ctx: CacheContext) -> Plan[None]:
     """This cache's namespace on every master (or FLUSHDB), and every fallback store;
     a master that is down is cleared when it returns."""
     manager, state = ctx.current()
+    with writing(state.near, None):
+        yield from _clear(ctx, manager, state)
+
+
+def _clear(ctx: CacheContext, manager: ConnectionManager, state: CacheState) -> Plan[None]:
     pattern = state.settings.namespace
     assert pattern is not None  # built by the cache's settings, which raise without one
     if ctx.clear_flushes_db:

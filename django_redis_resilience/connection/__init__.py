@@ -49,6 +49,7 @@ from django_redis_resilience.connection._retry import RetryPolicy, is_idempotent
 from django_redis_resilience.connection._sentinel import SentinelService
 from django_redis_resilience.connection._slots import Extensions, Slot
 from django_redis_resilience.connection._tls import TLS_DEFAULTS, is_tls_option
+from django_redis_resilience.connection._tracking import InvalidationLink, LinkBroken
 
 __all__ = [
     "MAX_BLOCK",
@@ -66,7 +67,9 @@ __all__ = [
     "Endpoint",
     "ErrorKind",
     "Extensions",
+    "InvalidationLink",
     "Job",
+    "LinkBroken",
     "LogicalEndpoint",
     "NodeAddress",
     "NodePools",

@@ -236,8 +236,8 @@ def observed_ids(table: str, key: str, cell: str) -> set[str]:
     elif table == "RULES":
         rule = {"PATH": r"^/", "KEY": "ip", "RATE": "1/s", key: BAD}
         found |= _ids({"RATELIMIT": {"RULES": [rule]}})
-    elif table == "STAMPEDE":
-        found |= _ids(STAMPEDE={key: BAD})
+    elif table in ("STAMPEDE", "NEAR_CACHE"):
+        found |= _ids(**{table: {key: BAD}})
     elif table == "ignored":
         found |= _ids(**{key: "anything"})
     return found
