@@ -204,6 +204,7 @@ class ResilientRedisCache(DataStructureHelpers, BaseCache):
             value = _reads.near_hit(self._ctx, key, version)
             if value is not MISSING:
                 return value
+            return run(_reads.get(self._ctx, key, default, version, near_missed=True))
         return run(_reads.get(self._ctx, key, default, version))
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
@@ -211,6 +212,7 @@ class ResilientRedisCache(DataStructureHelpers, BaseCache):
             value = _reads.near_hit(self._ctx, key, version)
             if value is not MISSING:
                 return value
+            return await arun(_reads.get(self._ctx, key, default, version, near_missed=True))
         return await arun(_reads.get(self._ctx, key, default, version))
 
     def set(  # type: ignore[override]

@@ -39,6 +39,7 @@ def read(
     default: T,
     *,
     primary: bool = False,
+    afn: AsyncClientFn | None = None,
 ) -> Plan[T]:
     """Read from Redis (``then`` reads the reply; ``primary``: never from a replica); on
     an outage, or for a key journaled, ask the fallback. The caller resolves manager
@@ -47,7 +48,7 @@ def read(
         strict_check(ctx, redis_key)
     else:
         try:
-            return then((yield Execute(manager, fn, key=redis_key, write=primary)))
+            return then((yield Execute(manager, fn, key=redis_key, write=primary, afn=afn)))
         except RedisUnavailable as exc:
             state.note_unavailable(exc)
             if ctx.raises:

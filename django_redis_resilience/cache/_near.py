@@ -72,7 +72,7 @@ class NearSettings:
 class _Node:
     """One master's link and what the process knows of it."""
 
-    __slots__ = ("address", "endpoint", "epoch", "link", "seq", "verified")
+    __slots__ = ("address", "endpoint", "epoch", "link", "verified")
 
     def __init__(self, endpoint: LogicalEndpoint) -> None:
         self.endpoint = endpoint
@@ -80,8 +80,6 @@ class _Node:
         self.verified = False
         #: Moves whenever the node's entries must all go (lazily: entries carry theirs).
         self.epoch = 0
-        #: Counts the invalidation messages received: a fetch that saw it move is not kept.
-        self.seq = 0
         #: What the link is connected to (a host and port, a cluster shard's master).
         self.address: Any = None
 
@@ -97,10 +95,6 @@ class _Entry:
         self.expires = expires
 
 
-#: What a fetch remembers to decide whether its value may be kept.
-Ticket = tuple[_Node, int, int, int]
-
-
 class NearCache:
     """The near entries of one cache in one process and the links that keep them true."""
 
@@ -114,8 +108,9 @@ class NearCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
         self._nodes: dict[int, _Node] = {}
-        #: This process's own writes: a fetch that saw one happen is not kept.
-        self._writes = 0
+        #: Moves with every invalidation, flush, lost link and write by this process: a
+        #: fetch that saw it move may have read an older value and is not kept.
+        self.version = 0
         self._closed = False
         manager.add_endpoint_hook(self._watch)
         self._schedule(0.0)
@@ -144,33 +139,25 @@ class NearCache:
             self._entries.move_to_end(made)
             return entry.raw
 
-    def ticket(self, endpoint: LogicalEndpoint) -> Ticket | None:
-        """Taken before a fetch: ``None`` when nothing fetched now may be kept."""
-        with self._lock:
-            node = self._nodes.get(id(endpoint))
-            if node is None or not node.verified:
-                return None
-            return node, node.epoch, node.seq, self._writes
+    def keep(self, made: str, raw: bytes, before: int, ttl_ms: int, endpoint: Any) -> None:
+        """Keep what a fetch read (``before``: :attr:`version` when it started; ``ttl_ms``:
+        the key's time to live, negative for none), unless anything changed meanwhile.
 
-    def keep(self, made: str, raw: bytes, ticket: Ticket | None, ttl_ms: int) -> None:
-        """Keep what a fetch read (``ttl_ms``: the key's time to live, negative for none),
-        unless the node or this process changed anything since."""
-        if ticket is None or type(raw) is not bytes or ttl_ms == 0:
+        Nothing is polled here: a message still unread when the value is kept is
+        applied by the next reader before it serves the value.
+        """
+        if ttl_ms == 0 or type(raw) is not bytes:
             return
         life = self.settings.max_age if ttl_ms < 0 else min(self.settings.max_age, ttl_ms / 1000)
-        node, epoch, seq, writes = ticket
         size = len(raw) + len(made) + _ENTRY_OVERHEAD
         if size > self.settings.max_bytes:
             return
         with self._lock:
-            if node.verified:
-                self._poll(node)
-            if not node.verified or node.epoch != epoch or node.seq != seq:
-                return
-            if self._writes != writes:
+            node = self._nodes.get(id(endpoint))
+            if self.version != before or node is None or not node.verified:
                 return
             self._remove(made)
-            self._entries[made] = _Entry(raw, size, node, epoch, time.monotonic() + life)
+            self._entries[made] = _Entry(raw, size, node, node.epoch, time.monotonic() + life)
             self._bytes += size
             self._evict()
 
@@ -178,7 +165,7 @@ class NearCache:
         """This process is writing ``made`` (``None``: keys it cannot name, as ``clear()``):
         forget them, and let no fetch in flight keep what it read."""
         with self._lock:
-            self._writes += 1
+            self.version += 1
             if made is not None:
                 for k in made:
                     self._remove(k)
@@ -211,7 +198,7 @@ class NearCache:
             self._lose(node, f"its invalidation link broke ({exc})")
             return
         for keys in events:
-            node.seq += 1
+            self.version += 1
             if keys is None:  # the database was flushed
                 node.epoch += 1
                 self._drop_node_entries(node)
@@ -248,6 +235,7 @@ class NearCache:
         was_verified = node.verified
         node.verified = False
         node.epoch += 1
+        self.version += 1
         self._drop_node_entries(node)
         link, node.link = node.link, None
         if link is not None:
@@ -344,6 +332,7 @@ class NearCache:
                 node.link.close()
             node.link, node.address, node.verified = link, address, False
             node.epoch += 1
+            self.version += 1
         if self._verify(node, link):
             logger.debug("Near cache link to %s verified", endpoint.display)
         else:
@@ -369,7 +358,7 @@ class NearCache:
                     events = link.poll()
                 except LinkBroken:
                     return False
-                node.seq += len(events)
+                self.version += len(events)
                 for keys in events:
                     if keys is None:
                         node.epoch += 1

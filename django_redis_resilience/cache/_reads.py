@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.cache.backends.base import BaseCache
 
+from django_redis_resilience._lua import LuaScript
 from django_redis_resilience._steps import Grouped, Plan
 from django_redis_resilience.cache._context import MISSING, CacheContext, count
 from django_redis_resilience.cache._degraded import read, strict_check
@@ -23,20 +24,31 @@ from django_redis_resilience.cache._steps import Fallback
 from django_redis_resilience.connection import ConnectionManager
 from django_redis_resilience.exceptions import RedisUnavailable
 
+_NEAR_GET = LuaScript("django_redis_resilience.cache", "near_get")
 
-def get(ctx: CacheContext, key: Any, default: Any, version: int | None) -> Plan[Any]:
-    return lookup(ctx, key, version, count_it=True, default=default)
+
+def get(
+    ctx: CacheContext, key: Any, default: Any, version: int | None, *, near_missed: bool = False
+) -> Plan[Any]:
+    """``near_missed``: :func:`near_hit` was just asked, in vain."""
+    return lookup(ctx, key, version, count_it=True, default=default, near_missed=near_missed)
 
 
 def lookup(
-    ctx: CacheContext, key: Any, version: int | None, *, count_it: bool, default: Any = MISSING
+    ctx: CacheContext,
+    key: Any,
+    version: int | None,
+    *,
+    count_it: bool,
+    default: Any = MISSING,
+    near_missed: bool = False,
 ) -> Plan[Any]:
     """The value, or ``default``; ``count_it``: as a hit or a miss in the counters."""
     k = ctx.key(key, version)
     manager, state = ctx.current()
     near = state.near
     if near is not None and near.eligible(k):
-        value = yield from _near_lookup(ctx, manager, state, near, key, k, version)
+        value = yield from _near_lookup(ctx, manager, state, near, key, k, version, near_missed)
     else:
         value = yield from read(
             ctx,
@@ -77,35 +89,37 @@ def _near_lookup(
     key: Any,
     k: str,
     version: int | None,
+    near_missed: bool,
 ) -> Plan[Any]:
     """The value from the process if its node's link vouches for it, else from the
     primary (kept near if nothing changed meanwhile)."""
-    raw = near.get(k)
+    raw = None if near_missed else near.get(k)
     if raw is not None:
         state.counters.near_hits += 1
         return ctx.codec.decode(raw)
     state.counters.near_misses += 1
-    ticket = near.ticket(ctx.endpoint(k))
+    before = near.version
 
     def then(reply: Any) -> Any:
-        raw, ttl_ms = reply
-        if raw is None:
+        if reply is None:
             return MISSING
-        near.keep(k, raw, ticket, ttl_ms)
+        ttl, _, raw = reply.partition(b":")
+        near.keep(k, raw, before, int(ttl), ctx.endpoint(k))
         return ctx.codec.decode(raw)
 
     fallback = lambda fb: fb.get(key, MISSING, version=version)  # noqa: E731
+    fetch, afetch = _get_and_ttl(k)
     return (
         yield from read(
-            ctx, manager, state, k, _get_and_ttl(k), then, fallback, MISSING, primary=True
+            ctx, manager, state, k, fetch, then, fallback, MISSING, primary=True, afn=afetch
         )
     )
 
 
-def _get_and_ttl(k: str) -> Callable[[Any], Any]:
-    """The value and its time to live, in one round trip: a near value must not outlive
-    its key (Redis reports an expiry only once it notices it)."""
-    return lambda c: c.pipeline(transaction=False).get(k).pttl(k).execute()
+def _get_and_ttl(k: str) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """The value and its time to live, in one command (a script: cheaper than a
+    pipeline): a near value must not outlive its key."""
+    return (lambda c: _NEAR_GET(c, [k])), (lambda c: _NEAR_GET.acall(c, [k]))
 
 
 def has_key(ctx: CacheContext, key: Any, version: int | None) -> Plan[bool]:
