@@ -71,6 +71,15 @@ _ENDPOINT_COUNTERS = {
 }
 
 
+#: The near cache's counters (``cache.stats()`` names): help text.
+_NEAR_COUNTERS = {
+    "near_hits": "Reads served by the near cache, without Redis (this process).",
+    "near_misses": "Near-cache reads that went to Redis (this process).",
+    "near_invalidations": "Near values dropped because Redis reported their key changed.",
+    "near_flushes": "Times the near cache dropped a node's values for safety (link lost...).",
+}
+
+
 class _Scrape:
     """The metric families of one scrape, built empty (``describe``) then filled (``collect``)."""
 
@@ -94,6 +103,15 @@ class _Scrape:
         )
         self.misses = CounterMetricFamily(
             "drr_cache_misses", "Cache reads that found no value (this process).", labels=by_alias
+        )
+        self.near = {
+            name: CounterMetricFamily(f"drr_cache_{name}", text, labels=by_alias)
+            for name, text in _NEAR_COUNTERS.items()
+        }
+        self.near_entries = GaugeMetricFamily(
+            "drr_cache_near_entries",
+            "Values held by the near cache (this process).",
+            labels=by_alias,
         )
         self.per_endpoint = {
             name: CounterMetricFamily(metric, text, labels=by_endpoint)
@@ -150,6 +168,8 @@ class _Scrape:
             self.breaker,
             self.hits,
             self.misses,
+            *self.near.values(),
+            self.near_entries,
             *self.per_endpoint.values(),
             self.fallback,
             self.refreshes,
@@ -199,6 +219,10 @@ class _Scrape:
         totals = cache.counters or {}
         self.hits.add_metric([alias, self.process], totals["hits"])
         self.misses.add_metric([alias, self.process], totals["misses"])
+        if "near_entries" in totals:  # a cache with a near cache
+            for name, family in self.near.items():
+                family.add_metric([alias, self.process], totals[name])
+            self.near_entries.add_metric([alias, self.process], totals["near_entries"])
         for endpoint in cache.counted_endpoints():
             labels = [alias, endpoint, self.process]
             for name, family in self.per_endpoint.items():

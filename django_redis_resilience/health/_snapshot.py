@@ -171,7 +171,7 @@ def cache_snapshot(manager: ConnectionManager) -> CacheSnapshot:
         alias=manager.alias,
         is_cluster=router is not None,
         endpoints=tuple(_endpoint(endpoint, state) for endpoint in manager.endpoints),
-        counters=state.counters.snapshot() if state is not None else None,
+        counters=_counters(state),
         endpoint_counts=_endpoint_counts(state),
         refreshes=refreshes,
         routed_masters=_routed_masters(manager),
@@ -211,6 +211,14 @@ def _routed_masters(manager: ConnectionManager) -> dict[int, str] | None:
             host, port = shard.view.master
             masters[shard.view.id] = f"{host}:{port}"
     return masters
+
+
+def _counters(state: CacheState | None) -> dict[str, Any] | None:
+    """``cache.stats()``'s counters, with the near cache's sizes when it has one."""
+    if state is None:
+        return None
+    near = state.near
+    return {**state.counters.snapshot(), **(near.stats() if near is not None else {})}
 
 
 def _iso_moments(counters: Mapping[str, Any]) -> dict[str, Any]:
