@@ -18,6 +18,7 @@ from django.core.cache.backends.base import BaseCache
 
 from django_redis_resilience._steps import AsyncClientFn, ClientFn, Execute, Plan
 from django_redis_resilience.cache._context import CacheContext
+from django_redis_resilience.cache._near import writing
 from django_redis_resilience.cache._state import CacheState, EndpointCounter
 from django_redis_resilience.cache._steps import Fallback
 from django_redis_resilience.connection import ConnectionManager, ErrorKind, rejected, translate
@@ -105,42 +106,13 @@ def write(
 ) -> Plan[T]:
     """Write to Redis; on an outage journal the key and write to the fallback."""
     manager, state = ctx.current()
-    near = state.near
-    if near is None:
-        return (
-            yield from _write(
-                ctx,
-                manager,
-                state,
-                redis_key,
-                original,
-                fn,
-                then,
-                fallback,
-                default,
-                idempotent,
-                afn,
-            )
-        )
-    near.wrote((redis_key,))  # this process reads its own write from now on...
-    try:
-        return (
-            yield from _write(
-                ctx,
-                manager,
-                state,
-                redis_key,
-                original,
-                fn,
-                then,
-                fallback,
-                default,
-                idempotent,
-                afn,
-            )
-        )
-    finally:
-        near.wrote((redis_key,))  # ...and no read that raced it keeps the older value
+    plan = _write(
+        ctx, manager, state, redis_key, original, fn, then, fallback, default, idempotent, afn
+    )
+    if state.near is None:
+        return (yield from plan)
+    with writing(state.near, (redis_key,)):
+        return (yield from plan)
 
 
 def _write(
