@@ -111,9 +111,13 @@ class NearCache:
         #: Moves with every invalidation, flush, lost link and write by this process: a
         #: fetch that saw it move may have read an older value and is not kept.
         self.version = 0
-        self._closed = False
+        self._closed = threading.Event()
         manager.add_endpoint_hook(self._watch)
-        self._schedule(0.0)
+        # Its own thread, not the process's scheduler: opening a link to a hung node
+        # blocks for its timeout, which must not delay lock renewals or breaker probes.
+        threading.Thread(
+            target=self._tend_links, name=f"drr-near-{manager.alias}", daemon=True
+        ).start()
 
     # --- the read and write paths (called under no lock; they take it briefly) ------------
 
@@ -252,6 +256,8 @@ class NearCache:
     # --- links: watched per endpoint, kept by the background thread --------------------
 
     def _watch(self, endpoint: LogicalEndpoint) -> None:
+        if endpoint.role.startswith("replica"):
+            return  # near misses are read from masters, whose links report every write
         with self._lock:
             self._nodes.setdefault(id(endpoint), _Node(endpoint))
 
@@ -269,21 +275,20 @@ class NearCache:
 
         endpoint.breaker.add_listener(listener)
 
-    def _schedule(self, delay: float) -> None:
-        if not self._closed:
-            self._manager.scheduler.call_later(delay, self._heartbeat, name="near cache links")
-
-    def _heartbeat(self) -> None:
-        if get_registry().cached(self._manager.alias) is not self._manager:
-            self.close()  # the settings changed: a new manager has its own near cache
-            return
-        try:
+    def _tend_links(self) -> None:
+        """Every :data:`HEARTBEAT`: ping each link, reopen lost ones, check who serves."""
+        while not self._closed.is_set():
+            if get_registry().cached(self._manager.alias) is not self._manager:
+                self.close()  # the settings changed: a new manager has its own near cache
+                return
             with self._lock:
                 nodes = list(self._nodes.values())
             for node in nodes:
-                self._tend(node)
-        finally:
-            self._schedule(HEARTBEAT)
+                try:
+                    self._tend(node)
+                except Exception:  # one node's trouble must not end the others' care
+                    logger.exception("Near cache link of %s", node.endpoint.display)
+            self._closed.wait(HEARTBEAT)
 
     def _tend(self, node: _Node) -> None:
         endpoint = node.endpoint
@@ -371,7 +376,7 @@ class NearCache:
     def close(self) -> None:
         """Stop tending links and close them (the cache's state is being discarded)."""
         with self._lock:
-            self._closed = True
+            self._closed.set()
             for node in self._nodes.values():
                 node.verified = False
                 if node.link is not None:
