@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from benchmarks import async_cache, cache, cluster, connection, locks, ratelimit
+from benchmarks import async_cache, cache, cluster, connection, locks, near_cache, ratelimit
 from benchmarks._env import BenchEnv, bench_env, describe
 from benchmarks._report import json_report, text_report
 from benchmarks._runner import BenchmarkResult, BenchmarkSkipped, run_benchmark
@@ -19,6 +19,7 @@ QUICK_ROUNDS = 3
 BENCHMARKS: dict[str, BenchmarkFactory] = {
     **connection.BENCHMARKS,
     **cache.BENCHMARKS,
+    **near_cache.BENCHMARKS,
     **async_cache.BENCHMARKS,
     **ratelimit.BENCHMARKS,
     **locks.BENCHMARKS,

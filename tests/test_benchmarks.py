@@ -21,6 +21,7 @@ EXPECTED = {
     "cache_get_many",
     "cache_set_many",
     "cache_outage",
+    "cache_near",
     "async_get_1",
     "async_get_10",
     "async_get_50",

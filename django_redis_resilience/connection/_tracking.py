@@ -97,6 +97,9 @@ class InvalidationLink:
         self._poller.register(self._sock, select.POLLIN)
         #: A TLS socket may hold decrypted bytes that the kernel no longer shows.
         self._tls = isinstance(self._sock, ssl.SSLSocket)
+        #: ``arrived(0)`` is non-empty when bytes wait on a plain socket: a hot path may
+        #: call it (C, no Python frame) and :meth:`poll` only then; a TLS link has ``None``.
+        self.arrived: Callable[[int], list[Any]] | None = None if self._tls else self._poller.poll
         self.pings_sent = 0
         self.pongs = 0
 
