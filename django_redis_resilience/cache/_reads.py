@@ -152,23 +152,64 @@ def get_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> Pla
     found: dict[Any, Any] = {}
     manager, state = ctx.current()
     near = state.near
+    before = 0
     if near is not None:
+        before = near.version  # before anything is fetched: what may be kept
         _near_many(state, near, made, found, ctx.codec.decode)
     degraded = _journaled(ctx, state, made)
     skip = set(degraded)
     in_redis = [k for k in made if k not in skip] if skip else list(made)
-    fetch = _mget if manager.cluster is None else _pipelined_get
-    decode = ctx.codec.decode
+    if near is not None:
+        fetch = _near_fetch
+    else:
+        fetch = _mget if manager.cluster is None else _pipelined_get
     for group, result in (yield Grouped(manager, in_redis, fetch, write=near is not None)):
         if isinstance(result, RedisUnavailable):
             state.note_unavailable(result)
             if ctx.raises:
                 raise result
             degraded += group
-            continue
-        for k, raw in zip(group, result, strict=True):
-            if raw is not None:
-                found[made[k]] = decode(raw)
+        elif near is None:
+            decode = ctx.codec.decode
+            for k, raw in zip(group, result, strict=True):
+                if raw is not None:
+                    found[made[k]] = decode(raw)
+        else:
+            _found_near(ctx, near, before, made, group, result, found)
+    yield from _from_fallback(ctx, state, made, degraded, version, found)
+    state.counters.hits += len(found)
+    state.counters.misses += asked - len(found)
+    return found
+
+
+def _found_near(
+    ctx: CacheContext,
+    near: NearCache,
+    before: int,
+    made: Mapping[str, Any],
+    group: list[str],
+    replies: list[Any],
+    found: dict[Any, Any],
+) -> None:
+    """Decode what :func:`_near_fetch` read, and keep it near unless something changed."""
+    decode = ctx.codec.decode
+    for k, reply in zip(group, replies, strict=True):
+        if reply is not None:
+            ttl, _, raw = reply.partition(b":")
+            if near.eligible(k):
+                near.keep(k, raw, before, int(ttl), ctx.endpoint(k))
+            found[made[k]] = decode(raw)
+
+
+def _from_fallback(
+    ctx: CacheContext,
+    state: CacheState,
+    made: Mapping[str, Any],
+    degraded: list[str],
+    version: int | None,
+    found: dict[Any, Any],
+) -> Plan[None]:
+    """The keys Redis could not be asked for (or must not be: journaled), from the fallback."""
     for k in degraded:
         endpoint = ctx.endpoint(k)
         store = state.fallback(endpoint)
@@ -178,9 +219,18 @@ def get_many(ctx: CacheContext, keys: Iterable[Any], version: int | None) -> Pla
             value = yield Fallback(store, partial(_fallback_get, key=key, version=version))
             if value is not MISSING:
                 found[key] = value
-    state.counters.hits += len(found)
-    state.counters.misses += asked - len(found)
-    return found
+
+
+def _near_fetch(client: Any, group: list[str]) -> Any:
+    """Each key's value and time to live (the near cache keeps them), one pipeline a shard.
+
+    ``EVAL`` with the script's text, not ``EVALSHA``: a pipeline cannot load a
+    script that a restarted server forgot; the server compiles it once anyway.
+    """
+    pipe = client.pipeline(transaction=False)
+    for k in group:
+        pipe.eval(_NEAR_GET.source, 1, k)
+    return pipe.execute()
 
 
 def _near_many(
@@ -190,8 +240,7 @@ def _near_many(
     found: dict[Any, Any],
     decode: Callable[[Any], Any],
 ) -> None:
-    """Move the near hits of ``made`` into ``found``. The rest is read from Redis and not
-    kept near: ``MGET`` gives no time to live (``get`` fills the near cache)."""
+    """Move the near hits of ``made`` into ``found``; the rest is read from Redis."""
     for k in [k for k in made if near.eligible(k)]:
         raw = near.get(k)
         if raw is None:
