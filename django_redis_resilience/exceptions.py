@@ -33,6 +33,7 @@ __all__ = [
     "RedisResilienceError",
     "RedisTLSError",
     "RedisUnavailable",
+    "StaleFence",
 ]
 
 
@@ -115,6 +116,10 @@ class LockLost(LockError):
 
 class LockAlreadyHeld(LockError):
     """This thread or task already holds the lock: locks are not reentrant."""
+
+
+class StaleFence(LockError):
+    """A newer holder of the lock already wrote these rows: this holder's write was undone."""
 
 
 class InvalidLock(ConfigurationError, ValueError):

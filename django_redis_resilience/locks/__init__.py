@@ -9,7 +9,8 @@
         write_report(fence=held.token)
 """
 
+from django_redis_resilience.locks._fence import Fence
 from django_redis_resilience.locks._lock import Held, Lock, lock
 from django_redis_resilience.locks._redlock import Redlock, RedlockHeld
 
-__all__ = ["Held", "Lock", "Redlock", "RedlockHeld", "lock"]
+__all__ = ["Fence", "Held", "Lock", "Redlock", "RedlockHeld", "lock"]

@@ -34,6 +34,7 @@ from django_redis_resilience.exceptions import (
     LockNotAcquired,
     RedisUnavailable,
 )
+from django_redis_resilience.locks._fence import Fence
 from django_redis_resilience.locks._protocol import (
     Grant,
     LockKeys,
@@ -122,6 +123,17 @@ class Held:
     @property
     def acquired(self) -> bool:
         return self._granted
+
+    def fence(self, queryset: Any, *, field: str = "fence") -> Fence:
+        """``queryset``'s rows guarded by this acquisition's token: ``.update(**fields)``
+        (or ``await .aupdate(...)``) writes them only if no newer holder did, in one
+        ``UPDATE``, else raises :class:`StaleFence`. ``field``: the fence column
+        (:class:`~django_redis_resilience.fencing.FenceField`)."""
+        if self.token is None:
+            raise LockNotAcquired(
+                f"Lock {self.name!r} was not acquired, so there is no fencing token to write with."
+            )
+        return Fence(queryset, self.token, field=field)
 
     @property
     def released(self) -> bool:

@@ -1,0 +1,1 @@
+"""A model guarded by fencing tokens, for tests/locks/test_fence.py."""
