@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import threading
 import time
 import uuid
@@ -73,7 +74,7 @@ class NearSettings:
 class _Node:
     """One master's link and what the process knows of it."""
 
-    __slots__ = ("address", "endpoint", "epoch", "link", "verified")
+    __slots__ = ("address", "endpoint", "epoch", "link", "probe", "verified")
 
     def __init__(self, endpoint: LogicalEndpoint) -> None:
         self.endpoint = endpoint
@@ -83,6 +84,8 @@ class _Node:
         self.epoch = 0
         #: What the link is connected to (a host and port, a cluster shard's master).
         self.address: Any = None
+        #: The probe key whose invalidation will verify the link, while one is awaited.
+        self.probe: bytes | None = None
 
 
 class _Entry:
@@ -113,6 +116,12 @@ class NearCache:
         #: fetch that saw it move may have read an older value and is not kept.
         self.version = 0
         self._closed = threading.Event()
+        #: All links' sockets, checked for arrivals in one call (C, no Python frame).
+        self._watched = select.poll()
+        self._ready = self._watched.poll
+        self._by_fd: dict[int, _Node] = {}
+        #: Links whose readiness cannot be seen by the kernel (TLS): polled on every hit.
+        self._unpollable = 0
         manager.add_endpoint_hook(self._watch)
         # Its own thread, not the process's scheduler: opening a link to a hung node
         # blocks for its timeout, which must not delay lock renewals or breaker probes.
@@ -135,9 +144,10 @@ class NearCache:
             if node.epoch != entry.epoch or not node.verified:
                 self._remove(made)
                 return None
-            arrived = node.link.arrived if node.link is not None else None
-            if arrived is None or arrived(0):
-                self._poll(node)
+            # Every link, not only the entry's node's: a slot that moved in a cluster
+            # reports its writes on its new master's link. One system call for all.
+            if self._ready(0) or self._unpollable:
+                self._poll_all()
                 if self._entries.get(made) is not entry or node.epoch != entry.epoch:
                     return None  # invalidated just now
             if entry.expires <= time.monotonic():
@@ -211,10 +221,30 @@ class NearCache:
                 self._drop_node_entries(node)
                 self.counters.near_flushes += 1
                 continue
+            if node.probe is not None and node.probe in keys:
+                node.verified, node.probe = True, None  # the link delivers: verified
             for raw_key in keys:
                 k = raw_key.decode(errors="replace")
                 if self._remove(k):
                     self.counters.near_invalidations += 1
+
+    def _poll_all(self) -> None:
+        for node in list(self._nodes.values()):
+            if node.link is not None:
+                self._poll(node)
+
+    def _unwatch(self, node: _Node) -> None:
+        """Close ``node``'s link and stop watching its socket."""
+        link, node.link = node.link, None
+        if link is None:
+            return
+        if link.pollable:
+            self._by_fd.pop(link.fileno, None)
+            with contextlib.suppress(KeyError):  # already unregistered
+                self._watched.unregister(link.fileno)
+        else:
+            self._unpollable -= 1
+        link.close()
 
     def _remove(self, made: str) -> bool:
         entry = self._entries.pop(made, None)
@@ -244,9 +274,7 @@ class NearCache:
         node.epoch += 1
         self.version += 1
         self._drop_node_entries(node)
-        link, node.link = node.link, None
-        if link is not None:
-            link.close()
+        self._unwatch(node)
         if was_verified:
             self.counters.near_flushes += 1
             logger.info(
@@ -336,11 +364,15 @@ class NearCache:
             logger.debug("Near cache link to %s not opened: %s", endpoint.display, exc)
             return
         with self._lock:
-            if node.link is not None:
-                node.link.close()
+            self._unwatch(node)
             node.link, node.address, node.verified = link, address, False
             node.epoch += 1
             self.version += 1
+            if link.pollable:
+                self._watched.register(link.fileno, select.POLLIN)
+                self._by_fd[link.fileno] = node
+            else:
+                self._unpollable += 1
         if self._verify(node, link):
             logger.debug("Near cache link to %s verified", endpoint.display)
         else:
@@ -349,30 +381,24 @@ class NearCache:
                     self._lose(node, "its invalidation link did not deliver a probe")
 
     def _verify(self, node: _Node, link: InvalidationLink) -> bool:
-        """Write a probe key under a tracked prefix; the link must deliver its invalidation."""
+        """Write a probe key under a tracked prefix; the link must deliver its invalidation
+        (seen by whichever poll reads it: this loop's, or a reader's)."""
         probe = _probe_key(self.settings.prefixes, node.endpoint)
+        with self._lock:
+            node.probe = probe.encode()
         try:
             node.endpoint.client.set(probe, b"1", px=int(self.settings.timeout * 1000) + 1000)
         except Exception as exc:  # the node stopped answering: tried again later
             logger.debug("Near cache probe of %s failed: %s", node.endpoint.display, exc)
             return False
         deadline = time.monotonic() + self.settings.timeout
-        wanted = probe.encode()
         while time.monotonic() < deadline:
             with self._lock:
                 if node.link is not link:
                     return False
-                try:
-                    events = link.poll()
-                except LinkBroken:
-                    return False
-                self.version += len(events)
-                for keys in events:
-                    if keys is None:
-                        node.epoch += 1
-                    elif wanted in keys:
-                        node.verified = True
-                        return True
+                self._poll(node)
+                if node.verified:
+                    return True
             time.sleep(0.001)
         return False
 
@@ -382,9 +408,7 @@ class NearCache:
             self._closed.set()
             for node in self._nodes.values():
                 node.verified = False
-                if node.link is not None:
-                    node.link.close()
-                    node.link = None
+                self._unwatch(node)
             self._clear_entries()
 
 
@@ -410,11 +434,12 @@ def _pools(endpoint: Any) -> Any:
 
 
 def _serving(endpoint: Any) -> Any:
-    """Which node serves ``endpoint`` now: a cluster shard's master address, or where a
+    """Which node serves ``endpoint`` now: a cluster shard's master address and slots
+    (a slot moved away takes its keys' invalidations to another link), or where a
     Sentinel service's primary is; ``None`` for a fixed server."""
     view = getattr(endpoint, "view", None)
     if view is not None:
-        return view.master
+        return view.master, tuple(view.ranges)
     pool = getattr(endpoint, "pool", None)
     master = getattr(pool, "get_master_address", None)
     return master() if callable(master) else None

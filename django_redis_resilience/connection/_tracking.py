@@ -97,9 +97,11 @@ class InvalidationLink:
         self._poller.register(self._sock, select.POLLIN)
         #: A TLS socket may hold decrypted bytes that the kernel no longer shows.
         self._tls = isinstance(self._sock, ssl.SSLSocket)
-        #: ``arrived(0)`` is non-empty when bytes wait on a plain socket: a hot path may
-        #: call it (C, no Python frame) and :meth:`poll` only then; a TLS link has ``None``.
-        self.arrived: Callable[[int], list[Any]] | None = None if self._tls else self._poller.poll
+        #: For a caller watching several links with one ``select.poll`` (one system call
+        #: for all of them): the socket's descriptor, and whether a readiness check can
+        #: be trusted (a TLS socket may hold decrypted bytes the kernel does not show).
+        self.fileno = self._sock.fileno()
+        self.pollable = not self._tls
         self.pings_sent = 0
         self.pongs = 0
 

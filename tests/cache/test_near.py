@@ -1246,3 +1246,35 @@ def test_cluster_a_shard_taken_over_by_its_replica_serves_no_old_copy(
         with replica.client() as client:
             client.set(cache.make_key(moved), _encoded("newer"))
         _converges(lambda: cache.get(moved), "newer", "new")
+
+
+@pytest.mark.chaos
+def test_cluster_a_slot_migrated_to_another_master_serves_no_old_copy(
+    drr_cluster_factory,
+) -> None:
+    """The key's slot moves (MIGRATE, then SETSLOT NODE on every master) behind this
+    process's back; a write on the new owner is reported on the new owner's link, which
+    the reader checks too before it serves the old copy."""
+    cluster = drr_cluster_factory(masters=3)
+    with near_cache(cluster.location) as cache:
+        key = "{migrating}:value"
+        assert cache.set(key, "old") is True
+        _linked(cache, [key])
+        _kept_near(cache, key, "old")
+        made = cache.make_key(key)
+        source = cluster.node_for_key(made)
+        target = next(node for node in cluster.masters if node is not source)
+        slot = int(redis.crc.key_slot(made.encode()))
+        with target.client() as client:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", cluster.node_id(source))
+        with source.client() as client:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", cluster.node_id(target))
+            client.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", made)
+        for node in cluster.masters:
+            with node.client() as client:
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", cluster.node_id(target))
+        with target.client() as client:
+            client.set(made, pickle.dumps("new", pickle.HIGHEST_PROTOCOL))
+        seen_new = wait_for(lambda: cache.get(key) == "new", timeout=DELIVERY)
+        assert seen_new, cache.stats()
+        assert all(cache.get(key) == "new" for _ in range(50))  # never the old copy again
