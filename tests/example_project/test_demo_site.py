@@ -81,6 +81,14 @@ def test_pages_answer(demo: Demo) -> None:
     assert first.status == again.status == 200
     rendered = re.compile(r"Rendered at <strong>([\d:]+)</strong>")
     assert rendered.findall(first.body) == rendered.findall(again.body)  # from the cache
+    # ...and, once the near cache's link is verified, from the process's memory.
+    near_hits = re.compile(r"near cache: (\d+) hits")
+
+    def served_near() -> bool:
+        browser.get("/cached/")
+        return int(near_hits.findall(browser.get("/pulse/").body)[0]) > 0
+
+    assert wait_for(served_near, timeout=10), browser.get("/pulse/").body
 
     for path in ("/expensive/", "/expensive/async/"):
         computed = browser.get(path)
