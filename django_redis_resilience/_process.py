@@ -37,17 +37,25 @@ class ProcessCounters:
         self._decisions: dict[str, int] = {}
         self._acquisitions: dict[str, int] = {}
         self._waits = Durations(WAIT_BUCKETS)
+        self._shortest: float | None = None
 
     def count_decisions(self, outcomes: Iterable[str]) -> None:
         with self._lock:
             for outcome in outcomes:
                 self._decisions[outcome] = self._decisions.get(outcome, 0) + 1
 
-    def count_lock(self, outcome: str, waited: float) -> None:
+    def count_lock(self, outcome: str, waited: float, lease: float | None = None) -> None:
         with self._lock:
             self._acquisitions[outcome] = self._acquisitions.get(outcome, 0) + 1
+            if lease is not None and (self._shortest is None or lease < self._shortest):
+                self._shortest = lease
         if outcome == "acquired":
             self._waits.observe(waited)
+
+    def shortest_lease(self) -> float | None:
+        """The shortest lock lease (seconds) this process acquired with, if any: replicas
+        lagging longer than it would hand a lock out twice on failover."""
+        return self._shortest
 
     def decisions(self) -> dict[str, int]:
         with self._lock:
@@ -65,6 +73,7 @@ class ProcessCounters:
         with self._lock:
             self._decisions.clear()
             self._acquisitions.clear()
+            self._shortest = None
         self._waits.clear()
 
 
@@ -85,9 +94,10 @@ def count_decisions(decisions: Sequence[Any]) -> None:
     )
 
 
-def count_lock(outcome: str, waited: float) -> None:
-    """One acquisition attempt: ``acquired``, ``busy``, ``unavailable``; how long it waited."""
-    process_counters().count_lock(outcome, waited)
+def count_lock(outcome: str, waited: float, lease: float | None = None) -> None:
+    """One acquisition attempt: ``acquired``, ``busy``, ``unavailable``; how long it waited;
+    ``lease``: the lease it was granted with."""
+    process_counters().count_lock(outcome, waited, lease)
 
 
 def reset() -> None:

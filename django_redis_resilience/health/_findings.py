@@ -9,6 +9,8 @@ H015 replica link down · H016 replica lagging · H017 masters sharing a host
 H018 half the masters or more in one zone · H019 memory near maxmemory without eviction
 H020 connections rejected · H021 slow round trip · H022 persistence failing
 H023 a master and all its replicas in one zone · H024 a master and all its replicas on one host
+H025 one lost shard stops the whole cluster · H026 an evicting policy where locks live
+H027 replicas lagging longer than a lock lease · H028 a server older than supported
 H030 breaker open in this process · H031 this process's slot map is stale
 """
 
@@ -53,8 +55,13 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def node_findings(cache: CacheReport, *, slow_ms: float) -> list[Finding]:
-    """What each node's answers (or silence) mean, node by node, then for the primary."""
+def node_findings(
+    cache: CacheReport, *, slow_ms: float, shortest_lease: float | None = None
+) -> list[Finding]:
+    """What each node's answers (or silence) mean, node by node, then for the primary.
+
+    ``shortest_lease``: the shortest lock lease this process used (seconds), if any.
+    """
     found: list[Finding] = []
     for node in cache.nodes:
         found += _reachability(cache.alias, node)
@@ -64,8 +71,69 @@ def node_findings(cache: CacheReport, *, slow_ms: float) -> list[Finding]:
             found += _slow(cache.alias, node, slow_ms)
             found += _persistence(cache.alias, node)
             found += _replication(cache.alias, node)
+            found += _doctor(cache.alias, node, shortest_lease)
     found += _primary_without_replica(cache)
+    found += _full_coverage(cache)
     return found
+
+
+#: The oldest server the app supports (Valkey's reported Redis version is 7.2 or later).
+OLDEST_SUPPORTED = (6, 2)
+#: Policies that delete keys with a TTL when memory is full: the app's lock and
+#: rate-limit keys all carry one.
+EVICTING_PREFIXES = ("allkeys-", "volatile-")
+
+
+def _doctor(alias: str, node: NodeReport, shortest_lease: float | None) -> list[Finding]:
+    """H026 evicting policy where locks live, H027 lag over a lock lease, H028 too old."""
+    found = []
+    policy = str(node.memory.get("maxmemory_policy", ""))
+    if node.app_keys and policy.startswith(EVICTING_PREFIXES):
+        message = (
+            f"{node.address} evicts keys with maxmemory-policy {policy} and holds lock or "
+            "rate-limit keys: when memory is full, a lock or a count can vanish (a second "
+            "holder, a reset limit)."
+        )
+        found.append(_finding("H026", Severity.WARNING, message, alias, node))
+    if shortest_lease is not None:
+        for replica in node.replication.get("replicas", []):
+            lag = replica.get("lag")
+            if isinstance(lag, int) and lag >= shortest_lease:
+                message = (
+                    f"Replica {replica.get('ip')}:{replica.get('port')} of {node.address} lags "
+                    f"{lag} s, as long as the shortest lock lease in use ({shortest_lease:g} s): "
+                    "a failover now could hand a held lock out again."
+                )
+                found.append(_finding("H027", Severity.WARNING, message, alias, node))
+    version = _version(node.redis_version)
+    if version is not None and version < OLDEST_SUPPORTED and not node.valkey_version:
+        message = (
+            f"{node.address} runs Redis {node.redis_version}, older than the oldest supported "
+            f"({'.'.join(map(str, OLDEST_SUPPORTED))})."
+        )
+        found.append(_finding("H028", Severity.WARNING, message, alias, node))
+    return found
+
+
+def _version(text: str | None) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(part) for part in (text or "").split(".")[:2])
+    except ValueError:
+        return None
+
+
+def _full_coverage(cache: CacheReport) -> list[Finding]:
+    """H025 (information): ``cluster-require-full-coverage yes`` (Redis's default), explained.
+    A master without a replica to promote is H014's warning."""
+    yes = [n for n in cache.nodes if n.require_full_coverage == "yes"]
+    if not yes:
+        return []
+    message = (
+        "cluster-require-full-coverage is yes: when one shard has no master, the whole "
+        "cluster refuses every command, not only that shard's. With 'no', the other shards "
+        "keep serving and this app serves the lost shard's keys from its fallback."
+    )
+    return [Finding("H025", Severity.INFO, message, cache.alias, yes[0].address)]
 
 
 def _finding(

@@ -86,6 +86,11 @@ class NodeReport:
     sentinel: dict[str, Any] = field(default_factory=dict)
     #: Commands or sections the server refused (managed services): "not available".
     not_available: list[str] = field(default_factory=list)
+    #: On a primary or master: the app's lock and rate-limit keys found in one ``SCAN``
+    #: page (a sample: 0 does not prove there are none).
+    app_keys: int | None = None
+    #: ``cluster-require-full-coverage`` on a cluster node (``yes``/``no``), when readable.
+    require_full_coverage: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

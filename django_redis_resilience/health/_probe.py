@@ -194,7 +194,16 @@ def _server(report: NodeReport, connection: Any, *, cluster: bool) -> None:
     report.slowlog_len = _optional(
         report, "SLOWLOG", lambda: int(command(connection, "SLOWLOG", "LEN"))
     )
+    if report.kind in ("primary", "master"):
+        report.app_keys = _optional(report, "SCAN", lambda: _app_keys(connection))
     if cluster:
+        coverage = _optional(
+            report,
+            "CONFIG GET cluster-require-full-coverage",
+            lambda: command(connection, "CONFIG", "GET", "cluster-require-full-coverage"),
+        )
+        if coverage:
+            report.require_full_coverage = _text(coverage[1])
         raw = _optional(
             report, "CLUSTER INFO", lambda: _text(command(connection, "CLUSTER", "INFO"))
         )
@@ -206,6 +215,13 @@ def _server(report: NodeReport, connection: Any, *, cluster: bool) -> None:
         )
         if nodes is not None:
             report.cluster["nodes"] = parse_cluster_nodes(nodes)
+
+
+def _app_keys(connection: Any) -> int:
+    """How many lock and rate-limit keys one ``SCAN`` page (1000 keys looked at) finds:
+    they carry TTLs, so an evicting policy may delete them."""
+    _, keys = command(connection, "SCAN", 0, "MATCH", "*:drr:*", "COUNT", 1000)
+    return sum(1 for k in keys if b":drr:lock:" in k or b":drr:rl:" in k)
 
 
 def parse_cluster_nodes(text: str) -> list[dict[str, Any]]:

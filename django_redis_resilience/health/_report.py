@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django_redis_resilience._process import process_counters
 from django_redis_resilience.clients import get_manager
 from django_redis_resilience.conf import conf
 from django_redis_resilience.connection import ConnectionManager, Slot
@@ -120,7 +121,9 @@ def _cache_report(
         nodes=nodes,
         client=mine.client_view(process),
     )
-    cache.findings += node_findings(cache, slow_ms=float(health["SLOW_MS"]))
+    cache.findings += node_findings(
+        cache, slow_ms=float(health["SLOW_MS"]), shortest_lease=process_counters().shortest_lease()
+    )
     if mine.is_cluster:
         cache.findings += cluster_findings(
             cache, zones=health["NODE_ZONES"], client_masters=mine.routed_masters

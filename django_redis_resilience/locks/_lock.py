@@ -609,7 +609,11 @@ class Lock:
         except RedisUnavailable as exc:
             _process.count_lock("unavailable", time.monotonic() - started)
             return self._unavailable(name, exc)
-        _process.count_lock("busy" if grant is None else "acquired", time.monotonic() - started)
+        waited = time.monotonic() - started
+        if grant is None:
+            _process.count_lock("busy", waited)
+        else:
+            _process.count_lock("acquired", waited, self.timeout)
         return self._outcome(name, manager, keys, owner, grant, wait)
 
     def _runs(self, held: Held) -> bool:
