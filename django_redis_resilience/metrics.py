@@ -22,6 +22,7 @@ bucket). Nothing is imported from ``prometheus_client`` until a scrape.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +163,11 @@ class _Scrape:
             "Share of the 16384 slots served.",
             labels=["alias"],
         )
+        self.findings = GaugeMetricFamily(
+            "drr_health_findings",
+            "Findings of the last probe report, by code and severity (see docs/operations.md).",
+            labels=["alias", "code", "severity"],
+        )
 
     def process_families(self) -> list[Any]:
         return [
@@ -181,7 +187,7 @@ class _Scrape:
         ]
 
     def server_families(self) -> list[Any]:
-        return [self.node_up, self.coverage]
+        return [self.node_up, self.coverage, self.findings]
 
     # --- filling -------------------------------------------------------------------
 
@@ -242,6 +248,9 @@ class _Scrape:
                 )
             if "coverage_ratio" in cache.cluster:
                 self.coverage.add_metric([cache.alias], cache.cluster["coverage_ratio"])
+            counts = Counter((f.code, f.severity.value) for f in cache.findings)
+            for (code, severity), count in sorted(counts.items()):
+                self.findings.add_metric([cache.alias, code, severity], count)
 
 
 class RedisResilienceCollector:

@@ -96,6 +96,8 @@ def test_a_cluster_reports_its_coverage_and_refreshes(drr_cluster: Any) -> None:
     assert _value(samples, "drr_topology_refreshes_total") >= 1
     assert _value(samples, "drr_topology_refresh_duration_seconds_count") >= 1
     assert len([k for k in samples if k.startswith("drr_node_up")]) == 3
+    # The report's findings, counted by code: full coverage required (H025), explained.
+    assert _value(samples, "drr_health_findings", 'code="H025"', 'severity="info"') == 1
 
 
 def test_without_probing_a_scrape_touches_no_server(drr_redis_factory: Any) -> None:
