@@ -41,6 +41,7 @@ from django_redis_resilience.ratelimiting._algorithms import (
     LocalLimiter,
     Policy,
 )
+from django_redis_resilience.ratelimiting._fleet import fleet_of
 from django_redis_resilience.ratelimiting._rates import Rate, parse_rate
 
 logger = logging.getLogger("django_redis_resilience")
@@ -314,7 +315,9 @@ def _checks(
     alias, prefix = _prefix(cache)
     secret = str(settings.SECRET_KEY)
     checks = [_check_of(prefix, secret, limit) for limit in limits]
-    return get_manager(alias), checks
+    manager = get_manager(alias)
+    fleet_of(manager, prefix)  # presence, written in the background while Redis is up
+    return manager, checks
 
 
 def _by_slot(manager: ConnectionManager, checks: list[_Check]) -> list[list[_Check]]:
@@ -375,11 +378,29 @@ def _decision(check: _Check, raw: Sequence[Any], *, degraded: bool) -> Decision:
     return decision
 
 
-def _degraded(checks: Sequence[_Check], peek: bool, on_unavailable: str) -> list[Decision]:
+def _degraded(
+    manager: ConnectionManager, checks: Sequence[_Check], peek: bool, on_unavailable: str
+) -> list[Decision]:
     if on_unavailable == "local":
-        items = [(c.redis_key, c.policy, c.cost, c.block) for c in checks]
+        # Each process admits its share: an admission costs as many units as there are
+        # processes (concurrency leases stay per process: they are given back one by one).
+        share = fleet_of(manager, "").size
+        items = [
+            (
+                c.redis_key,
+                c.policy,
+                c.cost
+                if c.policy.algorithm == "concurrency"
+                else min(c.cost * share, c.policy.limit),
+                c.block,
+            )
+            for c in checks
+        ]
         results = _local.check(items, peek=peek)
-        return [_decision(c, r, degraded=True) for c, r in zip(checks, results, strict=True)]
+        return [
+            _decision(c, _shared(r, share, c), degraded=True)
+            for c, r in zip(checks, results, strict=True)
+        ]
     allowed = on_unavailable == "allow"
     return [
         Decision(
@@ -395,6 +416,13 @@ def _degraded(checks: Sequence[_Check], peek: bool, on_unavailable: str) -> list
         )
         for c in checks
     ]
+
+
+def _shared(result: Any, share: int, check: _Check) -> Any:
+    """A local result in the caller's units: what remains of this process's share."""
+    if share == 1 or check.policy.algorithm == "concurrency":
+        return result
+    return (result[0], int(result[1]) // share, *result[2:])
 
 
 def _collect(
@@ -431,7 +459,7 @@ def _collect_group(
     """The decisions of one slot's limits from its script answer (or its outage)."""
     degraded = isinstance(result, RedisUnavailable | _ServerRefused)
     if degraded:
-        decisions = _degraded(group, peek, on_unavailable)
+        decisions = _degraded(manager, group, peek, on_unavailable)
     else:
         raw = result.split() if isinstance(result, bytes | str) else list(result)
         if len(group) == 1:
