@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _string
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -23,10 +24,12 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
+import redis.exceptions
+
 from django_redis_resilience import _process, signals
-from django_redis_resilience._steps import Call, Plan, Shield, arun, command, one, run
+from django_redis_resilience._steps import Call, Execute, Plan, Shield, arun, command, one, run
 from django_redis_resilience.clients import get_manager, key_prefix
-from django_redis_resilience.connection import ConnectionManager, Job
+from django_redis_resilience.connection import ConnectionManager, ErrorKind, Job, translate
 from django_redis_resilience.exceptions import (
     InvalidLock,
     LockAlreadyHeld,
@@ -440,6 +443,7 @@ class Lock:
         on_busy: str = "raise",
         on_unavailable: str = "raise",
         on_lost: str = "raise",
+        wait_replicas: int = 0,
     ) -> None:
         #: The name itself when it has no fields (``{{``/``}}`` unescaped, as in templates).
         self._literal: str | None = None
@@ -463,6 +467,17 @@ class Lock:
         _check_choice("on_busy", on_busy, ON_BUSY)
         _check_choice("on_unavailable", on_unavailable, ON_UNAVAILABLE)
         _check_choice("on_lost", on_lost, ON_LOST)
+        if (
+            not isinstance(wait_replicas, int)
+            or isinstance(wait_replicas, bool)
+            or wait_replicas < 0
+        ):
+            raise InvalidLock(
+                f"wait_replicas={wait_replicas!r} is not valid: give the number of replicas "
+                "(0 or more) that must acknowledge a grant before it counts."
+            )
+        #: Replicas that must acknowledge a grant (``WAIT``) before it counts; 0: none.
+        self.wait_replicas = wait_replicas
         self.name = name
         self.timeout = float(timeout)
         self.wait = wait
@@ -606,6 +621,8 @@ class Lock:
         try:
             steps = acquire_steps(keys, owner=owner, lease=self.timeout, wait=wait)
             grant = yield from bound(steps, manager, keys)
+            if grant is not None and self.wait_replicas:
+                yield from self._replicated(manager, keys, owner, grant, wait)
         except RedisUnavailable as exc:
             _process.count_lock("unavailable", time.monotonic() - started)
             return self._unavailable(name, exc)
@@ -615,6 +632,57 @@ class Lock:
         else:
             _process.count_lock("acquired", waited, self.timeout)
         return self._outcome(name, manager, keys, owner, grant, wait)
+
+    def _replicated(
+        self,
+        manager: ConnectionManager,
+        keys: LockKeys,
+        owner: str,
+        grant: Grant,
+        wait: float | None,
+    ) -> Plan[None]:
+        """Count the grant only once ``wait_replicas`` replicas acknowledged it, else give
+        it back and raise :class:`RedisUnavailable`.
+
+        ``WAIT`` counts the writes of its own connection: a mark written after the grant,
+        on the same connection in one pipeline, is acknowledged only with everything
+        replicated before it, the grant included. Bounded by ``wait`` (1 s when there is
+        none) and by half the socket timeout, so that waiting never reads as a dead server.
+        """
+        needed = self.wait_replicas
+        bound_s = 1.0 if wait is None or wait <= 0 else wait
+
+        def acknowledged(client: Any) -> Any:
+            socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+            limit = bound_s if socket_timeout is None else min(bound_s, socket_timeout / 2)
+            pipe = client.pipeline(transaction=False)
+            pipe.set(f"{keys.lock}:replicated", grant.fence, px=max(grant.lease_ms, 1))
+            pipe.wait(needed, max(1, int(limit * 1000)))
+            return pipe.execute()
+
+        give_back = Shield(
+            script_step(manager, keys, script_args("release", f"{owner}:{grant.fence}"))
+        )
+        try:
+            replies = yield Execute(manager, acknowledged, key=keys.lock)
+        except RedisUnavailable:
+            with contextlib.suppress(Exception):  # given back, or it ends with its lease
+                yield give_back
+            raise
+        acked = int(replies[-1])
+        if acked >= needed:
+            return
+        with contextlib.suppress(Exception):  # given back at once, or it ends with its lease
+            yield give_back
+        raise translate(
+            redis.exceptions.ConnectionError(
+                f"the lock's grant reached {acked} of the {needed} replicas asked for in time; "
+                "it was given back"
+            ),
+            ErrorKind.UNREACHABLE,
+            endpoint=manager.route(write=True, key=keys.lock)[0].display,
+            alias=manager.alias,
+        )
 
     def _runs(self, held: Held) -> bool:
         """Whether the guarded code runs after this acquisition attempt."""

@@ -1,0 +1,85 @@
+"""``wait_replicas``: a grant counts only once replicas acknowledged it (``WAIT``).
+
+On a primary with one replica, from the harness: a healthy replica acknowledges and the
+lock is held (one ``WAIT`` sent, in the acquisition's own pipeline); a paused replica
+does not, and the grant is given back and reported unavailable, so a failover right
+then could not hand the lock to a second holder through a replica that never saw it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from django_redis_resilience import lock
+from django_redis_resilience.exceptions import InvalidLock, RedisUnavailable
+from tests.cache.conftest import resilient_caches
+
+from .conftest import unique
+
+
+@pytest.fixture
+def primary_and_replica(drr_replica_group_factory: Any) -> Iterator[Any]:
+    group = drr_replica_group_factory()
+    with override_settings(CACHES=resilient_caches(group.location)):
+        yield group
+
+
+def _waits(server: Any) -> int:
+    with server.client() as client:
+        stats = client.info("commandstats")
+    return int(stats.get("cmdstat_wait", {}).get("calls", 0))
+
+
+def test_a_grant_acknowledged_by_the_replica_is_held(primary_and_replica: Any) -> None:
+    group = primary_and_replica
+    before = _waits(group.primary)
+    name = unique("replicated")
+    with lock(name, wait_replicas=1, wait=0) as held:
+        assert held.acquired
+        with group.replicas[0].client() as replica:  # the replica has the grant already
+            assert replica.exists(held.keys.lock) == 1
+    assert _waits(group.primary) == before + 1
+
+
+def test_without_wait_replicas_no_wait_is_sent(primary_and_replica: Any) -> None:
+    group = primary_and_replica
+    before = _waits(group.primary)
+    with lock(unique("plain"), wait=0) as held:
+        assert held.acquired
+    assert _waits(group.primary) == before
+
+
+@pytest.mark.chaos
+def test_a_paused_replica_means_no_grant(primary_and_replica: Any) -> None:
+    group = primary_and_replica
+    name = unique("unreplicated")
+    replica = group.replicas[0]
+    replica.hang()
+    try:
+        with pytest.raises(RedisUnavailable, match="0 of the 1 replicas"):
+            lock(name, wait_replicas=1, wait=0).acquire()
+        with lock(name, wait_replicas=1, wait=0, on_unavailable="skip") as skipped:
+            assert not skipped  # the body runs, told that the lock was not granted
+    finally:
+        replica.resume()
+    # Given back at once: the lock is free, not held for the rest of a lease.
+    with lock(name, wait=0) as again:
+        assert again.acquired
+
+
+def test_more_replicas_than_there_are_is_never_granted(primary_and_replica: Any) -> None:
+    name = unique("too-many")
+    with pytest.raises(RedisUnavailable, match="1 of the 2 replicas"):
+        lock(name, wait_replicas=2, wait=0).acquire()
+    with lock(name, wait=0) as again:
+        assert again.acquired
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "1"])
+def test_wait_replicas_must_be_a_count(value: Any) -> None:
+    with pytest.raises(InvalidLock, match="wait_replicas"):
+        lock("x", wait_replicas=value)
