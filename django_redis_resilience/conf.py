@@ -59,6 +59,18 @@ GLOBAL = _schema.register(Section("global", (
         doc="the health report, endpoints and degradation events; keys [below](#health)",
         ids="E002",
     ),
+    Setting(
+        "WAIT_REPLICAS",
+        default=0,
+        test=lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        need="an integer >= 0",
+        kind="integer ≥ 0",
+        doc=(
+            "the default of every lock's `wait_replicas`: replicas that must acknowledge a "
+            "grant before it counts ([Locks](locks.md#grants-that-survive-a-failover))"
+        ),
+        ids="E002",
+    ),
 )))  # fmt: skip
 
 
@@ -103,6 +115,10 @@ class Settings:
     @property
     def PROBE_TIMEOUT(self) -> float:
         return self._global("PROBE_TIMEOUT")  # type: ignore[no-any-return]
+
+    @property
+    def WAIT_REPLICAS(self) -> int:
+        return self._global("WAIT_REPLICAS")  # type: ignore[no-any-return]
 
     @property
     def BREAKER(self) -> Mapping[str, Any]:

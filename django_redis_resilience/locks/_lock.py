@@ -29,6 +29,7 @@ import redis.exceptions
 from django_redis_resilience import _process, signals
 from django_redis_resilience._steps import Call, Execute, Plan, Shield, arun, command, one, run
 from django_redis_resilience.clients import get_manager, key_prefix
+from django_redis_resilience.conf import conf
 from django_redis_resilience.connection import ConnectionManager, ErrorKind, Job, translate
 from django_redis_resilience.exceptions import (
     InvalidLock,
@@ -443,7 +444,7 @@ class Lock:
         on_busy: str = "raise",
         on_unavailable: str = "raise",
         on_lost: str = "raise",
-        wait_replicas: int = 0,
+        wait_replicas: int | None = None,
     ) -> None:
         #: The name itself when it has no fields (``{{``/``}}`` unescaped, as in templates).
         self._literal: str | None = None
@@ -467,7 +468,7 @@ class Lock:
         _check_choice("on_busy", on_busy, ON_BUSY)
         _check_choice("on_unavailable", on_unavailable, ON_UNAVAILABLE)
         _check_choice("on_lost", on_lost, ON_LOST)
-        if (
+        if wait_replicas is not None and (
             not isinstance(wait_replicas, int)
             or isinstance(wait_replicas, bool)
             or wait_replicas < 0
@@ -476,7 +477,8 @@ class Lock:
                 f"wait_replicas={wait_replicas!r} is not valid: give the number of replicas "
                 "(0 or more) that must acknowledge a grant before it counts."
             )
-        #: Replicas that must acknowledge a grant (``WAIT``) before it counts; 0: none.
+        #: Replicas that must acknowledge a grant (``WAIT``) before it counts; 0: none;
+        #: ``None``: ``REDIS_RESILIENCE["WAIT_REPLICAS"]`` (read at each acquisition).
         self.wait_replicas = wait_replicas
         self.name = name
         self.timeout = float(timeout)
@@ -621,8 +623,9 @@ class Lock:
         try:
             steps = acquire_steps(keys, owner=owner, lease=self.timeout, wait=wait)
             grant = yield from bound(steps, manager, keys)
-            if grant is not None and self.wait_replicas:
-                yield from self._replicated(manager, keys, owner, grant, wait)
+            needed = conf.WAIT_REPLICAS if self.wait_replicas is None else self.wait_replicas
+            if grant is not None and needed:
+                yield from self._replicated(manager, keys, owner, grant, wait, needed)
         except RedisUnavailable as exc:
             _process.count_lock("unavailable", time.monotonic() - started)
             return self._unavailable(name, exc)
@@ -640,6 +643,7 @@ class Lock:
         owner: str,
         grant: Grant,
         wait: float | None,
+        needed: int,
     ) -> Plan[None]:
         """Count the grant only once ``wait_replicas`` replicas acknowledged it, else give
         it back and raise :class:`RedisUnavailable`.
@@ -649,7 +653,6 @@ class Lock:
         replicated before it, the grant included. Bounded by ``wait`` (1 s when there is
         none) and by half the socket timeout, so that waiting never reads as a dead server.
         """
-        needed = self.wait_replicas
         bound_s = 1.0 if wait is None or wait <= 0 else wait
 
         def acknowledged(client: Any) -> Any:

@@ -83,3 +83,12 @@ def test_more_replicas_than_there_are_is_never_granted(primary_and_replica: Any)
 def test_wait_replicas_must_be_a_count(value: Any) -> None:
     with pytest.raises(InvalidLock, match="wait_replicas"):
         lock("x", wait_replicas=value)
+
+
+def test_the_default_comes_from_redis_resilience(primary_and_replica: Any) -> None:
+    name = unique("default-replicas")
+    with override_settings(REDIS_RESILIENCE={"WAIT_REPLICAS": 2}):
+        with pytest.raises(RedisUnavailable, match="1 of the 2 replicas"):
+            lock(name, wait=0).acquire()
+        with lock(name, wait=0, wait_replicas=0) as held:  # the lock's own word wins
+            assert held.acquired
