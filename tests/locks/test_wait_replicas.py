@@ -9,6 +9,7 @@ then could not hand the lock to a second holder through a replica that never saw
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -92,3 +93,34 @@ def test_the_default_comes_from_redis_resilience(primary_and_replica: Any) -> No
             lock(name, wait=0).acquire()
         with lock(name, wait=0, wait_replicas=0) as held:  # the lock's own word wins
             assert held.acquired
+
+
+@pytest.mark.chaos
+def test_after_a_failover_right_after_a_grant_there_is_no_second_holder(
+    drr_sentinel_factory: Any,
+) -> None:
+    """The primary is killed the moment the grant returns (before anything else runs):
+    the promoted replica acknowledged the grant, so the lock is still held there."""
+    group = drr_sentinel_factory()
+    name = unique("failover")
+    caches = resilient_caches(group.location, SOCKET_TIMEOUT=1.0, SOCKET_CONNECT_TIMEOUT=1.0)
+    with override_settings(CACHES=caches):
+        held = lock(name, timeout=60, wait=0, wait_replicas=1, renew=False).acquire()
+        assert held.acquired
+        old = group.primary
+        old.kill()
+        new = group.wait_for_failover(old)
+        assert new is not old
+        with new.client() as client:
+            assert client.exists(held.keys.lock) == 1  # the grant survived the failover
+
+        def second_holder() -> bool:
+            try:
+                with lock(name, wait=0, on_busy="skip") as other:
+                    return bool(other)
+            except RedisUnavailable:
+                return False  # the cache has not followed the failover yet: ask again
+
+        with ThreadPoolExecutor(1) as elsewhere:
+            for _ in range(20):
+                assert not elsewhere.submit(second_holder).result(), "a second holder got in"
