@@ -77,17 +77,22 @@ STAMPEDE = _schema.register(Section("STAMPEDE", (
 )))  # fmt: skip
 
 
+def _dict_problem(section: Section, value: object, *, must: str) -> str | None:
+    """Why a dict of ``section``'s settings is invalid (the first problem), or ``None``."""
+    known = ", ".join(section.names)
+    if not isinstance(value, Mapping):
+        return f"{must} with any of {known}"
+    for key, item in value.items():
+        if key not in section:
+            return f"has an unknown key {key!r} (known: {known})"
+        if section[key].problem(item) is not None:
+            return f"[{key!r}] = {item!r} is not valid: give {section[key].need}"
+    return None
+
+
 def stampede_problem(value: object) -> str | None:
     """Why ``OPTIONS["STAMPEDE"]`` is invalid, or ``None``."""
-    known = ", ".join(STAMPEDE.names)
-    if not isinstance(value, Mapping):
-        return "must be a dict with any of " + known
-    for key, item in value.items():
-        if key not in STAMPEDE:
-            return f"has an unknown key {key!r} (known: {known})"
-        if STAMPEDE[key].problem(item) is not None:
-            return f"[{key!r}] = {item!r} is not valid: give {STAMPEDE[key].need}"
-    return None
+    return _dict_problem(STAMPEDE, value, must="must be a dict")
 
 
 NEAR_CACHE = _schema.register(Section("NEAR_CACHE", (
@@ -142,15 +147,7 @@ def near_cache_problem(value: object) -> str | None:
     """Why ``OPTIONS["NEAR_CACHE"]`` is invalid, or ``None``."""
     if value is None:
         return None
-    known = ", ".join(NEAR_CACHE.names)
-    if not isinstance(value, Mapping):
-        return "must be None or a dict with any of " + known
-    for key, item in value.items():
-        if key not in NEAR_CACHE:
-            return f"has an unknown key {key!r} (known: {known})"
-        if NEAR_CACHE[key].problem(item) is not None:
-            return f"[{key!r}] = {item!r} is not valid: give {NEAR_CACHE[key].need}"
-    return None
+    return _dict_problem(NEAR_CACHE, value, must="must be None or a dict")
 
 
 def _class_problem(value: object) -> str | None:
