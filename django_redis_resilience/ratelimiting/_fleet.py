@@ -11,7 +11,8 @@ limit, not the limit times the processes.
 The bound: processes started during the outage are not counted (they admit the
 limit divided by the last size they knew, or the whole limit if they never knew
 one); processes that ended are still counted until the next presence round, so
-the fleet errs on the side of admitting less.
+the fleet errs on the side of admitting less. ``RATELIMIT["FLEET"] = False`` turns
+the presence off (each process then limits alone).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import secrets
 import time
 
 from django_redis_resilience._process import process_label
+from django_redis_resilience.conf import conf
 from django_redis_resilience.connection import ConnectionManager, Slot, get_registry, untagged
 from django_redis_resilience.exceptions import RedisUnavailable
+from django_redis_resilience.ratelimiting._settings import RATELIMIT
 
 logger = logging.getLogger("django_redis_resilience")
 
@@ -42,7 +45,11 @@ class Fleet:
         self.member = f"{process_label()}:{secrets.token_hex(4)}"
         #: How many processes wrote their presence recently (1 until first read).
         self.size = 1
-        manager.scheduler.call_later(0.0, self._beat, name="rate-limit presence")
+        #: ``REDIS_RESILIENCE["RATELIMIT"]["FLEET"]`` when the manager was built (a change
+        #: of ``REDIS_RESILIENCE`` builds new managers, so this never goes stale).
+        self.enabled = bool(RATELIMIT.read(conf.RATELIMIT, "FLEET"))
+        if self.enabled:
+            manager.scheduler.call_later(0.0, self._beat, name="rate-limit presence")
 
     def _beat(self) -> None:
         if get_registry().cached(self._manager.alias) is not self._manager:

@@ -125,6 +125,20 @@ RATELIMIT = _schema.register(Section("RATELIMIT", (
         ids="E002",
     ),
     Setting(
+        "FLEET",
+        default=True,
+        test=lambda v: isinstance(v, bool),
+        need="True or False",
+        kind="`True` or `False`",
+        doc=(
+            "each process writes its presence every 5 s in the background while Redis is up, "
+            "so that during an outage `local` limiting divides every limit by the processes "
+            "seen ([fleet-aware local limiting](ratelimits.md#fleet-aware-local-limiting)); "
+            "`False`: no presence writes, each process limits alone during an outage"
+        ),
+        ids="E002",
+    ),
+    Setting(
         "RULES",
         default=[],
         check=rules_problem,

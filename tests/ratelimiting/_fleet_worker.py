@@ -1,6 +1,7 @@
 """One process of a fleet sharing a rate limit (tests/ratelimiting/test_fleet.py).
 
-argv: location, KEY_PREFIX, expected fleet size. Prints ``ready <size>`` once it has
+argv: location, KEY_PREFIX, expected fleet size, then ``off`` to set
+``RATELIMIT["FLEET"] = False`` (presence on otherwise). Prints ``ready <size>`` once it has
 seen the whole fleet, waits for a line on stdin (Redis is down by then), checks the
 shared limit 400 times and prints how many checks were admitted, as JSON.
 """
@@ -15,8 +16,10 @@ import django
 from django.conf import settings
 
 location, prefix, expected = sys.argv[1], sys.argv[2], int(sys.argv[3])
+presence = sys.argv[4:] != ["off"]
 settings.configure(
     SECRET_KEY="fleet-test",
+    REDIS_RESILIENCE={"RATELIMIT": {"FLEET": presence}},
     INSTALLED_APPS=["django_redis_resilience"],
     CACHES={
         "default": {

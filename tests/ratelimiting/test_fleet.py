@@ -24,10 +24,11 @@ PROCESSES = 4
 LIMIT = 100
 
 
-def _fleet(server: RedisServer, prefix: str) -> list[subprocess.Popen[str]]:
+def _fleet(server: RedisServer, prefix: str, *, presence: bool) -> list[subprocess.Popen[str]]:
+    expected, flag = (PROCESSES, "on") if presence else (1, "off")
     return [
         subprocess.Popen(
-            [sys.executable, str(WORKER), server.url, prefix, str(PROCESSES)],
+            [sys.executable, str(WORKER), server.url, prefix, str(expected), flag],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -37,15 +38,17 @@ def _fleet(server: RedisServer, prefix: str) -> list[subprocess.Popen[str]]:
     ]
 
 
-@pytest.mark.chaos
-def test_four_processes_admit_about_the_limit_while_redis_is_down(drr_redis_factory: Any) -> None:
-    server = drr_redis_factory()
-    workers = _fleet(server, f"fleet{uuid.uuid4().hex[:6]}")
+def _outage(server: RedisServer, prefix: str, *, presence: bool) -> list[dict[str, int]]:
+    """Each worker learns the fleet, then checks one limit 400 times after Redis died."""
+    workers = _fleet(server, prefix, presence=presence)
     try:
         for worker in workers:
             assert worker.stdout is not None
             ready = worker.stdout.readline().split()
-            assert ready == ["ready", str(PROCESSES)], ready
+            assert ready == ["ready", str(PROCESSES if presence else 1)], ready
+        with server.client() as client:
+            members = client.zcard(f"{prefix}:drr:fleet")
+        assert members == (PROCESSES if presence else 0)
         server.kill()
         for worker in workers:
             assert worker.stdin is not None
@@ -60,6 +63,21 @@ def test_four_processes_admit_about_the_limit_while_redis_is_down(drr_redis_fact
             if worker.poll() is None:
                 worker.kill()
     assert all(r["degraded"] == 400 for r in results), results  # all decided locally
+    return results
+
+
+@pytest.mark.chaos
+def test_four_processes_admit_about_the_limit_while_redis_is_down(drr_redis_factory: Any) -> None:
+    results = _outage(drr_redis_factory(), f"fleet{uuid.uuid4().hex[:6]}", presence=True)
     admitted = sum(r["admitted"] for r in results)
     # Each admits a quarter: the fleet about the limit (a plain local limiter: 4 x 100).
     assert LIMIT * 0.75 <= admitted <= LIMIT * 1.5, results
+
+
+@pytest.mark.chaos
+def test_with_presence_off_nothing_is_written_and_each_process_limits_alone(
+    drr_redis_factory: Any,
+) -> None:
+    """``RATELIMIT["FLEET"] = False``: no presence key, and each process admits the limit."""
+    results = _outage(drr_redis_factory(), f"fleet{uuid.uuid4().hex[:6]}", presence=False)
+    assert [r["admitted"] for r in results] == [LIMIT] * PROCESSES, results
