@@ -6,7 +6,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from benchmarks import async_cache, cache, cluster, connection, locks, near_cache, ratelimit
+from benchmarks import (
+    async_cache,
+    cache,
+    cluster,
+    connection,
+    lock_replicas,
+    locks,
+    near_cache,
+    ratelimit,
+)
 from benchmarks._env import BenchEnv, bench_env, describe
 from benchmarks._report import json_report, text_report
 from benchmarks._runner import BenchmarkResult, BenchmarkSkipped, run_benchmark
@@ -23,6 +32,7 @@ BENCHMARKS: dict[str, BenchmarkFactory] = {
     **async_cache.BENCHMARKS,
     **ratelimit.BENCHMARKS,
     **locks.BENCHMARKS,
+    **lock_replicas.BENCHMARKS,
     **cluster.BENCHMARKS,
 }
 

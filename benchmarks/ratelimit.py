@@ -3,7 +3,8 @@
 Per check with every call admitted (a very high limit), round trips per check
 (counted on the client: every request written to a redis-py socket), and
 admission under 8 processes hitting one key with a limit of 100: exact
-limiters admit exactly 100.
+limiters admit exactly 100. ``ratelimit_presence`` prices the fleet presence of
+local limiting: the same check with it on and off.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import cProfile
 import multiprocessing
 import os
 import pstats
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -20,7 +23,7 @@ from typing import Any
 import redis.connection
 
 from benchmarks._env import BenchEnv
-from benchmarks._runner import Benchmark, BenchmarkSkipped, Contender, Target
+from benchmarks._runner import Benchmark, BenchmarkSkipped, Contender, SelfTimed, Target
 from benchmarks.cache import _setup_django
 from benchmarks.connection import BenchmarkFactory
 
@@ -102,13 +105,18 @@ def _checks(url: str, rate: str) -> dict[str, Check]:
     return checks
 
 
-def _round_trips(checks: dict[str, Check]) -> dict[str, float]:
-    """Requests written to a socket per check, counted at redis-py's lowest write call."""
+def _round_trips(checks: dict[str, Check], *, this_thread: bool = False) -> dict[str, float]:
+    """Requests written to a socket per check, counted at redis-py's lowest write call.
+
+    ``this_thread``: only the checking thread's (not a background thread's) requests.
+    """
     count = [0]
     original = redis.connection.AbstractConnection.send_packed_command
+    checking = threading.get_ident()
 
     def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
-        count[0] += 1
+        if not this_thread or threading.get_ident() == checking:
+            count[0] += 1
         return original(self, *args, **kwargs)
 
     redis.connection.AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
@@ -215,4 +223,99 @@ def ratelimit_benchmark(env: BenchEnv) -> Iterator[Benchmark]:
         )
 
 
-BENCHMARKS: dict[str, BenchmarkFactory] = {"ratelimit": ratelimit_benchmark}
+PRESENCE_ON = "django-redis-resilience gcra, fleet presence on"
+PRESENCE_OFF = "django-redis-resilience gcra, fleet presence off"
+
+
+def _presence(on: bool) -> dict[str, Any]:
+    return {"RATELIMIT": {"FLEET": on}}
+
+
+def _presence_run(on: bool) -> Callable[[int], SelfTimed]:
+    """``n`` admitted checks with presence on or off (each run builds its clients anew:
+    the setting is read when a cache's clients are built), timed after a first check
+    and the presence's first write (then one every 5 s: none in a run)."""
+    from django.test import override_settings
+
+    from django_redis_resilience.ratelimiting import hit
+
+    def run(n: int) -> SelfTimed:
+        with override_settings(REDIS_RESILIENCE=_presence(on)):
+            hit("10.7.0.1", HIGH)  # connect, load the script, start the presence: untimed
+            time.sleep(0.05)  # the presence's first write, at once, is done: steady state
+            start = time.perf_counter_ns()
+            for i in range(n):
+                hit(f"10.7.{i % 200}.1", HIGH)
+            return SelfTimed(time.perf_counter_ns() - start)
+
+    return run
+
+
+def _presence_counts(on: bool) -> tuple[float, float, float]:
+    """Round trips and Python calls per check, and presence writes per process per minute."""
+    from django.test import override_settings
+
+    from django_redis_resilience.ratelimiting import _fleet, hit
+
+    def check(identity: str) -> bool:
+        return hit(identity, HIGH).allowed
+
+    with override_settings(REDIS_RESILIENCE=_presence(on)):
+        trips = _round_trips({"check": check}, this_thread=True)["check"]
+        calls = _python_calls({"check": check})["check"]
+    return trips, calls, 60 / _fleet.INTERVAL if on else 0.0
+
+
+def _zadds(env: BenchEnv) -> int:
+    with env.server.client() as client:
+        return int(client.info("commandstats").get("cmdstat_zadd", {}).get("calls", 0))
+
+
+@contextmanager
+def ratelimit_presence_benchmark(env: BenchEnv) -> Iterator[Benchmark]:
+    """One admitted check, with the fleet presence of local limiting on and off."""
+    _setup_django()
+    from django.test import override_settings
+
+    with ExitStack() as stack:
+        stack.enter_context(override_settings(CACHES=_caches(env.url)))
+        with env.server.client() as client:
+            client.flushdb()
+        counts = {PRESENCE_ON: _presence_counts(True), PRESENCE_OFF: _presence_counts(False)}
+        zadds_before, started = _zadds(env), time.monotonic()
+
+        def late_notes(results: tuple[Any, ...]) -> tuple[str, ...]:
+            # GCRA checks write no sorted set: every ZADD on the server is a presence write.
+            minutes = (time.monotonic() - started) / 60
+            return (
+                f"presence writes seen on the server while the rounds ran: "
+                f"{_zadds(env) - zadds_before} in {minutes * 60:.1f} s (each run of the on "
+                "contender builds a new process-wide client, which writes its presence at once)",
+            )
+
+        yield Benchmark(
+            name="ratelimit_presence",
+            description="one admitted GCRA check, fleet presence on and off, per check",
+            contenders=(
+                Contender(PRESENCE_OFF, _presence_run(False), 'RATELIMIT["FLEET"] = False'),
+                Contender(PRESENCE_ON, _presence_run(True), "the default"),
+            ),
+            ops=1_000,
+            quick_ops=20,
+            notes=(
+                "round trips per check on the checking thread: "
+                + ", ".join(f"{name} {counts[name][0]:g}" for name in counts)
+                + " (target: 1 for both)",
+                "Python function calls per check (cProfile): "
+                + ", ".join(f"{name} {counts[name][1]:g}" for name in counts),
+                "presence pipelines per process per minute, from the background thread: "
+                + ", ".join(f"{name} {counts[name][2]:g}" for name in counts),
+            ),
+            late_notes=late_notes,
+        )
+
+
+BENCHMARKS: dict[str, BenchmarkFactory] = {
+    "ratelimit": ratelimit_benchmark,
+    "ratelimit_presence": ratelimit_presence_benchmark,
+}

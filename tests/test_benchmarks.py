@@ -27,6 +27,8 @@ EXPECTED = {
     "async_get_50",
     "async_stampede",
     "locks",
+    "lock_replicas",
+    "ratelimit_presence",
     "cluster_get",
     "cluster_startup",
     "cluster_down",
