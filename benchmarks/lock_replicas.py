@@ -27,6 +27,7 @@ from benchmarks._env import BenchEnv
 from benchmarks._runner import Benchmark, Contender, ContenderResult
 from benchmarks.cache import _setup_django
 from benchmarks.connection import BenchmarkFactory
+from benchmarks.locks import cycles
 from benchmarks.ratelimit import _round_trips
 from django_redis_resilience.testing import ReplicaGroup
 
@@ -153,16 +154,8 @@ def lock_replicas_benchmark(env: BenchEnv) -> Iterator[Benchmark]:
         stack.callback(client.close)
         acquirers = _acquirers(client)
         commands = _commands_per_cycle(client, acquirers)
-
-        def cycle(name: str) -> Callable[[str], bool]:
-            def check(_: str) -> bool:
-                with acquirers[name](f"{KEY_PREFIX}:round-trips"):
-                    return True
-
-            return check
-
-        trips = _round_trips({name: cycle(name) for name in ORDER})
-        cycles = _Cycles(acquirers)
+        trips = _round_trips(cycles(acquirers, f"{KEY_PREFIX}:round-trips"))
+        timed = _Cycles(acquirers)
         descriptions = {
             PLAIN: f"lock(name, timeout={LEASE}, wait=0)",
             REPLICATED: "the same with wait_replicas=1: the grant and WAIT 1 in one pipeline",
@@ -173,7 +166,7 @@ def lock_replicas_benchmark(env: BenchEnv) -> Iterator[Benchmark]:
             name="lock_replicas",
             description="uncontended acquire+release on a primary with one replica, per cycle",
             contenders=tuple(
-                Contender(name, functools.partial(cycles.run, name), descriptions[name])
+                Contender(name, functools.partial(timed.run, name), descriptions[name])
                 for name in ORDER
             ),
             ops=500,
@@ -184,7 +177,7 @@ def lock_replicas_benchmark(env: BenchEnv) -> Iterator[Benchmark]:
                 "server commands per acquire+release (primary's INFO commandstats): "
                 + ", ".join(f"{name} {commands[name]:g}" for name in ORDER),
             ),
-            late_notes=cycles.notes,
+            late_notes=timed.notes,
         )
 
 

@@ -389,32 +389,30 @@ class _Workload:
         return tuple(lines)
 
 
-def _lock_round_trips(client: redis.Redis) -> dict[str, float]:
-    """Requests written to a socket per uncontended acquire+release, on a quiet name."""
-    acquirers = _acquirers(client)
+def cycles(
+    acquirers: dict[str, Callable[[str], AbstractContextManager[Any]]], lock_name: str
+) -> dict[str, Callable[[str], bool]]:
+    """Per contender, one uncontended acquire+release of ``lock_name`` as a check function
+    (what the round-trip and call counters take)."""
 
-    def cycle(name: str) -> Callable[[str], bool]:
+    def cycle(acquirer: Callable[[str], AbstractContextManager[Any]]) -> Callable[[str], bool]:
         def check(_: str) -> bool:
-            with acquirers[name](f"{KEY_PREFIX}:round-trips"):
+            with acquirer(lock_name):
                 return True
 
         return check
 
-    return _round_trips({name: cycle(name) for name in LOCKS})
+    return {name: cycle(acquirer) for name, acquirer in acquirers.items()}
+
+
+def _lock_round_trips(client: redis.Redis) -> dict[str, float]:
+    """Requests written to a socket per uncontended acquire+release, on a quiet name."""
+    return _round_trips(cycles(_acquirers(client), f"{KEY_PREFIX}:round-trips"))
 
 
 def _lock_python_calls(client: redis.Redis) -> dict[str, float]:
     """Python function calls per uncontended acquire+release (cProfile), on a quiet name."""
-    acquirers = _acquirers(client)
-
-    def cycle(name: str) -> Callable[[str], bool]:
-        def check(_: str) -> bool:
-            with acquirers[name](f"{KEY_PREFIX}:python-calls"):
-                return True
-
-        return check
-
-    return _python_calls({name: cycle(name) for name in LOCKS})
+    return _python_calls(cycles(_acquirers(client), f"{KEY_PREFIX}:python-calls"))
 
 
 @contextmanager
