@@ -34,6 +34,12 @@ _NAME_RE = re.compile(r"^(\w+) server v=")
 _PROBE_DIRECTIVE = "drr-harness-probe"
 
 
+def absolute(binary: str) -> str:
+    """``binary`` made absolute when it is a path: servers run in a directory of their own,
+    where a relative path would name nothing. A bare name is left to ``PATH``."""
+    return os.path.abspath(binary) if os.sep in binary else binary
+
+
 def _is_executable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
@@ -100,7 +106,7 @@ def find_redis_server() -> str:
                 f"{ENV_VAR}={configured!r} is not an executable file; "
                 "point it at a redis-server binary or unset it"
             )
-        return configured
+        return absolute(configured)
     on_path = shutil.which("redis-server")
     if on_path:
         return on_path

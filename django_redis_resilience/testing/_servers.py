@@ -36,7 +36,7 @@ import redis
 import redis.retry
 from redis.backoff import NoBackoff
 
-from django_redis_resilience.testing._binary import find_redis_server, supports_tls
+from django_redis_resilience.testing._binary import absolute, find_redis_server, supports_tls
 from django_redis_resilience.testing._errors import HarnessError
 from django_redis_resilience.testing._lifecycle import Startable
 from django_redis_resilience.testing._ports import CLUSTER_BUS_OFFSET, free_port
@@ -214,7 +214,7 @@ class RedisServer(Startable):
         self._port = port
         self._password = password
         self._extra_args = tuple(extra_args)
-        self._binary = binary
+        self._binary = None if binary is None else absolute(binary)
         self._start_timeout = start_timeout
         self._want_unix_socket = unix_socket
         self._tls = tls

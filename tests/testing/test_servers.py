@@ -319,6 +319,22 @@ def test_redis_server_bin_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     assert redis_version(real) >= (6, 0, 0)
 
 
+def test_a_relative_binary_path_works_from_the_server_s_own_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each server runs in a directory of its own: a path relative to the caller's
+    directory, given as ``binary`` or in ``REDIS_SERVER_BIN``, must still name the binary."""
+    (tmp_path / "bin").mkdir()
+    shutil.copy(find_redis_server(), tmp_path / "bin" / "redis-server")
+    monkeypatch.chdir(tmp_path)
+    with RedisServer(binary="bin/redis-server") as server, server.client() as client:
+        assert client.ping()
+    monkeypatch.setenv("REDIS_SERVER_BIN", "bin/redis-server")
+    assert find_redis_server() == str(tmp_path / "bin" / "redis-server")
+    with RedisServer() as server, server.client() as client:
+        assert client.ping()
+
+
 def test_non_executable_redis_server_bin_is_an_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
