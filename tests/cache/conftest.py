@@ -26,6 +26,11 @@ TOPOLOGIES = ["standalone", "replicas", "sentinel", "cluster"]
 FAST_BREAKER = {"FAILURE_THRESHOLD": 2, "RECOVERY_TIMEOUT": 0.05, "MAX_RECOVERY_TIMEOUT": 0.2}
 
 
+#: Timeouts for a server the test never breaks: a loaded machine's slow connect or reply
+#: must not open a breaker under a test that is about something else.
+UNBROKEN = {"SOCKET_TIMEOUT": 2.0, "SOCKET_CONNECT_TIMEOUT": 2.0}
+
+
 def resilient_caches(location: Any, **options: Any) -> dict[str, Any]:
     """``CACHES`` with one resilient ``default`` cache; ``KEY_PREFIX`` unique per call."""
     prefix = options.pop("KEY_PREFIX", f"t{uuid.uuid4().hex[:8]}")
@@ -83,9 +88,7 @@ def cache(location: Any, topology: str) -> Iterator[ResilientRedisCache]:
     once it has caught up (eventual consistency, documented). Reads routed to
     replicas are tested in ``tests/connection/test_manager.py``.
     """
-    # The shared servers are never broken here: generous timeouts keep a loaded machine's
-    # slow connect or reply from opening a breaker under a test that is about something else.
-    options: dict[str, Any] = {"SOCKET_TIMEOUT": 2.0, "SOCKET_CONNECT_TIMEOUT": 2.0}
+    options: dict[str, Any] = dict(UNBROKEN)
     if topology == "replicas":
         options["READ_FROM_REPLICAS"] = False
     with override_settings(CACHES=resilient_caches(location, **options)):

@@ -26,7 +26,7 @@ from django_redis_resilience.connection import BreakerState, CircuitBreaker
 from django_redis_resilience.connection._endpoint import NodePools
 from django_redis_resilience.testing import ClusterGroup, RedisServer
 
-from .conftest import FAST_BREAKER, resilient_cache, settle, wait_for
+from .conftest import FAST_BREAKER, UNBROKEN, resilient_cache, settle, wait_for
 
 #: Opens only after five failures: one timed-out call leaves it closed.
 PATIENT_BREAKER = {**FAST_BREAKER, "FAILURE_THRESHOLD": 5}
@@ -761,7 +761,7 @@ def test_many_event_loops_do_not_pile_up_pools(cache: ResilientRedisCache) -> No
 def test_pools_are_closed_with_their_event_loops(drr_redis_factory: Any) -> None:
     server = drr_redis_factory()
     name = f"drr-async-{uuid.uuid4().hex[:8]}"
-    with resilient_cache(f"{server.url}?client_name={name}") as cache:
+    with resilient_cache(f"{server.url}?client_name={name}", **UNBROKEN) as cache:
 
         async def use(i: int) -> int:
             await asyncio.gather(*(cache.aset(f"k{j}", i) for j in range(5)))

@@ -19,6 +19,10 @@ from tests._polling import wait_for  # noqa: F401 - re-exported for the tests he
 
 MakeManager = Callable[..., ConnectionManager]
 
+#: ``make_manager`` timeouts for a server the test never breaks: a loaded machine's slow
+#: connect or reply must not read as a failure under a test that is about something else.
+UNBROKEN = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+
 
 @pytest.fixture
 def scheduler() -> Iterator[Scheduler]:
