@@ -82,6 +82,9 @@ OLDEST_SUPPORTED = (6, 2)
 #: Policies that delete keys with a TTL when memory is full: the app's lock and
 #: rate-limit keys all carry one.
 EVICTING_PREFIXES = ("allkeys-", "volatile-")
+#: A replica acknowledges once a second and ``lag`` counts whole seconds since the last
+#: acknowledgement: up to this much of it is a healthy replica's normal.
+ACK_PERIOD = 1
 
 
 def _doctor(alias: str, node: NodeReport, shortest_lease: float | None) -> list[Finding]:
@@ -98,11 +101,12 @@ def _doctor(alias: str, node: NodeReport, shortest_lease: float | None) -> list[
     if shortest_lease is not None:
         for replica in node.replication.get("replicas", []):
             lag = replica.get("lag")
-            if isinstance(lag, int) and lag >= shortest_lease:
+            if isinstance(lag, int) and lag - ACK_PERIOD >= shortest_lease:
                 message = (
-                    f"Replica {replica.get('ip')}:{replica.get('port')} of {node.address} lags "
-                    f"{lag} s, as long as the shortest lock lease in use ({shortest_lease:g} s): "
-                    "a failover now could hand a held lock out again."
+                    f"Replica {replica.get('ip')}:{replica.get('port')} of {node.address} last "
+                    f"acknowledged {lag} s ago, a lease longer than its once-a-second "
+                    f"acknowledgement: the shortest lock lease in use is {shortest_lease:g} s, "
+                    "and a failover now could hand a held lock out again."
                 )
                 found.append(_finding("H027", Severity.WARNING, message, alias, node))
     version = _version(node.redis_version)

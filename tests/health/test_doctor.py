@@ -109,8 +109,8 @@ def test_a_replica_lagging_longer_than_a_lease_is_flagged(drr_replica_group_fact
     replica = group.replicas[0]
     with _configured(group.location):
         process_counters().clear()
-        with lock("doctor-lease", timeout=1.0):
-            pass  # the shortest lease in use: 1 s
+        with lock("doctor-lease", timeout=2.0):
+            pass  # the shortest lease in use: 2 s (flagged from a lag of 3 s)
         assert "H027" not in _codes(_report())  # the replica acknowledges every second
         replica.hang()
         try:
@@ -119,7 +119,19 @@ def test_a_replica_lagging_longer_than_a_lease_is_flagged(drr_replica_group_fact
         finally:
             replica.resume()
     assert lagging, [f.as_dict() for f in report.findings]
-    assert "1 s" in _finding(report, "H027").message
+    assert "is 2 s" in _finding(report, "H027").message
+
+
+@pytest.mark.parametrize(("lag", "flagged"), [(0, False), (1, False), (2, True), (5, True)])
+def test_a_lag_within_the_acknowledgement_period_is_normal(lag: int, flagged: bool) -> None:
+    """``lag`` counts whole seconds since the last once-a-second acknowledgement: with a
+    1 s lease, a lag of 1 s is a healthy replica's, 2 s is not."""
+    cache = CacheReport(alias="default", topology="replicas", location="redis://primary")
+    primary = NodeReport(address="10.0.0.1:6379", kind="primary", reachable=True)
+    primary.replication = {"replicas": [{"ip": "10.0.0.2", "port": 6379, "lag": lag}]}
+    cache.nodes.append(primary)
+    found = [f.code for f in node_findings(cache, slow_ms=100, shortest_lease=1.0)]
+    assert ("H027" in found) is flagged, found
 
 
 def test_no_lease_in_use_no_lag_finding(drr_replica_group_factory) -> None:
