@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +32,11 @@ class SelfTimed:
     """
 
     ns: int
+
+
+def rank(ordered: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile of sorted values (p99 of 1000 is the 990th)."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 class BenchmarkSkipped(Exception):

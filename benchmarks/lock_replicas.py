@@ -15,19 +15,18 @@ acquire+release, and the p50/p99 of single acquire+release cycles.
 from __future__ import annotations
 
 import functools
-import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import redis
 
 from benchmarks._env import BenchEnv
-from benchmarks._runner import Benchmark, Contender, ContenderResult
+from benchmarks._runner import Benchmark, Contender, ContenderResult, rank
 from benchmarks.cache import _setup_django
 from benchmarks.connection import BenchmarkFactory
-from benchmarks.locks import cycles
+from benchmarks.locks import Acquirer, cycles
 from benchmarks.ratelimit import _round_trips
 from django_redis_resilience.testing import ReplicaGroup
 
@@ -72,7 +71,7 @@ class _ByHand:
         self._lock.release()
 
 
-def _acquirers(client: redis.Redis) -> dict[str, Callable[[str], AbstractContextManager[Any]]]:
+def _acquirers(client: redis.Redis) -> dict[str, Acquirer]:
     from django_redis_resilience.locks import lock
 
     return {
@@ -93,9 +92,7 @@ def _commands(client: redis.Redis) -> int:
     )
 
 
-def _commands_per_cycle(
-    client: redis.Redis, acquirers: dict[str, Callable[[str], AbstractContextManager[Any]]]
-) -> dict[str, float]:
+def _commands_per_cycle(client: redis.Redis, acquirers: dict[str, Acquirer]) -> dict[str, float]:
     counts = {}
     for name, acquirer in acquirers.items():
         with acquirer(f"{KEY_PREFIX}:commands"):  # connections, script loads
@@ -108,14 +105,10 @@ def _commands_per_cycle(
     return counts
 
 
-def _rank(ordered: Sequence[float], q: float) -> float:
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 class _Cycles:
     """Each contender's loop, keeping every cycle's duration for the percentiles."""
 
-    def __init__(self, acquirers: dict[str, Callable[[str], AbstractContextManager[Any]]]) -> None:
+    def __init__(self, acquirers: dict[str, Acquirer]) -> None:
         self.acquirers = acquirers
         #: Per contender, one list of cycle durations (ns) per run; the first is the warm-up.
         self.runs: dict[str, list[list[int]]] = {name: [] for name in acquirers}
@@ -136,7 +129,7 @@ class _Cycles:
         figures = []
         for name in ORDER:
             timed = sorted(d / 1e6 for run in self.runs[name][1:] for d in run)
-            figures.append(f"{name} p50 {_rank(timed, 0.5):.3f} / p99 {_rank(timed, 0.99):.3f} ms")
+            figures.append(f"{name} p50 {rank(timed, 0.5):.3f} / p99 {rank(timed, 0.99):.3f} ms")
         return ("single acquire+release cycles, every timed round: " + ", ".join(figures),)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import math
 import multiprocessing
 import statistics
 import time
@@ -31,7 +30,7 @@ from typing import Any
 import redis
 
 from benchmarks._env import BenchEnv
-from benchmarks._runner import Benchmark, BenchmarkSkipped, Contender, ContenderResult, Target
+from benchmarks._runner import Benchmark, BenchmarkSkipped, Contender, ContenderResult, Target, rank
 from benchmarks.cache import _setup_django
 from benchmarks.connection import BenchmarkFactory
 from benchmarks.ratelimit import _python_calls, _round_trips
@@ -67,6 +66,8 @@ MAX_WAIT_MS = 40.0
 #: when acquire was called, when the lock was held, when the body ended.
 Span = tuple[int, int, int]
 Loop = Callable[[int], list[Span]]
+#: ``acquirer(name)``: a ``with`` that acquires the lock ``name``, blocking.
+Acquirer = Callable[[str], AbstractContextManager[Any]]
 
 
 def _caches(url: str) -> dict[str, Any]:
@@ -89,7 +90,7 @@ def _body(raw: redis.Redis) -> None:
     raw.set(COUNTER, value + 1)
 
 
-def _acquirers(client: redis.Redis) -> dict[str, Callable[[str], AbstractContextManager[Any]]]:
+def _acquirers(client: redis.Redis) -> dict[str, Acquirer]:
     """Per lock contender: ``acquirer(name)`` is a ``with`` that acquires ``name``, blocking."""
     import redis_lock
 
@@ -108,7 +109,7 @@ def _loops(raw: redis.Redis, client: redis.Redis) -> dict[str, Loop]:
             _body(raw)
         return []
 
-    def locked(acquirer: Callable[[str], AbstractContextManager[Any]]) -> Loop:
+    def locked(acquirer: Acquirer) -> Loop:
         def loop(count: int) -> list[Span]:
             spans = []
             for _ in range(count):
@@ -251,11 +252,6 @@ def _ms(ns: float) -> float:
     return ns / 1e6
 
 
-def _rank(ordered: Sequence[float], q: float) -> float:
-    """The nearest-rank ``q`` quantile of sorted values (p99 of 1000 is the 990th)."""
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 @dataclass(frozen=True)
 class _Run:
     """One run of one contender: every process's spans and the counter it left."""
@@ -343,13 +339,13 @@ class _Workload:
             share = baseline.median_us / result.median_us
             f = {
                 "share": share,
-                "p50": _median_of(runs, lambda r: _rank(r.waits_ms, 0.50)),
-                "p99": _median_of(runs, lambda r: _rank(r.waits_ms, 0.99)),
+                "p50": _median_of(runs, lambda r: rank(r.waits_ms, 0.50)),
+                "p99": _median_of(runs, lambda r: rank(r.waits_ms, 0.99)),
                 "max": _median_of(runs, lambda r: r.waits_ms[-1]),
                 "worst": max(r.waits_ms[-1] for r in runs),
-                "gap50": _median_of(runs, lambda r: _rank(r.gaps_ms, 0.50)),
-                "gap99": _median_of(runs, lambda r: _rank(r.gaps_ms, 0.99)),
-                "body": _median_of(runs, lambda r: _rank(r.holds_ms, 0.50)),
+                "gap50": _median_of(runs, lambda r: rank(r.gaps_ms, 0.50)),
+                "gap99": _median_of(runs, lambda r: rank(r.gaps_ms, 0.99)),
+                "body": _median_of(runs, lambda r: rank(r.holds_ms, 0.50)),
             }
             figures[name] = f
             lost = sum(r.lost for r in runs)
@@ -389,13 +385,11 @@ class _Workload:
         return tuple(lines)
 
 
-def cycles(
-    acquirers: dict[str, Callable[[str], AbstractContextManager[Any]]], lock_name: str
-) -> dict[str, Callable[[str], bool]]:
+def cycles(acquirers: dict[str, Acquirer], lock_name: str) -> dict[str, Callable[[str], bool]]:
     """Per contender, one uncontended acquire+release of ``lock_name`` as a check function
     (what the round-trip and call counters take)."""
 
-    def cycle(acquirer: Callable[[str], AbstractContextManager[Any]]) -> Callable[[str], bool]:
+    def cycle(acquirer: Acquirer) -> Callable[[str], bool]:
         def check(_: str) -> bool:
             with acquirer(lock_name):
                 return True

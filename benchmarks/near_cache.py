@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import math
 import multiprocessing
 import random
 import statistics
@@ -33,7 +32,7 @@ from typing import Any
 import redis
 
 from benchmarks._env import BenchEnv
-from benchmarks._runner import Benchmark, Contender, ContenderResult, Target
+from benchmarks._runner import Benchmark, Contender, ContenderResult, Target, rank
 from benchmarks.cache import TIMEOUT, VALUE, _setup_django
 from benchmarks.connection import BenchmarkFactory
 from benchmarks.ratelimit import _python_calls, _round_trips
@@ -183,11 +182,6 @@ def _disconnect_django_redis(cache: Any) -> None:
 # --- figures measured outside the rounds ------------------------------------------------------
 
 
-def _rank(ordered: Sequence[float], q: float) -> float:
-    """The nearest-rank ``q`` quantile of sorted values."""
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 def _per_call_us(get: Callable[[str], Any], count: int) -> tuple[float, float, float]:
     """p50 and p99 of ``count`` individually timed ``get(KEY)``, and the timer pair's own
     p50 (included in both), in µs; the collector off, as in the rounds."""
@@ -208,7 +202,7 @@ def _per_call_us(get: Callable[[str], Any], count: int) -> tuple[float, float, f
         if was_enabled:
             gc.enable()
     calls.sort()
-    return _rank(calls, 0.50) / 1000, _rank(calls, 0.99) / 1000, statistics.median(empty) / 1000
+    return rank(calls, 0.50) / 1000, rank(calls, 0.99) / 1000, statistics.median(empty) / 1000
 
 
 def _memory_per_entry(cache: Any, url: str, value: Any, count: int) -> tuple[float, float, int]:
@@ -363,7 +357,7 @@ def _coherence(cache: Any, url: str, writes: int) -> _Coherence:
 def _spread(ordered: Sequence[float]) -> str:
     """``p50 / p99 / max`` of sorted ms."""
     return (
-        f"p50 {_rank(ordered, 0.5):.3f} / p99 {_rank(ordered, 0.99):.3f} / max {ordered[-1]:.3f} ms"
+        f"p50 {rank(ordered, 0.5):.3f} / p99 {rank(ordered, 0.99):.3f} / max {ordered[-1]:.3f} ms"
     )
 
 
@@ -439,7 +433,7 @@ class _Workload:
 
     def _coherence(self, writes: int) -> list[str]:
         c = _coherence(self.extra[COHERENCE], self.url, writes)
-        p99, worst = _rank(c.stopped, 0.99), c.stopped[-1]
+        p99, worst = rank(c.stopped, 0.99), c.stopped[-1]
         return [
             f"coherence: {writes} writes of a new version by another process (this app's "
             f"cache, no near cache there; each after a random 0-{MAX_WRITE_DELAY * 1000:g} "

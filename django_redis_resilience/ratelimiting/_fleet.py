@@ -45,10 +45,9 @@ class Fleet:
         self.member = f"{process_label()}:{secrets.token_hex(4)}"
         #: How many processes wrote their presence recently (1 until first read).
         self.size = 1
-        #: ``REDIS_RESILIENCE["RATELIMIT"]["FLEET"]`` when the manager was built (a change
-        #: of ``REDIS_RESILIENCE`` builds new managers, so this never goes stale).
-        self.enabled = bool(RATELIMIT.read(conf.RATELIMIT, "FLEET"))
-        if self.enabled:
+        # ``RATELIMIT["FLEET"]`` is read once, when the manager's fleet is made: a change of
+        # ``REDIS_RESILIENCE`` builds new managers, so the checks never read a setting.
+        if RATELIMIT.read(conf.RATELIMIT, "FLEET"):
             manager.scheduler.call_later(0.0, self._beat, name="rate-limit presence")
 
     def _beat(self) -> None:
